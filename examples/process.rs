@@ -1,0 +1,23 @@
+//! The tutorial's first example: four processes, each running one task, then joined.
+//! Run: `cargo run --release --example process`
+
+use wasmpool::builtin::HELLO;
+use wasmpool::{Module, Process};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let hello = Module::from_bytes(HELLO.wasm)?.task("hello")?;
+    let mut processes = Vec::new();
+    for i in 0..4 {
+        // Each process is a new worker OS process with its own wasm sandbox.
+        let mut p = Process::new(&hello, (format!("worker {i}"),))?;
+        p.start()?;
+        processes.push(p);
+    }
+    for p in &mut processes {
+        p.join();
+        let greeting: String = p.result().expect("joined")?;
+        println!("{greeting}");
+    }
+    println!("All workers finished");
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! `wasmpool inspect MODULE`: what a module is and what it exports.
+
+use std::io::Write;
+
+use clap::Args;
+
+use crate::ModuleKind;
+
+/// List a module's exports with their WIT signatures.
+#[derive(Debug, Args)]
+pub(super) struct InspectCommand {
+    /// A .wasm component or core module, a .wat file, or builtin:NAME.
+    module: String,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+impl InspectCommand {
+    pub(super) fn execute(self) -> anyhow::Result<i32> {
+        let module = super::load_module(&self.module)?;
+        let kind = match module.kind() {
+            ModuleKind::Component => "component",
+            ModuleKind::Core => "core module",
+        };
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            let exports: Vec<serde_json::Value> = module
+                .exports()
+                .iter()
+                .map(|sig| {
+                    serde_json::json!({
+                        "name": sig.name,
+                        "signature": sig.to_string(),
+                        "params": sig.params.iter().map(|(n, t)| serde_json::json!({"name": n, "type": t.to_string()})).collect::<Vec<_>>(),
+                        "results": sig.results.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            let doc = serde_json::json!({
+                "module": module.origin(),
+                "kind": kind,
+                "sha256": module.hash_hex(),
+                "exports": exports,
+            });
+            writeln!(out, "{doc}")?;
+        } else {
+            writeln!(
+                out,
+                "{}: {kind}, sha256 {}",
+                module.origin(),
+                module.hash_hex()
+            )?;
+            if module.exports().is_empty() {
+                writeln!(out, "  (no callable exports)")?;
+            }
+            for sig in module.exports() {
+                writeln!(out, "  {sig}")?;
+            }
+        }
+        Ok(0)
+    }
+}

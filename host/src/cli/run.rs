@@ -1,0 +1,83 @@
+//! `wasmpool run MODULE FUNC [ARG...]`: one call, its result as JSON on stdout.
+
+use std::io::Write;
+
+use clap::Args;
+
+use crate::pool::scheduler::results_json;
+use crate::{Pool, TaskError};
+
+/// Call one export once and print its result as JSON.
+///
+/// Each ARG is JSON (`7`, `"text"`, `[1,2]`, `{"name":"Ada"}`); an ARG that is not valid JSON
+/// is taken as a string, so `wasmpool run hello.wasm hello world` works.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  wasmpool run builtin:square square 7\n  wasmpool run builtin:power power 2 10\n  wasmpool run builtin:words word-count 'the cat and the hat'"
+)]
+pub(super) struct RunCommand {
+    /// A .wasm component or core module, a .wat file, or builtin:NAME.
+    module: String,
+    /// The export to call (see `wasmpool inspect`).
+    func: String,
+    /// The arguments, one per parameter, each as JSON.
+    #[arg(allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+/// A command-line argument as JSON: itself if it parses, else a string.
+pub(super) fn arg_json(arg: &str) -> serde_json::Value {
+    serde_json::from_str(arg).unwrap_or_else(|_| serde_json::Value::String(arg.to_string()))
+}
+
+/// A failed task as the JSON object the CLI prints.
+pub(super) fn error_json(e: &TaskError) -> serde_json::Value {
+    let mut obj = serde_json::json!({ "kind": e.kind(), "message": e.to_string() });
+    if let TaskError::Guest { value, .. } = e {
+        obj["value"] = value.clone();
+    }
+    if let TaskError::Trap {
+        backtrace: Some(bt),
+        ..
+    } = e
+    {
+        obj["backtrace"] = serde_json::Value::String(bt.clone());
+    }
+    serde_json::json!({ "error": obj })
+}
+
+impl RunCommand {
+    pub(super) fn execute(self) -> anyhow::Result<i32> {
+        let module = super::load_module(&self.module)?;
+        let task = module.task(&self.func)?;
+        let pool = Pool::builder()
+            .workers(1)
+            .on_output(super::print_guest_output)
+            .build()?;
+        let args = serde_json::Value::Array(self.args.iter().map(|a| arg_json(a)).collect());
+        let mut stream = pool.imap_spread::<_, serde_json::Value>(&task, [args], true);
+        let (_, outcome) = stream.next_raw().expect("one item in, one outcome out");
+        match outcome {
+            Ok(results) => {
+                writeln!(
+                    std::io::stdout().lock(),
+                    "{}",
+                    results_json(&results, false)
+                )?;
+                Ok(0)
+            }
+            Err(e) => {
+                let mut err = std::io::stderr().lock();
+                writeln!(err, "wasmpool: {e}")?;
+                if let TaskError::Trap {
+                    backtrace: Some(bt),
+                    ..
+                } = &e
+                {
+                    writeln!(err, "{bt}")?;
+                }
+                Ok(1)
+            }
+        }
+    }
+}

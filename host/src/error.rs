@@ -1,0 +1,211 @@
+//! The outcome taxonomy: [`TaskError`] for what can happen to one task, [`Error`] for what can
+//! happen to the pool itself (start-up, loading a module). Every layer reports into these two
+//! types, so a caller matches on variants, never on strings.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Why one task did not produce a value.
+///
+/// Each task submitted to a pool ends with exactly one outcome: its value, or one of these.
+/// A failed task never takes the pool down with it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// The guest trapped: `unreachable`, a Rust panic, an integer division by zero, an
+    /// out-of-bounds access... The worker survives and takes the next task.
+    #[error("wasm trap in `{func}`: {message}")]
+    Trap {
+        /// The export that trapped.
+        func: String,
+        /// What trapped, as wasmtime describes it.
+        message: String,
+        /// The wasm backtrace, innermost frame first, when one was captured.
+        backtrace: Option<String>,
+    },
+    /// The export returned the `err` case of its `result<T, E>`: the guest's own error.
+    #[error("`{func}` returned an error: {message}")]
+    Guest {
+        /// The export that returned the error.
+        func: String,
+        /// The error as text: the string itself when `E` is a string, else its JSON.
+        message: String,
+        /// The error value as JSON (`null` for a `result<T>` with no error type).
+        value: serde_json::Value,
+    },
+    /// The arguments do not fit the export's signature: wrong count or wrong type.
+    #[error("bad input for `{func}`: {detail}")]
+    BadInput {
+        /// The export that was called.
+        func: String,
+        /// Which parameter is wrong and what its WIT type expects.
+        detail: String,
+    },
+    /// The worker process running the task died (crashed or was killed) before it answered.
+    #[error("worker process {pid} {cause} while running `{func}`{}", stderr_note(.stderr_tail))]
+    WorkerCrashed {
+        /// The export that was running.
+        func: String,
+        /// The worker's process id.
+        pid: u32,
+        /// How it ended.
+        cause: ExitCause,
+        /// The last lines the worker wrote to its stderr, if any.
+        stderr_tail: String,
+    },
+    /// The task was cancelled before it ran, or the pool was terminated while it was pending.
+    #[error("`{func}` was cancelled before it finished")]
+    Cancelled {
+        /// The export that was to run.
+        func: String,
+    },
+    /// The pool was closed or terminated before the task was submitted.
+    #[error("`{func}` was not run: the pool is closed")]
+    PoolClosed {
+        /// The export that was to run.
+        func: String,
+    },
+    /// The task's value could not be converted into the type the caller asked for.
+    #[error("the value returned by `{func}` does not fit the requested Rust type: {detail}")]
+    ResultType {
+        /// The export that returned the value.
+        func: String,
+        /// What serde said.
+        detail: String,
+    },
+    /// A fault inside wasmpool itself (a broken pipe, a protocol error). Please report it.
+    #[error("internal error while running `{func}`: {detail}")]
+    Internal {
+        /// The export that was running.
+        func: String,
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+fn stderr_note(tail: &str) -> String {
+    if tail.trim().is_empty() {
+        String::new()
+    } else {
+        format!("; its last stderr lines:\n{}", tail.trim_end())
+    }
+}
+
+impl TaskError {
+    /// The export (function) the task called.
+    pub fn func(&self) -> &str {
+        match self {
+            TaskError::Trap { func, .. }
+            | TaskError::Guest { func, .. }
+            | TaskError::BadInput { func, .. }
+            | TaskError::WorkerCrashed { func, .. }
+            | TaskError::Cancelled { func }
+            | TaskError::PoolClosed { func }
+            | TaskError::ResultType { func, .. }
+            | TaskError::Internal { func, .. } => func,
+        }
+    }
+
+    /// A short stable name for the kind of failure (`"trap"`, `"guest"`, `"bad-input"`, ...),
+    /// used as the `kind` field of the CLI's JSON error objects.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TaskError::Trap { .. } => "trap",
+            TaskError::Guest { .. } => "guest",
+            TaskError::BadInput { .. } => "bad-input",
+            TaskError::WorkerCrashed { .. } => "worker-crashed",
+            TaskError::Cancelled { .. } => "cancelled",
+            TaskError::PoolClosed { .. } => "pool-closed",
+            TaskError::ResultType { .. } => "result-type",
+            TaskError::Internal { .. } => "internal",
+        }
+    }
+}
+
+/// How a worker process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExitCause {
+    /// Killed by this signal number (9 is SIGKILL).
+    Signal(i32),
+    /// Exited with this status code.
+    Code(i32),
+    /// Its pipe closed but its status could not be read.
+    Unknown,
+}
+
+impl fmt::Display for ExitCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitCause::Signal(sig) => {
+                write!(f, "was killed by signal {sig} ({})", signal_name(*sig))
+            }
+            ExitCause::Code(code) => write!(f, "exited with code {code}"),
+            ExitCause::Unknown => write!(f, "closed its pipe"),
+        }
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGILL => "SIGILL",
+        libc::SIGINT => "SIGINT",
+        libc::SIGSYS => "SIGSYS",
+        libc::SIGPIPE => "SIGPIPE",
+        _ => "signal",
+    }
+}
+
+/// What can go wrong with the pool itself, or with loading a module.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The bytes are not a valid WebAssembly module or component.
+    #[error("invalid module {origin}: {detail}")]
+    InvalidModule {
+        /// Where the bytes came from (a path, or "from bytes").
+        origin: String,
+        /// What the validator said.
+        detail: String,
+    },
+    /// The module has no export by that name.
+    #[error("no export named `{name}` in {origin}; its exports are: {available}")]
+    NoSuchExport {
+        /// The name asked for.
+        name: String,
+        /// The module.
+        origin: String,
+        /// The callable exports it does have.
+        available: String,
+    },
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A worker process could not be started.
+    #[error("cannot start a worker process ({program}): {detail}")]
+    Spawn {
+        /// The program that was run.
+        program: String,
+        /// Why it failed.
+        detail: String,
+    },
+    /// A worker answered the handshake with another protocol version, or not at all.
+    #[error("worker handshake failed: {0}")]
+    Handshake(String),
+    /// The pool was closed or terminated: it takes no new work.
+    #[error("the pool is closed and takes no new tasks")]
+    Closed,
+    /// Arguments could not be turned into JSON by serde.
+    #[error("cannot serialize the arguments: {0}")]
+    Serialize(String),
+}

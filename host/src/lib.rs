@@ -1,0 +1,66 @@
+//! wasmpool runs untrusted computations in parallel, safely: Python's `multiprocessing.Pool`
+//! and `concurrent.futures.ProcessPoolExecutor`, rebuilt for WebAssembly. Each task sits
+//! behind two walls, a wasmtime sandbox inside an isolated worker process.
+//!
+//! # Quick start
+//! ```no_run
+//! use wasmpool::Pool;
+//!
+//! let pool = Pool::builder().workers(4).build()?;           // 4 worker processes
+//! let square = pool.load("square.wasm")?.task("square")?;  // validated once, here
+//! let squares: Vec<i64> = pool.map(&square, 0..100_i64)?;   // in input order
+//! assert_eq!(squares[12], 144);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Tasks
+//! A task is an export of a WebAssembly component (any WIT signature: strings, records,
+//! lists, options, results, variants, enums, flags) or of a core module (numbers only).
+//! Arguments are any `serde::Serialize` value and results any `serde::Deserialize` type; they
+//! are checked against the export's WIT signature before anything is sent, so a wrong type is
+//! a clear [`TaskError::BadInput`] naming the parameter. A record field `word-count` matches a
+//! Rust field `word_count`, a variant case `circle` matches `Circle`.
+//!
+//! # The API, by its Python names
+//! - [`Pool::map`], [`Pool::starmap`], [`Pool::map_async`], [`Pool::imap`],
+//!   [`Pool::imap_unordered`]: many items, chunked (Python's chunksize heuristic by default).
+//! - [`Pool::apply`], [`Pool::apply_async`], [`Pool::submit`]: one call; the handle is a
+//!   [`TaskFuture`] with blocking, timed and `async` waits, and [`as_completed`] / [`wait`].
+//! - [`Process`]: one task in a worker process of its own.
+//! - [`Pool::close`], [`Pool::join`], [`Pool::terminate`]; dropping a pool terminates it.
+//!
+//! # Failures
+//! Every task ends with exactly one outcome. A trap ([`TaskError::Trap`]) fails that task
+//! alone; an `err` returned by a `result<T, E>` export is [`TaskError::Guest`]; a worker that
+//! dies fails only the tasks it held ([`TaskError::WorkerCrashed`]) and is replaced.
+//!
+//! # Workers
+//! A worker is this same executable, started with `WASMPOOL_WORKER=1`: a constructor that runs
+//! before `main` turns it into a worker, so no extra code is needed in your program. Use
+//! [`PoolBuilder::worker_command`] to run another program (such as `wasmpool worker`).
+
+#![deny(missing_docs)]
+
+pub mod builtin;
+mod engine;
+mod error;
+mod module;
+mod pool;
+mod values;
+mod wire;
+mod worker;
+
+#[doc(hidden)]
+pub mod cli;
+
+pub use error::{Error, ExitCause, TaskError};
+pub use module::{Module, Task};
+pub use pool::handle::{
+    AsyncResult, MapResult, ReturnWhen, TaskFuture, WaitOutcome, as_completed, wait,
+};
+pub use pool::imap::Imap;
+pub use pool::process::Process;
+pub use pool::{GuestOutput, Pool, PoolBuilder, Stream};
+pub use values::{Signature, Value, WitType};
+pub use wire::ModuleKind;
+pub use worker::worker_main;

@@ -1,0 +1,384 @@
+//! Loading a `.wasm` (or `.wat`) file: validating it, hashing it, telling a component from a
+//! core module, and listing its callable exports with their WIT signatures.
+//!
+//! This happens once, on the host, before any task runs: a garbage, truncated or non-wasm file
+//! is an [`Error::InvalidModule`] at load time, and every task's arguments are later checked
+//! against the signatures read here.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::types::{ComponentItem, Type};
+
+use crate::engine::host_engine;
+use crate::error::Error;
+use crate::values::{Signature, WitType};
+use crate::wire::{ModuleId, ModuleKind};
+
+const WASM_MAGIC: &[u8; 4] = b"\0asm";
+const CORE_VERSION: [u8; 4] = [1, 0, 0, 0];
+const COMPONENT_VERSION: [u8; 4] = [0x0d, 0, 1, 0];
+
+/// A validated WebAssembly module or component, ready to be run by any pool.
+///
+/// Cheap to clone. Load one with [`Module::from_file`] or [`Module::from_bytes`] (or
+/// [`crate::Pool::load`]), then pick an export with [`Module::task`].
+#[derive(Clone)]
+pub struct Module {
+    inner: Arc<ModuleInner>,
+}
+
+struct ModuleInner {
+    id: ModuleId,
+    kind: ModuleKind,
+    bytes: Arc<Vec<u8>>,
+    origin: String,
+    exports: Vec<Signature>,
+}
+
+/// One export of one module: what a pool runs.
+///
+/// Cheap to clone; the same task can be used with any pool.
+#[derive(Clone)]
+pub struct Task {
+    module: Module,
+    sig: Arc<Signature>,
+}
+
+impl Module {
+    /// Reads and validates a `.wasm` component or core module (or a `.wat` text file).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// let module = wasmpool::Module::from_file("square.wasm")?;
+    /// let square = module.task("square")?;
+    /// # Ok::<(), wasmpool::Error>(())
+    /// ```
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Module, Error> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| Error::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::new(bytes, path.display().to_string())
+    }
+
+    /// Validates a module or component given as bytes (binary wasm or `.wat` text).
+    pub fn from_bytes(bytes: impl Into<Vec<u8>>) -> Result<Module, Error> {
+        Self::new(bytes.into(), "(from bytes)".to_string())
+    }
+
+    fn new(bytes: Vec<u8>, origin: String) -> Result<Module, Error> {
+        let invalid = |detail: String| Error::InvalidModule {
+            origin: origin.clone(),
+            detail,
+        };
+        let bytes = if bytes.starts_with(WASM_MAGIC) {
+            bytes
+        } else if looks_like_text(&bytes) {
+            wat::parse_bytes(&bytes)
+                .map_err(|e| invalid(format!("invalid WebAssembly text: {e}")))?
+                .into_owned()
+        } else if bytes.is_empty() {
+            return Err(invalid("the file is empty".into()));
+        } else {
+            return Err(invalid(
+                "not a WebAssembly binary (it does not start with \\0asm)".into(),
+            ));
+        };
+        let version: [u8; 4] = bytes
+            .get(4..8)
+            .and_then(|v| v.try_into().ok())
+            .unwrap_or_default();
+        let engine = host_engine();
+        let (kind, exports) = if version == CORE_VERSION {
+            let module =
+                wasmtime::Module::new(engine, &bytes).map_err(|e| invalid(format!("{e:#}")))?;
+            (ModuleKind::Core, core_exports(&module))
+        } else if version == COMPONENT_VERSION {
+            let component = wasmtime::component::Component::new(engine, &bytes)
+                .map_err(|e| invalid(format!("{e:#}")))?;
+            (ModuleKind::Component, component_exports(&component))
+        } else {
+            return Err(invalid(format!(
+                "unknown WebAssembly binary version {version:02x?}"
+            )));
+        };
+        let id: ModuleId = Sha256::digest(&bytes).into();
+        Ok(Module {
+            inner: Arc::new(ModuleInner {
+                id,
+                kind,
+                bytes: Arc::new(bytes),
+                origin,
+                exports,
+            }),
+        })
+    }
+
+    /// The export named `name`, as a task any pool can run.
+    ///
+    /// Names are as [`Module::exports`] lists them: `square`, or `iface#func` for a function
+    /// inside an exported interface (the full `ns:pkg/iface#func` works too).
+    pub fn task(&self, name: &str) -> Result<Task, Error> {
+        let found = self
+            .inner
+            .exports
+            .iter()
+            .find(|sig| sig.name == name || short_name(&sig.name) == name)
+            .ok_or_else(|| Error::NoSuchExport {
+                name: name.to_string(),
+                origin: self.inner.origin.clone(),
+                available: self.export_names(),
+            })?;
+        Ok(Task {
+            module: self.clone(),
+            sig: Arc::new(found.clone()),
+        })
+    }
+
+    /// The callable exports and their signatures.
+    pub fn exports(&self) -> &[Signature] {
+        &self.inner.exports
+    }
+
+    /// Component or core module.
+    pub fn kind(&self) -> ModuleKind {
+        self.inner.kind
+    }
+
+    /// Where the module came from (its path), for messages.
+    pub fn origin(&self) -> &str {
+        &self.inner.origin
+    }
+
+    /// The SHA-256 of the binary, in hex: the module's identity in worker caches.
+    pub fn hash_hex(&self) -> String {
+        self.inner.id.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub(crate) fn id(&self) -> ModuleId {
+        self.inner.id
+    }
+
+    pub(crate) fn bytes(&self) -> &Arc<Vec<u8>> {
+        &self.inner.bytes
+    }
+
+    fn export_names(&self) -> String {
+        let names: Vec<&str> = self.inner.exports.iter().map(|s| s.name.as_str()).collect();
+        if names.is_empty() {
+            "(none)".to_string()
+        } else {
+            names.join(", ")
+        }
+    }
+}
+
+impl Task {
+    /// The export's name.
+    pub fn name(&self) -> &str {
+        &self.sig.name
+    }
+
+    /// The export's WIT signature.
+    pub fn signature(&self) -> &Signature {
+        &self.sig
+    }
+
+    /// The module the export belongs to.
+    pub fn module(&self) -> &Module {
+        &self.module
+    }
+}
+
+impl fmt::Debug for Module {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Module")
+            .field("origin", &self.inner.origin)
+            .field("kind", &self.inner.kind)
+            .field("hash", &self.hash_hex())
+            .field("exports", &self.export_names())
+            .finish()
+    }
+}
+
+impl fmt::Debug for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task")
+            .field("signature", &self.sig.to_string())
+            .field("module", &self.module.inner.origin)
+            .finish()
+    }
+}
+
+/// `ns:pkg/iface@1.0.0#func` is also reachable as `iface#func`.
+fn short_name(full: &str) -> String {
+    match full.split_once('#') {
+        Some((iface, func)) => {
+            let iface = iface.rsplit('/').next().unwrap_or(iface);
+            let iface = iface.split('@').next().unwrap_or(iface);
+            format!("{iface}#{func}")
+        }
+        None => full.to_string(),
+    }
+}
+
+fn looks_like_text(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_ok_and(|s| {
+        let s = s.trim_start();
+        s.starts_with('(') || s.starts_with(";;")
+    })
+}
+
+fn core_exports(module: &wasmtime::Module) -> Vec<Signature> {
+    let num = |t: &wasmtime::ValType| match t {
+        wasmtime::ValType::I32 => WitType::S32,
+        wasmtime::ValType::I64 => WitType::S64,
+        wasmtime::ValType::F32 => WitType::F32,
+        wasmtime::ValType::F64 => WitType::F64,
+        other => WitType::Unsupported(format!("core type {other}")),
+    };
+    module
+        .exports()
+        .filter_map(|export| {
+            let func = export.ty().func()?.clone();
+            Some(Signature {
+                name: export.name().to_string(),
+                params: func
+                    .params()
+                    .enumerate()
+                    .map(|(i, t)| (format!("p{i}"), num(&t)))
+                    .collect(),
+                results: func.results().map(|t| num(&t)).collect(),
+            })
+        })
+        .collect()
+}
+
+fn component_exports(component: &wasmtime::component::Component) -> Vec<Signature> {
+    let engine = host_engine();
+    let ty = component.component_type();
+    let mut out = Vec::new();
+    for (name, export) in ty.exports(engine) {
+        match export.ty {
+            ComponentItem::ComponentFunc(func) => out.push(signature(name.to_string(), &func)),
+            ComponentItem::ComponentInstance(instance) => {
+                for (func_name, item) in instance.exports(engine) {
+                    if let ComponentItem::ComponentFunc(func) = item.ty {
+                        out.push(signature(format!("{name}#{func_name}"), &func));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn signature(name: String, func: &wasmtime::component::types::ComponentFunc) -> Signature {
+    Signature {
+        name,
+        params: func
+            .params()
+            .map(|(n, t)| (n.to_string(), wit_type(&t)))
+            .collect(),
+        results: func.results().map(|t| wit_type(&t)).collect(),
+    }
+}
+
+fn wit_type(ty: &Type) -> WitType {
+    let boxed = |t: &Type| Box::new(wit_type(t));
+    match ty {
+        Type::Bool => WitType::Bool,
+        Type::S8 => WitType::S8,
+        Type::U8 => WitType::U8,
+        Type::S16 => WitType::S16,
+        Type::U16 => WitType::U16,
+        Type::S32 => WitType::S32,
+        Type::U32 => WitType::U32,
+        Type::S64 => WitType::S64,
+        Type::U64 => WitType::U64,
+        Type::Float32 => WitType::F32,
+        Type::Float64 => WitType::F64,
+        Type::Char => WitType::Char,
+        Type::String => WitType::String,
+        Type::List(l) => WitType::List(boxed(&l.ty())),
+        Type::Record(r) => WitType::Record(
+            r.fields()
+                .map(|f| (f.name.to_string(), wit_type(&f.ty)))
+                .collect(),
+        ),
+        Type::Tuple(t) => WitType::Tuple(t.types().map(|t| wit_type(&t)).collect()),
+        Type::Variant(v) => WitType::Variant(
+            v.cases()
+                .map(|c| (c.name.to_string(), c.ty.as_ref().map(wit_type)))
+                .collect(),
+        ),
+        Type::Enum(e) => WitType::Enum(e.names().map(str::to_string).collect()),
+        Type::Option(o) => WitType::Option(boxed(&o.ty())),
+        Type::Result(r) => WitType::Result {
+            ok: r.ok().as_ref().map(boxed),
+            err: r.err().as_ref().map(boxed),
+        },
+        Type::Flags(f) => WitType::Flags(f.names().map(str::to_string).collect()),
+        Type::Map(_) => WitType::Unsupported("map".into()),
+        Type::Own(_) | Type::Borrow(_) => WitType::Unsupported("resource".into()),
+        Type::Future(_) => WitType::Unsupported("future".into()),
+        Type::Stream(_) => WitType::Unsupported("stream".into()),
+        Type::ErrorContext => WitType::Unsupported("error-context".into()),
+        Type::FixedLengthList(_) => WitType::Unsupported("fixed-length list".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_is_rejected_with_a_reason() {
+        let err = Module::from_bytes(b"hello, not wasm".to_vec()).unwrap_err();
+        assert!(
+            err.to_string().contains("not a WebAssembly binary"),
+            "{err}"
+        );
+        let err = Module::from_bytes(Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("empty"), "{err}");
+        let err = Module::from_bytes(b"\0asm\x01\0\0\0\x01\x05".to_vec()).unwrap_err();
+        assert!(matches!(err, Error::InvalidModule { .. }), "{err}");
+        let err = Module::from_bytes(b"\0asm\x09\0\0\0".to_vec()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("unknown WebAssembly binary version"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn core_modules_list_numeric_exports() {
+        let wat = r#"(module (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add)
+                              (memory (export "memory") 1))"#;
+        let module = Module::from_bytes(wat.as_bytes().to_vec()).unwrap();
+        assert_eq!(module.kind(), ModuleKind::Core);
+        assert_eq!(module.exports().len(), 1);
+        assert_eq!(
+            module.exports()[0].to_string(),
+            "add: func(p0: s32, p1: s32) -> s32"
+        );
+        let err = module.task("sub").unwrap_err();
+        assert!(err.to_string().contains("its exports are: add"), "{err}");
+        assert_eq!(module.task("add").unwrap().name(), "add");
+    }
+
+    #[test]
+    fn short_names_drop_the_package() {
+        assert_eq!(short_name("wasmpool:tasks/math#square"), "math#square");
+        assert_eq!(short_name("square"), "square");
+        assert_eq!(
+            short_name("wasmpool:tasks/math@0.1.0#square"),
+            "math#square"
+        );
+    }
+}

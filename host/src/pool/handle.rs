@@ -1,0 +1,470 @@
+//! Handles on work in flight: [`TaskFuture`] (one task, from `submit` or `apply_async`),
+//! [`MapResult`] (a whole `map_async`), and the `concurrent.futures` helpers
+//! [`as_completed`] and [`wait`]. Every blocking call has a timeout variant.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use serde::de::DeserializeOwned;
+
+use crate::error::TaskError;
+
+use super::scheduler::{Outcome, Sink, typed};
+
+/// The shared state of one task: its outcome once known, and who waits for it.
+pub(crate) struct Slot {
+    func: String,
+    state: Mutex<SlotState>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct SlotState {
+    outcome: Option<Outcome>,
+    started: bool,
+    wakers: Vec<Waker>,
+    watchers: Vec<(Sender<usize>, usize)>,
+}
+
+impl Slot {
+    pub(crate) fn new(func: &str) -> Arc<Slot> {
+        Arc::new(Slot {
+            func: func.to_string(),
+            state: Mutex::new(SlotState::default()),
+            done: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Files the outcome unless one is already there (the first outcome wins).
+    fn complete(&self, outcome: Outcome) -> bool {
+        let mut state = self.lock();
+        if state.outcome.is_some() {
+            return false;
+        }
+        state.outcome = Some(outcome);
+        for waker in state.wakers.drain(..) {
+            waker.wake();
+        }
+        for (watcher, index) in state.watchers.drain(..) {
+            let _ = watcher.send(index);
+        }
+        drop(state);
+        self.done.notify_all();
+        true
+    }
+
+    fn wait_deadline(&self, deadline: Option<Instant>) -> Option<MutexGuard<'_, SlotState>> {
+        let mut state = self.lock();
+        while state.outcome.is_none() {
+            match deadline {
+                None => state = self.done.wait(state).unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return None;
+                    }
+                    state = self
+                        .done
+                        .wait_timeout(state, deadline - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        }
+        Some(state)
+    }
+
+    /// Registers `watcher` to receive `index` when the slot completes (at once if it has).
+    fn watch(&self, watcher: Sender<usize>, index: usize) {
+        let mut state = self.lock();
+        if state.outcome.is_some() {
+            let _ = watcher.send(index);
+        } else {
+            state.watchers.push((watcher, index));
+        }
+    }
+}
+
+impl Sink for Slot {
+    fn deliver(&self, _index: usize, outcome: Outcome) {
+        self.complete(outcome);
+    }
+
+    fn is_cancelled(&self, _index: usize) -> bool {
+        self.lock().outcome.is_some()
+    }
+
+    fn start(&self, _index: usize) {
+        self.lock().started = true;
+    }
+}
+
+/// One task in flight, from [`crate::Pool::submit`] or [`crate::Pool::apply_async`].
+///
+/// Block on it with [`TaskFuture::result`] (or `get`), poll it with [`TaskFuture::done`],
+/// bound the wait with [`TaskFuture::result_timeout`], or `.await` it: it is a
+/// [`std::future::Future`] too. Cloning gives another handle on the same task.
+pub struct TaskFuture<R> {
+    slot: Arc<Slot>,
+    _result: PhantomData<fn() -> R>,
+}
+
+/// `multiprocessing`'s name for the handle `apply_async` returns.
+pub type AsyncResult<R> = TaskFuture<R>;
+
+impl<R> Clone for TaskFuture<R> {
+    fn clone(&self) -> Self {
+        TaskFuture {
+            slot: Arc::clone(&self.slot),
+            _result: PhantomData,
+        }
+    }
+}
+
+/// Two handles are equal when they are on the same task, so futures can key a map, as in
+/// Python's `future_to_item = {executor.submit(f, item): item ...}`.
+impl<R> PartialEq for TaskFuture<R> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.slot, &other.slot)
+    }
+}
+
+impl<R> Eq for TaskFuture<R> {}
+
+impl<R> std::hash::Hash for TaskFuture<R> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::ptr::hash(Arc::as_ptr(&self.slot), state);
+    }
+}
+
+impl<R> std::fmt::Debug for TaskFuture<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskFuture")
+            .field("func", &self.slot.func)
+            .field("done", &self.slot.lock().outcome.is_some())
+            .finish()
+    }
+}
+
+impl<R: DeserializeOwned> TaskFuture<R> {
+    pub(crate) fn new(slot: Arc<Slot>) -> Self {
+        TaskFuture {
+            slot,
+            _result: PhantomData,
+        }
+    }
+
+    /// Blocks until the task ends; its value or its error.
+    pub fn result(&self) -> Result<R, TaskError> {
+        let state = self.slot.wait_deadline(None).expect("no deadline");
+        typed(&self.slot.func, state.outcome.as_ref().expect("completed"))
+    }
+
+    /// Like [`TaskFuture::result`], but gives up after `timeout`: `None` if the task has not
+    /// ended by then (it keeps running).
+    pub fn result_timeout(&self, timeout: Duration) -> Option<Result<R, TaskError>> {
+        let state = self.slot.wait_deadline(Some(Instant::now() + timeout))?;
+        Some(typed(
+            &self.slot.func,
+            state.outcome.as_ref().expect("completed"),
+        ))
+    }
+
+    /// `multiprocessing`'s name for [`TaskFuture::result`].
+    pub fn get(&self) -> Result<R, TaskError> {
+        self.result()
+    }
+
+    /// `multiprocessing`'s name for [`TaskFuture::result_timeout`].
+    pub fn get_timeout(&self, timeout: Duration) -> Option<Result<R, TaskError>> {
+        self.result_timeout(timeout)
+    }
+
+    /// Blocks until the task ends, without taking its value.
+    pub fn wait(&self) {
+        let _ = self.slot.wait_deadline(None);
+    }
+
+    /// Blocks until the task ends or `timeout` passes; whether it ended.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.slot
+            .wait_deadline(Some(Instant::now() + timeout))
+            .is_some()
+    }
+
+    /// Whether the task has ended (with a value or an error).
+    pub fn done(&self) -> bool {
+        self.slot.lock().outcome.is_some()
+    }
+
+    /// `multiprocessing`'s name for [`TaskFuture::done`].
+    pub fn ready(&self) -> bool {
+        self.done()
+    }
+
+    /// Whether the task ended with a value; `None` while it runs.
+    pub fn successful(&self) -> Option<bool> {
+        self.slot.lock().outcome.as_ref().map(|o| o.is_ok())
+    }
+
+    /// Whether the task is running on a worker now.
+    pub fn running(&self) -> bool {
+        let state = self.slot.lock();
+        state.started && state.outcome.is_none()
+    }
+
+    /// Cancels the task if it has not started: it will not run, and its outcome is
+    /// [`TaskError::Cancelled`]. Returns whether it was cancelled (false once it has started
+    /// or ended).
+    pub fn cancel(&self) -> bool {
+        let state = self.slot.lock();
+        if state.started || state.outcome.is_some() {
+            return false;
+        }
+        drop(state);
+        self.slot.complete(Err(TaskError::Cancelled {
+            func: self.slot.func.clone(),
+        }))
+    }
+
+    /// Whether [`TaskFuture::cancel`] cancelled the task.
+    pub fn cancelled(&self) -> bool {
+        matches!(
+            self.slot.lock().outcome,
+            Some(Err(TaskError::Cancelled { .. }))
+        )
+    }
+}
+
+impl<R: DeserializeOwned> Future for TaskFuture<R> {
+    type Output = Result<R, TaskError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.slot.lock();
+        match &state.outcome {
+            Some(outcome) => Poll::Ready(typed(&self.slot.func, outcome)),
+            None => {
+                if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    state.wakers.push(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// The futures in the order they end, as `concurrent.futures.as_completed`: each is yielded as
+/// soon as it is done, whether it succeeded or failed.
+pub fn as_completed<R: DeserializeOwned>(
+    futures: &[TaskFuture<R>],
+) -> impl Iterator<Item = TaskFuture<R>> + '_ {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    for (i, f) in futures.iter().enumerate() {
+        f.slot.watch(tx.clone(), i);
+    }
+    drop(tx);
+    rx.into_iter()
+        .take(futures.len())
+        .map(move |i| futures[i].clone())
+}
+
+/// When [`wait`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReturnWhen {
+    /// As soon as any future is done.
+    FirstCompleted,
+    /// As soon as any future fails, or all are done.
+    FirstException,
+    /// When all futures are done.
+    AllCompleted,
+}
+
+/// The two sets [`wait`] returns.
+#[derive(Debug)]
+pub struct WaitOutcome<R> {
+    /// The futures that are done.
+    pub done: Vec<TaskFuture<R>>,
+    /// The futures still pending.
+    pub not_done: Vec<TaskFuture<R>>,
+}
+
+/// Waits on several futures, as `concurrent.futures.wait`: until `when` is met or `timeout`
+/// (if given) passes; then splits them into done and not done.
+pub fn wait<R: DeserializeOwned>(
+    futures: &[TaskFuture<R>],
+    when: ReturnWhen,
+    timeout: Option<Duration>,
+) -> WaitOutcome<R> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    for (i, f) in futures.iter().enumerate() {
+        f.slot.watch(tx.clone(), i);
+    }
+    drop(tx);
+    let mut finished = 0;
+    while finished < futures.len() {
+        let next = match deadline {
+            None => rx.recv().ok(),
+            Some(d) => rx.recv_deadline(d).ok(),
+        };
+        let Some(i) = next else { break };
+        finished += 1;
+        let failed = futures[i].successful() == Some(false);
+        if when == ReturnWhen::FirstCompleted || (when == ReturnWhen::FirstException && failed) {
+            break;
+        }
+    }
+    let (done, not_done) = futures.iter().cloned().partition(|f| f.done());
+    WaitOutcome { done, not_done }
+}
+
+/// The outcomes of a whole `map_async`, filed by input position.
+pub(crate) struct Batch {
+    func: String,
+    state: Mutex<BatchState>,
+    done: Condvar,
+}
+
+struct BatchState {
+    outcomes: Vec<Option<Outcome>>,
+    remaining: usize,
+}
+
+impl Batch {
+    pub(crate) fn new(func: &str, len: usize) -> Arc<Batch> {
+        Arc::new(Batch {
+            func: func.to_string(),
+            state: Mutex::new(BatchState {
+                outcomes: (0..len).map(|_| None).collect(),
+                remaining: len,
+            }),
+            done: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BatchState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Sink for Batch {
+    fn deliver(&self, index: usize, outcome: Outcome) {
+        let mut state = self.lock();
+        if state.outcomes[index].is_none() {
+            state.outcomes[index] = Some(outcome);
+            state.remaining -= 1;
+            if state.remaining == 0 {
+                self.done.notify_all();
+            }
+        }
+    }
+}
+
+/// A whole `map` in flight, from [`crate::Pool::map_async`].
+pub struct MapResult<R> {
+    batch: Arc<Batch>,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<R> std::fmt::Debug for MapResult<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.batch.lock();
+        f.debug_struct("MapResult")
+            .field("func", &self.batch.func)
+            .field("remaining", &state.remaining)
+            .finish()
+    }
+}
+
+impl<R: DeserializeOwned> MapResult<R> {
+    pub(crate) fn new(batch: Arc<Batch>) -> Self {
+        MapResult {
+            batch,
+            _result: PhantomData,
+        }
+    }
+
+    fn wait_deadline(&self, deadline: Option<Instant>) -> Option<MutexGuard<'_, BatchState>> {
+        let mut state = self.batch.lock();
+        while state.remaining > 0 {
+            match deadline {
+                None => {
+                    state = self
+                        .batch
+                        .done
+                        .wait(state)
+                        .unwrap_or_else(|e| e.into_inner())
+                }
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return None;
+                    }
+                    state = self
+                        .batch
+                        .done
+                        .wait_timeout(state, deadline - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        }
+        Some(state)
+    }
+
+    fn collect(&self, state: &BatchState) -> Result<Vec<R>, TaskError> {
+        state
+            .outcomes
+            .iter()
+            .map(|o| typed(&self.batch.func, o.as_ref().expect("all delivered")))
+            .collect()
+    }
+
+    /// Blocks until every item is done; all values in input order, or the first error in
+    /// input order (as Python's `map` raises the first exception).
+    pub fn get(&self) -> Result<Vec<R>, TaskError> {
+        let state = self.wait_deadline(None).expect("no deadline");
+        self.collect(&state)
+    }
+
+    /// Like [`MapResult::get`], but `None` if not all items are done within `timeout`.
+    pub fn get_timeout(&self, timeout: Duration) -> Option<Result<Vec<R>, TaskError>> {
+        let state = self.wait_deadline(Some(Instant::now() + timeout))?;
+        Some(self.collect(&state))
+    }
+
+    /// Blocks until every item is done; each item's own outcome, in input order.
+    pub fn results(&self) -> Vec<Result<R, TaskError>> {
+        let state = self.wait_deadline(None).expect("no deadline");
+        state
+            .outcomes
+            .iter()
+            .map(|o| typed(&self.batch.func, o.as_ref().expect("all delivered")))
+            .collect()
+    }
+
+    /// Blocks until every item is done.
+    pub fn wait(&self) {
+        let _ = self.wait_deadline(None);
+    }
+
+    /// Whether every item is done.
+    pub fn ready(&self) -> bool {
+        self.batch.lock().remaining == 0
+    }
+
+    /// Whether every item is done and none failed; `None` while items remain.
+    pub fn successful(&self) -> Option<bool> {
+        let state = self.batch.lock();
+        (state.remaining == 0).then(|| state.outcomes.iter().all(|o| matches!(o, Some(Ok(_)))))
+    }
+}

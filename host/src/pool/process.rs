@@ -1,0 +1,171 @@
+//! [`Process`]: one task in a sandboxed worker process of its own, like
+//! `multiprocessing.Process`.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, TaskError};
+use crate::module::Task;
+use crate::values::{self, ArgsShape};
+
+use super::handle::{Slot, TaskFuture};
+use super::scheduler::{self, Job, JobItem};
+use super::supervisor::{PidSlot, WorkerProcess, WorkerProgram, kill_slot};
+
+/// One task in a new worker process of its own: [`Process::start`] it, [`Process::join`] it,
+/// read its [`Process::result`]. The process exits as soon as the task ends.
+///
+/// # Examples
+/// ```no_run
+/// use wasmpool::{Module, Process};
+/// let hello = Module::from_file("hello.wasm")?.task("hello")?;
+/// let mut p = Process::new(&hello, ("world",))?;
+/// p.start()?;
+/// p.join();
+/// let greeting: String = p.result().expect("joined")?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Process {
+    task: Task,
+    args: Option<Vec<values::Value>>,
+    slot: Arc<Slot>,
+    pid: PidSlot,
+    started_pid: Option<u32>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Process")
+            .field("task", &self.task.name())
+            .field("pid", &self.started_pid)
+            .field("alive", &self.is_alive())
+            .finish()
+    }
+}
+
+impl Process {
+    /// Prepares a process that will call `task` with `args` (a tuple spread over the
+    /// parameters). The arguments are checked against the signature now.
+    pub fn new<A: Serialize>(task: &Task, args: A) -> Result<Process, TaskError> {
+        let json = serde_json::to_value(args).map_err(|e| TaskError::BadInput {
+            func: task.name().to_string(),
+            detail: e.to_string(),
+        })?;
+        let args = values::args_from_json(task.signature(), &json, ArgsShape::Spread).map_err(
+            |detail| TaskError::BadInput {
+                func: task.name().to_string(),
+                detail,
+            },
+        )?;
+        Ok(Process {
+            task: task.clone(),
+            args: Some(args),
+            slot: Slot::new(task.name()),
+            pid: PidSlot::default(),
+            started_pid: None,
+            thread: None,
+        })
+    }
+
+    /// Starts the worker process and the task in it; returns once the worker has answered its
+    /// handshake. Starting twice is an error.
+    pub fn start(&mut self) -> Result<(), Error> {
+        let args = self.args.take().ok_or(Error::Closed)?;
+        let program = WorkerProgram::current_exe()?;
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
+        let job = Job {
+            task: self.task.clone(),
+            items: vec![JobItem {
+                index: 0,
+                task_no: 0,
+                args,
+            }],
+            sink: self.slot.clone(),
+        };
+        let pid = Arc::clone(&self.pid);
+        // The worker is started on the thread that owns it: its parent-death signal is tied
+        // to that thread, which lives until the task is done.
+        self.thread = Some(std::thread::spawn(move || {
+            let mut worker = match WorkerProcess::spawn(&program, pid) {
+                Ok(w) => {
+                    let _ = ready_tx.send(Ok(w.pid()));
+                    w
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let outcome = match worker.run(&job, 0) {
+                Ok(mut raw) => scheduler::finish(&job.task, raw.remove(0)),
+                Err(lost) => Err(TaskError::WorkerCrashed {
+                    func: job.task.name().to_string(),
+                    pid: worker.pid(),
+                    cause: lost.cause,
+                    stderr_tail: lost.stderr_tail,
+                }),
+            };
+            job.sink.deliver(0, outcome);
+            worker.shutdown();
+        }));
+        let started = ready_rx.recv().map_err(|_| Error::Spawn {
+            program: "worker".into(),
+            detail: "the starting thread died".into(),
+        })??;
+        self.started_pid = Some(started);
+        Ok(())
+    }
+
+    /// The worker's process id, once started.
+    pub fn pid(&self) -> Option<u32> {
+        self.started_pid
+    }
+
+    /// Waits until the task has ended and the worker process has exited.
+    pub fn join(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    /// Like [`Process::join`], for at most `timeout`; whether the process ended.
+    pub fn join_timeout(&mut self, timeout: Duration) -> bool {
+        let future: TaskFuture<serde_json::Value> = TaskFuture::new(self.slot.clone());
+        if self.thread.is_some() && !future.wait_timeout(timeout) {
+            return false;
+        }
+        self.join();
+        true
+    }
+
+    /// Whether the process has started and not yet ended.
+    pub fn is_alive(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Kills the worker process (SIGKILL); the task's outcome becomes
+    /// [`TaskError::WorkerCrashed`] unless it had already ended.
+    pub fn kill(&mut self) {
+        kill_slot(&self.pid);
+    }
+
+    /// The task's outcome, once it has ended (`None` before).
+    pub fn result<R: DeserializeOwned>(&self) -> Option<Result<R, TaskError>> {
+        let future: TaskFuture<R> = TaskFuture::new(self.slot.clone());
+        future.done().then(|| future.result())
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if self.is_alive() {
+            self.kill();
+        }
+        self.join();
+    }
+}

@@ -1,0 +1,189 @@
+//! What the pool schedules: [`Job`]s (a chunk of calls to one task) and the [`Sink`]s their
+//! outcomes are delivered to, with the chunking heuristic and the conversion of a worker's raw
+//! reply into one [`Outcome`] per task. Pure logic: no processes here.
+
+use std::sync::Arc;
+
+use crate::error::TaskError;
+use crate::module::Task;
+use crate::values::{self, Value, WitType};
+use crate::wire::{ItemOutcome, RunFailure};
+
+/// The outcome of one task: its results (zero, one, or several values) or why it failed.
+pub(crate) type Outcome = Result<Vec<Value>, TaskError>;
+
+/// One call waiting to run: its arguments, its number in the pool, its place in the sink.
+#[derive(Debug)]
+pub(crate) struct JobItem {
+    /// Where the sink files the outcome (the position in a `map`'s input, 0 for one task).
+    pub(crate) index: usize,
+    /// The pool-wide task number, in submission order; it labels the guest's output.
+    pub(crate) task_no: u64,
+    pub(crate) args: Vec<Value>,
+}
+
+/// A chunk of calls to one task, sent to one worker in one frame.
+pub(crate) struct Job {
+    pub(crate) task: Task,
+    pub(crate) items: Vec<JobItem>,
+    pub(crate) sink: Arc<dyn Sink>,
+}
+
+/// Where outcomes go: a future's slot, a `map`'s result vector, an `imap`'s channel.
+pub(crate) trait Sink: Send + Sync {
+    /// Files the outcome of the item at `index`. Called exactly once per item.
+    fn deliver(&self, index: usize, outcome: Outcome);
+
+    /// Whether the item was cancelled before it started; a cancelled item is not run
+    /// (its outcome was already delivered by the canceller).
+    fn is_cancelled(&self, _index: usize) -> bool {
+        false
+    }
+
+    /// Marks the item as started: from now on it can no longer be cancelled.
+    fn start(&self, _index: usize) {}
+}
+
+impl Job {
+    /// Fails every item of the job with the same error.
+    pub(crate) fn fail_all(self, error: impl Fn(&str) -> TaskError) {
+        let func = self.task.name().to_string();
+        for item in self.items {
+            self.sink.deliver(item.index, Err(error(&func)));
+        }
+    }
+}
+
+/// Python's default: `ceil(len / (4 * workers))`, so that each worker gets about four chunks,
+/// enough to even out uneven tasks without paying a round trip per item.
+pub(crate) fn default_chunksize(len: usize, workers: usize) -> usize {
+    len.div_ceil(4 * workers.max(1)).max(1)
+}
+
+/// Turns a worker's reply for one item into the task's outcome. A task whose one result is a
+/// `result<T, E>` fails with [`TaskError::Guest`] when it returns `err`, and yields `T` when it
+/// returns `ok`, the way a Python function raises or returns.
+pub(crate) fn finish(task: &Task, raw: ItemOutcome) -> Outcome {
+    let func = task.name().to_string();
+    match raw.result {
+        Ok(results) => unwrap_guest_result(&func, &task.signature().results, results),
+        Err(RunFailure::Trap { message, backtrace }) => Err(TaskError::Trap {
+            func,
+            message,
+            backtrace,
+        }),
+        Err(RunFailure::BadInput(detail)) => Err(TaskError::BadInput { func, detail }),
+        Err(RunFailure::Module(detail)) => Err(TaskError::Internal { func, detail }),
+    }
+}
+
+fn unwrap_guest_result(func: &str, types: &[WitType], mut results: Vec<Value>) -> Outcome {
+    if !matches!(types, [WitType::Result { .. }]) || results.len() != 1 {
+        return Ok(results);
+    }
+    match results.pop() {
+        Some(Value::Result(Ok(ok))) => Ok(ok.map(|v| vec![*v]).unwrap_or_default()),
+        Some(Value::Result(Err(err))) => {
+            let value = err.map_or(serde_json::Value::Null, |v| values::to_json(&v));
+            let message = match &value {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Null => "error".to_string(),
+                other => other.to_string(),
+            };
+            Err(TaskError::Guest {
+                func: func.to_string(),
+                message,
+                value,
+            })
+        }
+        other => Ok(other.into_iter().collect()),
+    }
+}
+
+/// The results of a task as one JSON value: `null` for none, the value for one, an array for
+/// several. `rust` selects serde's naming (see [`values::to_rust_json`]).
+pub(crate) fn results_json(results: &[Value], rust: bool) -> serde_json::Value {
+    let one = |v: &Value| {
+        if rust {
+            values::to_rust_json(v)
+        } else {
+            values::to_json(v)
+        }
+    };
+    match results {
+        [] => serde_json::Value::Null,
+        [v] => one(v),
+        many => serde_json::Value::Array(many.iter().map(one).collect()),
+    }
+}
+
+/// Converts a task's outcome into the caller's Rust type.
+pub(crate) fn typed<R: serde::de::DeserializeOwned>(
+    func: &str,
+    outcome: &Outcome,
+) -> Result<R, TaskError> {
+    match outcome {
+        Ok(results) => {
+            serde_json::from_value(results_json(results, true)).map_err(|e| TaskError::ResultType {
+                func: func.to_string(),
+                detail: e.to_string(),
+            })
+        }
+        Err(e) => Err(e.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunksize_follows_python() {
+        assert_eq!(default_chunksize(64, 2), 8);
+        assert_eq!(default_chunksize(100, 4), 7);
+        assert_eq!(default_chunksize(1, 8), 1);
+        assert_eq!(default_chunksize(0, 2), 1);
+        assert_eq!(default_chunksize(200_000, 2), 25_000);
+    }
+
+    #[test]
+    fn guest_results_become_values_or_errors() {
+        let ty = [WitType::Result {
+            ok: Some(Box::new(WitType::S64)),
+            err: Some(Box::new(WitType::String)),
+        }];
+        let ok = unwrap_guest_result(
+            "f",
+            &ty,
+            vec![Value::Result(Ok(Some(Box::new(Value::S64(4)))))],
+        );
+        assert_eq!(ok, Ok(vec![Value::S64(4)]));
+        let err = unwrap_guest_result(
+            "f",
+            &ty,
+            vec![Value::Result(Err(Some(Box::new(Value::String(
+                "bad".into(),
+            )))))],
+        );
+        let Err(TaskError::Guest { message, .. }) = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(message, "bad");
+        let plain = unwrap_guest_result("f", &[WitType::U32], vec![Value::U32(1)]);
+        assert_eq!(plain, Ok(vec![Value::U32(1)]));
+    }
+
+    #[test]
+    fn results_json_shapes() {
+        assert_eq!(results_json(&[], false), serde_json::Value::Null);
+        assert_eq!(results_json(&[Value::U8(1)], false), serde_json::json!(1));
+        assert_eq!(
+            results_json(&[Value::U8(1), Value::U8(2)], false),
+            serde_json::json!([1, 2])
+        );
+        let r: Result<u8, TaskError> = typed("f", &Ok(vec![Value::U8(7)]));
+        assert_eq!(r, Ok(7));
+        let r: Result<String, TaskError> = typed("f", &Ok(vec![Value::U8(7)]));
+        assert!(matches!(r, Err(TaskError::ResultType { .. })));
+    }
+}

@@ -1,0 +1,300 @@
+//! Everything that crosses the pipe between the host and a worker: the messages, the framing
+//! and the codec. Nothing else in the crate knows the byte layout.
+//!
+//! A frame is a 4-byte little-endian length followed by that many bytes of a message encoded
+//! with postcard (serde, compact, not self-describing). The first exchange is a handshake: the
+//! host sends [`HostMsg::Hello`] with [`PROTOCOL_VERSION`]; the worker answers
+//! [`WorkerMsg::Ready`], or [`WorkerMsg::Refused`] and exits when the versions differ.
+//!
+//! Because a worker speaks only this protocol on its stdin and stdout, it can as well be
+//! reached through ssh or a batch scheduler: the transport is any byte pipe.
+
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::values::Value;
+
+/// The protocol version both sides must agree on. Bump it on any change to the messages.
+pub(crate) const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest frame either side accepts: bigger is a protocol error, not an allocation.
+pub(crate) const MAX_FRAME_BYTES: usize = 256 << 20;
+
+/// A module's identity: the SHA-256 of its bytes.
+pub(crate) type ModuleId = [u8; 32];
+
+/// Whether the bytes are a component or a core module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ModuleKind {
+    /// A WebAssembly component (WIT-typed exports).
+    Component,
+    /// A core WebAssembly module (numeric exports).
+    Core,
+}
+
+/// Host to worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum HostMsg {
+    /// The first message: the host's protocol version.
+    Hello {
+        /// [`PROTOCOL_VERSION`] of the host.
+        version: u32,
+    },
+    /// A module the worker will be asked to run; sent once per worker. The worker compiles it
+    /// and caches it by id; no reply (a failure is reported by the first `Run` that uses it).
+    Load {
+        /// SHA-256 of `bytes`.
+        id: ModuleId,
+        /// Component or core module.
+        kind: ModuleKind,
+        /// The wasm binary.
+        bytes: Vec<u8>,
+    },
+    /// Run one chunk of calls of the same export; the worker answers with one
+    /// [`WorkerMsg::Done`] carrying an outcome per item, in order.
+    Run(Chunk),
+    /// Finish: the worker exits with status 0.
+    Shutdown,
+}
+
+/// A batch of calls to one export of one module.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Chunk {
+    /// Echoed in the reply.
+    pub chunk_id: u64,
+    /// The module, already sent with [`HostMsg::Load`].
+    pub module: ModuleId,
+    /// The export to call (`name`, or `interface#name`).
+    pub func: String,
+    /// The arguments of each call, already checked against the signature by the host.
+    pub items: Vec<Vec<Value>>,
+}
+
+/// Worker to host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum WorkerMsg {
+    /// Handshake accepted.
+    Ready {
+        /// [`PROTOCOL_VERSION`] of the worker.
+        version: u32,
+        /// The worker's process id.
+        pid: u32,
+    },
+    /// Handshake refused; the worker exits after sending this.
+    Refused {
+        /// Why, for the host's error message.
+        reason: String,
+    },
+    /// The outcomes of a [`Chunk`], one per item, in order.
+    Done {
+        /// The chunk's id.
+        chunk_id: u64,
+        /// One outcome per item.
+        outcomes: Vec<ItemOutcome>,
+    },
+}
+
+/// What one call produced: its results or why it failed, and what the guest printed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ItemOutcome {
+    /// The export's results, or the failure.
+    pub result: Result<Vec<Value>, RunFailure>,
+    /// What the guest wrote to its stdout.
+    pub stdout: Vec<u8>,
+    /// What the guest wrote to its stderr.
+    pub stderr: Vec<u8>,
+}
+
+/// Why a call failed inside the worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum RunFailure {
+    /// The guest trapped.
+    Trap {
+        /// What trapped.
+        message: String,
+        /// The wasm backtrace, if captured.
+        backtrace: Option<String>,
+    },
+    /// The arguments did not fit (the host checks first; this is the worker's own check).
+    BadInput(String),
+    /// The module could not be compiled or instantiated, or has no such export.
+    Module(String),
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WireError {
+    /// The pipe failed.
+    #[error("pipe error: {0}")]
+    Io(#[from] io::Error),
+    /// The pipe closed in the middle of a frame.
+    #[error("the pipe closed in the middle of a frame")]
+    Truncated,
+    /// The length prefix is larger than [`MAX_FRAME_BYTES`].
+    #[error("frame of {0} bytes is larger than the limit of {MAX_FRAME_BYTES}")]
+    TooLarge(usize),
+    /// The payload is not a valid message.
+    #[error("undecodable frame: {0}")]
+    Decode(#[from] postcard::Error),
+}
+
+/// Encodes `msg` as one frame into `buf` (cleared first), ready to be written in one call.
+pub(crate) fn encode_frame<T: Serialize>(msg: &T, buf: &mut Vec<u8>) -> Result<(), WireError> {
+    buf.clear();
+    buf.extend_from_slice(&[0; 4]);
+    let mut buf_taken = std::mem::take(buf);
+    buf_taken = postcard::to_extend(msg, buf_taken)?;
+    let len = buf_taken.len() - 4;
+    if len > MAX_FRAME_BYTES {
+        return Err(WireError::TooLarge(len));
+    }
+    buf_taken[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    *buf = buf_taken;
+    Ok(())
+}
+
+/// Writes `msg` as one frame and flushes.
+pub(crate) fn write_frame<T: Serialize>(w: &mut impl Write, msg: &T) -> Result<(), WireError> {
+    let mut buf = Vec::new();
+    encode_frame(msg, &mut buf)?;
+    w.write_all(&buf)?;
+    w.flush()?;
+    Ok(())
+}
+
+/// Reads one frame. `Ok(None)` is a clean end of stream at a frame boundary.
+pub(crate) fn read_frame<T: DeserializeOwned>(
+    r: &mut impl Read,
+    buf: &mut Vec<u8>,
+) -> Result<Option<T>, WireError> {
+    let mut len = [0u8; 4];
+    match read_full(r, &mut len)? {
+        0 => return Ok(None),
+        4 => {}
+        _ => return Err(WireError::Truncated),
+    }
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME_BYTES {
+        return Err(WireError::TooLarge(len));
+    }
+    buf.clear();
+    buf.resize(len, 0);
+    if read_full(r, buf)? != len {
+        return Err(WireError::Truncated);
+    }
+    Ok(Some(decode(buf)?))
+}
+
+/// Decodes one message payload (a frame without its length prefix). The fuzz target's entry.
+pub(crate) fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, postcard::Error> {
+    postcard::from_bytes(payload)
+}
+
+/// Reads until `buf` is full or the stream ends; returns how many bytes were read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample_chunk() -> HostMsg {
+        HostMsg::Run(Chunk {
+            chunk_id: 7,
+            module: [3; 32],
+            func: "describe".into(),
+            items: vec![vec![
+                Value::Record(vec![("name".into(), Value::String("Ada".into()))]),
+                Value::Option(Some(Box::new(Value::Char('λ')))),
+                Value::Result(Err(None)),
+            ]],
+        })
+    }
+
+    #[test]
+    fn frames_round_trip_back_to_back() {
+        let mut pipe = Vec::new();
+        let msgs = [
+            HostMsg::Hello {
+                version: PROTOCOL_VERSION,
+            },
+            sample_chunk(),
+            HostMsg::Shutdown,
+        ];
+        for m in &msgs {
+            write_frame(&mut pipe, m).unwrap();
+        }
+        let mut reader = pipe.as_slice();
+        let mut buf = Vec::new();
+        for m in &msgs {
+            assert_eq!(
+                read_frame::<HostMsg>(&mut reader, &mut buf)
+                    .unwrap()
+                    .as_ref(),
+                Some(m)
+            );
+        }
+        assert!(
+            read_frame::<HostMsg>(&mut reader, &mut buf)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn truncated_and_oversized_frames_are_errors() {
+        let mut pipe = Vec::new();
+        write_frame(&mut pipe, &sample_chunk()).unwrap();
+        let cut = &pipe[..pipe.len() - 1];
+        let mut buf = Vec::new();
+        assert!(matches!(
+            read_frame::<HostMsg>(&mut &cut[..], &mut buf),
+            Err(WireError::Truncated)
+        ));
+        assert!(matches!(
+            read_frame::<HostMsg>(&mut &pipe[..2], &mut buf),
+            Err(WireError::Truncated)
+        ));
+        let huge = (u32::MAX).to_le_bytes();
+        assert!(matches!(
+            read_frame::<HostMsg>(&mut &huge[..], &mut buf),
+            Err(WireError::TooLarge(_))
+        ));
+    }
+
+    proptest! {
+        /// Any byte string fed to the frame reader gives a message or an error, never a panic.
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let mut buf = Vec::new();
+            let _ = read_frame::<HostMsg>(&mut bytes.as_slice(), &mut buf);
+            let _ = read_frame::<WorkerMsg>(&mut bytes.as_slice(), &mut buf);
+            let _ = decode::<HostMsg>(&bytes);
+        }
+
+        /// A valid frame with any bytes flipped decodes or fails cleanly.
+        #[test]
+        fn corrupted_frames_never_panic(flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
+            let mut pipe = Vec::new();
+            write_frame(&mut pipe, &sample_chunk()).unwrap();
+            for (at, byte) in flips {
+                let i = at % pipe.len();
+                pipe[i] ^= byte;
+            }
+            let mut buf = Vec::new();
+            let _ = read_frame::<HostMsg>(&mut pipe.as_slice(), &mut buf);
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! The worker's compiled-module cache: each module is compiled once, when the host first sends
+//! it, and kept by its hash for the life of the worker.
+
+use std::collections::HashMap;
+
+use crate::wire::{ModuleId, ModuleKind};
+
+use super::runner::{Compiled, Runner};
+
+pub(crate) struct ModuleCache {
+    runner: Runner,
+    modules: HashMap<ModuleId, Result<Compiled, String>>,
+}
+
+impl ModuleCache {
+    pub(crate) fn new() -> anyhow::Result<Self> {
+        Ok(ModuleCache {
+            runner: Runner::new()?,
+            modules: HashMap::new(),
+        })
+    }
+
+    /// Compiles and keeps a module; a module already present is not compiled again.
+    pub(crate) fn load(&mut self, id: ModuleId, kind: ModuleKind, bytes: &[u8]) {
+        if !self.modules.contains_key(&id) {
+            let compiled = self.runner.compile(kind, bytes);
+            self.modules.insert(id, compiled);
+        }
+    }
+
+    /// The compiled module, or why it could not be compiled (or that it was never sent).
+    pub(crate) fn get(&self, id: &ModuleId) -> Result<&Compiled, String> {
+        match self.modules.get(id) {
+            Some(Ok(compiled)) => Ok(compiled),
+            Some(Err(reason)) => Err(reason.clone()),
+            None => Err("the module was never loaded into this worker".to_string()),
+        }
+    }
+
+    pub(crate) fn runner(&self) -> &Runner {
+        &self.runner
+    }
+}

@@ -1,0 +1,181 @@
+//! Bad input and failing tasks get clear, typed errors, and the pool goes on.
+
+use wasmpool::builtin::{ARITH, FALLIBLE, SQUARE, TRAP};
+use wasmpool::{Error, ExitCause, Module, TaskError};
+
+use crate::support::{pool, task};
+
+#[test]
+fn a_trap_fails_one_item_only() {
+    let pool = pool(2);
+    let maybe_crash = task(TRAP, "maybe-crash");
+    let outcomes = pool.map_async::<_, u32>(&maybe_crash, 0..15u32).results();
+    for (x, outcome) in outcomes.iter().enumerate() {
+        match (x, outcome) {
+            (
+                5,
+                Err(TaskError::Trap {
+                    func,
+                    message,
+                    backtrace,
+                }),
+            ) => {
+                assert_eq!(func, "maybe-crash");
+                assert!(message.contains("unreachable"), "{message}");
+                assert!(
+                    backtrace.as_deref().is_some_and(|bt| bt.contains("maybe")),
+                    "{backtrace:?}"
+                );
+            }
+            (5, other) => panic!("item 5: {other:?}"),
+            (x, Ok(v)) => assert_eq!(*v as usize, x * x),
+            (x, Err(e)) => panic!("item {x}: {e}"),
+        }
+    }
+    // map raises the first error, as Python's does.
+    let err = pool.map::<_, u32>(&maybe_crash, 0..15u32).unwrap_err();
+    assert!(matches!(err, TaskError::Trap { .. }), "{err}");
+    assert_eq!(pool.apply::<_, u32>(&maybe_crash, (6u32,)).unwrap(), 36);
+}
+
+#[test]
+fn a_panic_is_a_trap_with_the_panic_message_on_stderr() {
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = printed.clone();
+    let pool = wasmpool::Pool::builder()
+        .workers(1)
+        .on_output(move |out| sink.lock().unwrap().push_str(out.text))
+        .build()
+        .unwrap();
+    let panic = task(TRAP, "panic");
+    let err = pool
+        .apply::<_, u32>(&panic, ("the sky is falling",))
+        .unwrap_err();
+    assert!(matches!(err, TaskError::Trap { .. }), "{err}");
+    assert!(
+        printed.lock().unwrap().contains("the sky is falling"),
+        "{}",
+        printed.lock().unwrap()
+    );
+    let divide = task(TRAP, "divide");
+    assert_eq!(pool.apply::<_, u32>(&divide, (7, 2)).unwrap(), 3);
+    assert!(matches!(
+        pool.apply::<_, u32>(&divide, (7, 0)),
+        Err(TaskError::Trap { .. })
+    ));
+}
+
+#[test]
+fn a_guest_error_is_typed_with_its_value() {
+    let pool = pool(1);
+    let parse = task(FALLIBLE, "parse-int");
+    assert_eq!(pool.apply::<_, i64>(&parse, (" 42 ",)).unwrap(), 42);
+    let err = pool.apply::<_, i64>(&parse, ("forty-two",)).unwrap_err();
+    let TaskError::Guest { message, value, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(message, "not an integer: forty-two");
+    assert_eq!(value, &serde_json::json!("not an integer: forty-two"));
+    assert_eq!(
+        err.to_string(),
+        "`parse-int` returned an error: not an integer: forty-two"
+    );
+}
+
+#[test]
+fn garbage_modules_are_clear_errors_at_load_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"this is not wasm at all").unwrap();
+    let err = Module::from_file(&garbage).unwrap_err();
+    assert!(matches!(err, Error::InvalidModule { .. }), "{err}");
+    assert!(err.to_string().contains("garbage.wasm"), "{err}");
+    let truncated = &SQUARE.wasm[..SQUARE.wasm.len() / 2];
+    let err = Module::from_bytes(truncated).unwrap_err();
+    assert!(matches!(err, Error::InvalidModule { .. }), "{err}");
+    let err = Module::from_file(dir.path().join("missing.wasm")).unwrap_err();
+    assert!(matches!(err, Error::Read { .. }), "{err}");
+    let err = Module::from_bytes(SQUARE.wasm)
+        .unwrap()
+        .task("cube")
+        .unwrap_err();
+    assert!(err.to_string().contains("square, slow-square"), "{err}");
+}
+
+#[test]
+fn wrong_arguments_name_the_parameter_and_its_type() {
+    let pool = pool(1);
+    let square = task(SQUARE, "square");
+    let err = pool.apply::<_, i64>(&square, ("seven",)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "bad input for `square`: parameter `x`: expected s64, got \"seven\""
+    );
+    let err = pool.apply::<_, i64>(&square, (1, 2)).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("expected 1 argument (x: s64), got 2"),
+        "{err}"
+    );
+    // In a map, the bad item fails alone.
+    let items = vec![
+        serde_json::json!(1),
+        serde_json::json!("x"),
+        serde_json::json!(3),
+    ];
+    let outcomes = pool.map_async::<_, i64>(&square, items).results();
+    assert_eq!(outcomes[0], Ok(1));
+    assert!(matches!(outcomes[1], Err(TaskError::BadInput { .. })));
+    assert_eq!(outcomes[2], Ok(9));
+    // A result that does not fit the requested Rust type is its own error.
+    let err = pool.apply::<_, String>(&square, (3,)).unwrap_err();
+    assert!(matches!(err, TaskError::ResultType { .. }), "{err}");
+}
+
+#[test]
+fn core_modules_run_numeric_exports() {
+    let pool = pool(1);
+    let arith = Module::from_bytes(ARITH.wasm).unwrap();
+    let add = arith.task("add").unwrap();
+    assert_eq!(pool.apply::<_, i32>(&add, (40, 2)).unwrap(), 42);
+    let mul = arith.task("mul64").unwrap();
+    assert_eq!(
+        pool.apply::<_, i64>(&mul, (1i64 << 40, 3)).unwrap(),
+        3 << 40
+    );
+    let fdiv = arith.task("fdiv").unwrap();
+    assert_eq!(pool.apply::<_, f64>(&fdiv, (1.0, 4.0)).unwrap(), 0.25);
+    let half = arith.task("half").unwrap();
+    assert_eq!(pool.apply::<_, f32>(&half, (3.0f32,)).unwrap(), 1.5);
+    let boom = arith.task("boom").unwrap();
+    assert!(matches!(
+        pool.apply::<_, i32>(&boom, ()),
+        Err(TaskError::Trap { .. })
+    ));
+    let err = pool.apply::<_, i32>(&add, (1i64 << 40, 1)).unwrap_err();
+    assert!(err.to_string().contains("expected s32"), "{err}");
+}
+
+#[test]
+fn a_killed_worker_fails_its_task_and_is_replaced() {
+    let pool = pool(1);
+    let sleep = task(wasmpool::builtin::SLEEP, "sleep");
+    let victim = pool.worker_pids()[0];
+    let handle = pool.submit::<_, u64>(&sleep, (5000u32,));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // SAFETY: SIGKILL to our own worker child.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    let err = handle.result().unwrap_err();
+    let TaskError::WorkerCrashed { pid, cause, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(*pid, victim);
+    assert_eq!(*cause, ExitCause::Signal(libc::SIGKILL));
+    assert!(
+        err.to_string().contains("killed by signal 9 (SIGKILL)"),
+        "{err}"
+    );
+    let square = task(SQUARE, "square");
+    assert_eq!(pool.apply::<_, i64>(&square, (5,)).unwrap(), 25);
+    assert_ne!(pool.worker_pids(), vec![victim]);
+}

@@ -1,0 +1,87 @@
+//! close, join, terminate and drop: no worker process outlives its pool.
+
+use std::time::{Duration, Instant};
+
+use wasmpool::TaskError;
+use wasmpool::builtin::{SLEEP, SQUARE};
+
+use crate::support::{pool, process_exists, task};
+
+#[test]
+fn dropping_a_pool_leaves_no_child_process() {
+    let pool = pool(3);
+    let pids = pool.worker_pids();
+    assert_eq!(pids.len(), 3);
+    assert!(pids.iter().all(|&pid| process_exists(pid)));
+    let square = task(SQUARE, "square");
+    let _: Vec<i64> = pool.map(&square, 0..100i64).unwrap();
+    drop(pool);
+    // Reaped, not just killed: a zombie would still exist.
+    assert!(pids.iter().all(|&pid| !process_exists(pid)), "{pids:?}");
+}
+
+#[test]
+fn close_then_join_finishes_queued_work() {
+    let pool = pool(2);
+    let sleep = task(SLEEP, "sleep");
+    let pids = pool.worker_pids();
+    let batch = pool.map_async::<_, u64>(&sleep, [50u32; 6]);
+    pool.close();
+    let late = pool.apply_async::<_, u64>(&sleep, (1u32,));
+    assert!(matches!(late.result(), Err(TaskError::PoolClosed { .. })));
+    pool.join();
+    assert!(batch.ready());
+    assert_eq!(batch.get().unwrap().len(), 6);
+    assert!(pids.iter().all(|&pid| !process_exists(pid)));
+}
+
+#[test]
+fn terminate_cancels_running_and_queued_tasks_at_once() {
+    let pool = pool(2);
+    let sleep = task(SLEEP, "sleep");
+    let pids = pool.worker_pids();
+    let handles: Vec<_> = (0..6)
+        .map(|_| pool.submit::<_, u64>(&sleep, (10_000u32,)))
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let start = Instant::now();
+    pool.terminate();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "terminate took {:?}",
+        start.elapsed()
+    );
+    for h in &handles {
+        assert!(
+            matches!(h.result(), Err(TaskError::Cancelled { .. })),
+            "{:?}",
+            h.result()
+        );
+    }
+    assert!(pids.iter().all(|&pid| !process_exists(pid)));
+}
+
+#[test]
+fn pools_and_tasks_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<wasmpool::Pool>();
+    check::<wasmpool::Task>();
+    check::<wasmpool::Module>();
+    check::<wasmpool::TaskFuture<i64>>();
+    check::<wasmpool::MapResult<i64>>();
+}
+
+#[test]
+fn a_pool_can_be_shared_between_threads() {
+    let pool = pool(2);
+    let square = task(SQUARE, "square");
+    std::thread::scope(|s| {
+        for t in 0..4i64 {
+            let (pool, square) = (&pool, &square);
+            s.spawn(move || {
+                let got: Vec<i64> = pool.map(square, (0..200).map(|x| x + t)).unwrap();
+                assert_eq!(got, (0..200).map(|x| (x + t) * (x + t)).collect::<Vec<_>>());
+            });
+        }
+    });
+}

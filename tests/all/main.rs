@@ -1,0 +1,10 @@
+//! Integration tests: real worker processes, real pipes, real wasmtime, and real wasm built
+//! from `guest-tasks/` by the host's build script. One binary of feature modules.
+
+mod api;
+mod failures;
+mod lifecycle;
+mod map;
+mod process;
+mod support;
+mod values;

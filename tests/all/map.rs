@@ -1,0 +1,90 @@
+//! map, starmap, chunking, imap: many items, in order, correct.
+
+use wasmpool::builtin::{POWER, PRIMES, SQUARE};
+
+use crate::support::{pool, task};
+
+#[test]
+fn map_10_000_items_in_order() {
+    let pool = pool(2);
+    let square = task(SQUARE, "square");
+    let squares: Vec<i64> = pool.map(&square, 0..10_000i64).unwrap();
+    assert_eq!(squares.len(), 10_000);
+    assert!(
+        squares
+            .iter()
+            .enumerate()
+            .all(|(i, &s)| s == (i as i64) * (i as i64))
+    );
+}
+
+#[test]
+fn map_with_one_worker_and_explicit_chunks() {
+    let pool = pool(1);
+    let square = task(SQUARE, "square");
+    for chunksize in [1, 7, 1000] {
+        let squares: Vec<i64> = pool.map_chunked(&square, -50..50i64, chunksize).unwrap();
+        assert_eq!(
+            squares,
+            (-50..50i64).map(|x| x * x).collect::<Vec<_>>(),
+            "chunksize {chunksize}"
+        );
+    }
+    let empty: Vec<i64> = pool.map(&square, Vec::<i64>::new()).unwrap();
+    assert!(empty.is_empty());
+}
+
+#[test]
+fn starmap_spreads_tuples_like_the_tutorial() {
+    let pool = pool(4);
+    let power = task(POWER, "power");
+    let results: Vec<i64> = pool
+        .starmap(&power, [(2, 3), (3, 2), (4, 4), (5, 2)])
+        .unwrap();
+    assert_eq!(results, [8, 9, 256, 25]);
+}
+
+#[test]
+fn primes_kernel_matches_the_reference() {
+    let pool = pool(2);
+    let count = task(PRIMES, "count-primes-range");
+    let ranges: Vec<(u32, u32)> = (0..64).map(|k| (k * 3125, (k + 1) * 3125)).collect();
+    let counts: Vec<u32> = pool.starmap(&count, &ranges).unwrap();
+    assert_eq!(&counts[..4], &[445, 367, 347, 333]);
+    assert_eq!(counts.iter().sum::<u32>(), 17984);
+}
+
+#[test]
+fn imap_is_lazy_ordered_and_bounded() {
+    let pool = wasmpool::Pool::builder()
+        .workers(2)
+        .imap_chunksize(3)
+        .max_chunks_in_flight(2)
+        .on_output(|_| {})
+        .build()
+        .unwrap();
+    let square = task(SQUARE, "square");
+    let pulled = std::cell::Cell::new(0usize);
+    // An endless input: only a lazy imap can take from it.
+    let input = (0i64..).inspect(|_| pulled.set(pulled.get() + 1));
+    let first: Vec<i64> = pool
+        .imap(&square, input)
+        .take(20)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(first, (0..20i64).map(|x| x * x).collect::<Vec<_>>());
+    // At most 2 chunks of 3 items beyond what was consumed were ever pulled.
+    assert!(pulled.get() <= 20 + 6, "pulled {} items", pulled.get());
+}
+
+#[test]
+fn imap_unordered_yields_every_item_once() {
+    let pool = pool(2);
+    let square = task(SQUARE, "square");
+    let mut results: Vec<i64> = pool
+        .imap_unordered(&square, 0..500i64)
+        .map(Result::unwrap)
+        .collect();
+    results.sort_unstable();
+    assert_eq!(results, (0..500i64).map(|x| x * x).collect::<Vec<_>>());
+}

@@ -1,0 +1,64 @@
+//! Process: one task in a worker process of its own.
+
+use std::time::Duration;
+
+use wasmpool::builtin::{HELLO, SLEEP};
+use wasmpool::{ExitCause, Process, TaskError};
+
+use crate::support::{process_exists, task};
+
+#[test]
+fn start_join_and_result() {
+    let hello = task(HELLO, "hello");
+    let mut processes: Vec<Process> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|n| Process::new(&hello, (*n,)).unwrap())
+        .collect();
+    for p in &mut processes {
+        p.start().unwrap();
+    }
+    let pids: Vec<u32> = processes.iter().map(|p| p.pid().unwrap()).collect();
+    for (p, name) in processes.iter_mut().zip(["a", "b", "c", "d"]) {
+        p.join();
+        assert!(!p.is_alive());
+        assert_eq!(
+            p.result::<String>().unwrap().unwrap(),
+            format!("hello, {name}!")
+        );
+    }
+    assert!(pids.iter().all(|&pid| !process_exists(pid)));
+}
+
+#[test]
+fn join_timeout_is_alive_and_kill() {
+    let sleep = task(SLEEP, "sleep");
+    let mut p = Process::new(&sleep, (10_000u32,)).unwrap();
+    assert!(p.result::<u64>().is_none());
+    p.start().unwrap();
+    assert!(p.is_alive());
+    assert!(!p.join_timeout(Duration::from_millis(50)));
+    p.kill();
+    assert!(p.join_timeout(Duration::from_secs(10)));
+    assert!(!p.is_alive());
+    let err = p.result::<u64>().unwrap().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TaskError::WorkerCrashed {
+                cause: ExitCause::Signal(9),
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_arguments_fail_before_a_process_starts() {
+    let sleep = task(SLEEP, "sleep");
+    let err = Process::new(&sleep, ("soon",)).unwrap_err();
+    assert!(
+        err.to_string().contains("parameter `millis`: expected u32"),
+        "{err}"
+    );
+}
