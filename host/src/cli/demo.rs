@@ -27,7 +27,8 @@ const PRIMES_BELOW_LIMIT: u32 = 148_933;
 impl DemoCommand {
     pub(super) fn execute(self) -> anyhow::Result<i32> {
         let mut out = std::io::stdout().lock();
-        let quiet = |b: PoolBuilder| b.on_output(|_| {});
+        // One item per round trip, so that the uneven tasks spread evenly over the workers.
+        let quiet = |b: PoolBuilder| b.chunksize(1).on_output(|_| {});
         writeln!(
             out,
             "wasmpool demo: WebAssembly tasks, each in a fresh sandbox inside a worker process.\n"
@@ -41,12 +42,19 @@ impl DemoCommand {
             "1. slow-square over {} numbers, 100 ms of simulated work each",
             self.items
         )?;
+        writeln!(
+            out,
+            "   (each pool runs a warm-up first, so that compiling the task in every worker is not timed)"
+        )?;
+        let warm_up: Vec<(i64, u32)> = (0..4 * self.workers as i64).map(|n| (n, 0)).collect();
         let sequential_pool = quiet(Pool::builder().workers(1)).build()?;
+        let _: Vec<i64> = sequential_pool.starmap(&slow_square, &warm_up)?;
         let t = Instant::now();
         let sequential: Vec<i64> = sequential_pool.starmap(&slow_square, &numbers)?;
         let sequential_time = t.elapsed();
         drop(sequential_pool);
         let pool = quiet(Pool::builder().workers(self.workers)).build()?;
+        let _: Vec<i64> = pool.starmap(&slow_square, &warm_up)?;
         let t = Instant::now();
         let parallel: Vec<i64> = pool.starmap(&slow_square, &numbers)?;
         let parallel_time = t.elapsed();
@@ -77,11 +85,13 @@ impl DemoCommand {
             "2. counting primes below {PRIME_LIMIT} in {PRIME_RANGES} ranges (CPU-bound)"
         )?;
         let one = quiet(Pool::builder().workers(1)).build()?;
+        let _: Vec<u32> = one.starmap(&count, &ranges)?;
         let t = Instant::now();
         let counts_one: Vec<u32> = one.starmap(&count, &ranges)?;
         let one_time = t.elapsed();
         drop(one);
         let all = quiet(Pool::builder().workers(cores)).build()?;
+        let _: Vec<u32> = all.starmap(&count, &ranges)?;
         let t = Instant::now();
         let counts: Vec<u32> = all.starmap(&count, &ranges)?;
         let all_time = t.elapsed();

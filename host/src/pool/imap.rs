@@ -118,11 +118,11 @@ impl<R: DeserializeOwned> Imap<'_, R> {
     pub(crate) fn next_raw(&mut self) -> Option<(usize, Outcome)> {
         self.refill();
         let next = self.yielded;
-        if self.ordered {
-            if let Some(outcome) = self.waiting.remove(&next) {
-                self.yielded += 1;
-                return Some((next, outcome));
-            }
+        if self.ordered
+            && let Some(outcome) = self.waiting.remove(&next)
+        {
+            self.yielded += 1;
+            return Some((next, outcome));
         }
         if self.yielded == self.submitted {
             return None;

@@ -125,7 +125,7 @@ impl Runner {
             None => pre.component().get_export_index(None, func),
         };
         let f = export
-            .and_then(|index| instance.get_func(&mut store, &index))
+            .and_then(|index| instance.get_func(&mut store, index))
             .ok_or_else(|| RunFailure::Module(format!("no exported function `{func}`")))?;
         let params: Vec<Val> = args.iter().map(to_val).collect();
         let mut results = vec![Val::Bool(false); f.ty(&store).results().len()];
@@ -188,6 +188,10 @@ fn failure(err: wasmtime::Error) -> RunFailure {
         Some(trap) => trap.to_string(),
         None => format!("{err:#}"),
     };
+    let message = message
+        .strip_prefix("wasm trap: ")
+        .unwrap_or(&message)
+        .to_string();
     RunFailure::Trap { message, backtrace }
 }
 

@@ -1,0 +1,267 @@
+//! The `wasmpool` binary, run as a user would: real processes, real wasm, stdout and stderr
+//! checked separately.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn wasmpool(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmpool"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wasmpool starts");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn run_prints_the_result_as_json() {
+    let out = wasmpool(&["run", "builtin:power", "power", "2", "10"], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "1024\n");
+    let out = wasmpool(
+        &["run", "builtin:words", "word-count", "the cat and the hat"],
+        "",
+    );
+    assert!(
+        stdout(&out).starts_with(r#"[{"count":2,"word":"the"}"#),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn run_relays_guest_output_to_stderr_only() {
+    let out = wasmpool(&["run", "builtin:hello", "hello", "world"], "");
+    assert!(out.status.success());
+    assert_eq!(stdout(&out), "\"hello, world!\"\n");
+    assert!(
+        stderr(&out).contains("[task 0] hello, world!"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("[task 0 stderr] greeting world"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn run_reports_traps_and_bad_input_with_exit_code_1() {
+    let out = wasmpool(&["run", "builtin:trap", "maybe-crash", "5"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).is_empty());
+    assert!(
+        stderr(&out).contains("wasm `unreachable` instruction executed"),
+        "{}",
+        stderr(&out)
+    );
+    let out = wasmpool(&["run", "builtin:square", "square", "seven"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("parameter `x`: expected s64, got \"seven\""),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn usage_errors_are_clear() {
+    let out = wasmpool(&["run", "builtin:square", "cube", "1"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no export named `cube`"),
+        "{}",
+        stderr(&out)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, "not wasm").unwrap();
+    let out = wasmpool(&["inspect", garbage.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("invalid module"), "{}", stderr(&out));
+}
+
+#[test]
+fn map_keeps_input_order_and_reports_failed_lines() {
+    let input: String = (0..100).map(|i| format!("{i}\n")).collect();
+    let out = wasmpool(&["map", "builtin:square", "square", "-j", "2"], &input);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+    assert_eq!(
+        lines,
+        (0..100).map(|i| (i * i).to_string()).collect::<Vec<_>>()
+    );
+    assert!(
+        stderr(&out).contains("100 items, 100 ok, 0 failed"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = wasmpool(
+        &["map", "builtin:trap", "maybe-crash"],
+        "4\n5\nnot json\n\n6\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[0], 16);
+    assert_eq!(lines[1]["error"]["kind"], "trap");
+    assert_eq!(lines[2]["error"]["kind"], "bad-input");
+    assert_eq!(lines[3], 36);
+}
+
+#[test]
+fn map_spreads_arrays_and_writes_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let output = dir.path().join("out.jsonl");
+    std::fs::write(&input, "[2, 3]\n[3, 2]\n[4, 4]\n[5, 2]\n").unwrap();
+    let out = wasmpool(
+        &[
+            "map",
+            "builtin:power",
+            "power",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&output).unwrap(), "8\n9\n256\n25\n");
+}
+
+#[test]
+fn map_unordered_tags_each_line_with_its_index() {
+    let out = wasmpool(
+        &[
+            "map",
+            "builtin:square",
+            "slow-square",
+            "--unordered",
+            "-j",
+            "2",
+            "--chunksize",
+            "1",
+        ],
+        "[0, 400]\n[1, 0]\n[2, 0]\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(
+        lines.last().unwrap(),
+        &serde_json::json!({"index": 0, "result": 0})
+    );
+}
+
+#[test]
+fn map_output_pipes_into_head() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmpool"))
+        .args(["map", "builtin:square", "square", "-q"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        for i in 0..200_000 {
+            if writeln!(stdin, "{i}").is_err() {
+                break;
+            }
+        }
+    });
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 2];
+    std::io::Read::read_exact(&mut out, &mut first).unwrap();
+    drop(out); // the reader goes away, as `| head -1` does
+    let status = child.wait().unwrap();
+    feeder.join().unwrap();
+    assert_eq!(&first, b"0\n");
+    assert!(
+        status.success(),
+        "a closed stdout is not a failure: {status:?}"
+    );
+}
+
+#[test]
+fn inspect_lists_signatures() {
+    let out = wasmpool(&["inspect", "builtin:records"], "");
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(text.contains("component"), "{text}");
+    assert!(
+        text.contains(
+            "area: func(s: variant { circle(f64), rectangle(tuple<f64, f64>), point }) -> f64"
+        ),
+        "{text}"
+    );
+    let out = wasmpool(&["inspect", "--json", "builtin:arith"], "");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["kind"], "core module");
+    assert_eq!(
+        doc["exports"][0]["signature"],
+        "add: func(p0: s32, p1: s32) -> s32"
+    );
+}
+
+#[test]
+fn tasks_export_writes_files_the_cli_can_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = wasmpool(&["tasks", "--export", dir.path().to_str().unwrap()], "");
+    assert!(out.status.success());
+    let square = dir.path().join("square.wasm");
+    assert!(stdout(&out).contains(square.to_str().unwrap()));
+    let out = wasmpool(&["run", square.to_str().unwrap(), "square", "-12"], "");
+    assert_eq!(stdout(&out), "144\n", "{}", stderr(&out));
+    let out = wasmpool(&["tasks"], "");
+    assert!(stdout(&out).contains("builtin:primes"), "{}", stdout(&out));
+}
+
+#[test]
+fn demo_runs_and_reports_speed_ups() {
+    let out = wasmpool(&["demo", "--items", "4", "-j", "2"], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("speed-up"), "{text}");
+    assert!(text.contains("148933 primes"), "{text}");
+    assert!(text.contains("maybe-crash(7) = 49"), "{text}");
+}
+
+#[test]
+fn help_describes_every_command() {
+    let out = wasmpool(&["--help"], "");
+    let text = stdout(&out);
+    for cmd in ["run", "map", "inspect", "demo", "tasks"] {
+        assert!(text.contains(cmd), "{text}");
+    }
+    assert!(
+        !text.contains("worker protocol"),
+        "the worker command is hidden: {text}"
+    );
+}
