@@ -14,6 +14,7 @@
 //! | `fallible` | `parse-int(text: string) -> result<s64, string>`, `process-item`     |
 //! | `trap`     | `maybe-crash(x: u32) -> u32`, `panic(message: string)`, `divide`     |
 //! | `hello`    | `hello(name: string) -> string`, writing to stdout and stderr        |
+//! | `hostile`  | `spin`, `memory-bomb`, `stack-overflow`, `read-file`, `block`, ...   |
 //! | `arith`    | core module: `add`, `mul64`, `fdiv`, `half`, `spin`, `boom`          |
 
 /// A task built from `guest-tasks/` and embedded in the binary.
@@ -45,7 +46,7 @@ mod tests {
 
     #[test]
     fn all_tasks_are_listed_once() {
-        assert_eq!(ALL.len(), 10);
+        assert_eq!(ALL.len(), 11);
         let names: HashSet<&str> = ALL.iter().map(|task| task.name).collect();
         assert_eq!(names.len(), ALL.len(), "duplicate names in ALL");
         for task in ALL {

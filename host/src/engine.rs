@@ -9,6 +9,10 @@ use wasmtime::{Config, Engine};
 pub(crate) fn config() -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
+    // Limits: wall-clock time by epochs, a deterministic budget by fuel. Both change the
+    // generated code, so the host compiles with them too and both sides agree.
+    config.epoch_interruption(true);
+    config.consume_fuel(true);
     config
 }
 

@@ -42,8 +42,67 @@ pub enum TaskError {
         /// Which parameter is wrong and what its WIT type expects.
         detail: String,
     },
+    /// The task ran past its wall-clock timeout: it was interrupted (or, stuck in a host
+    /// call, its worker was killed and replaced).
+    #[error("`{func}` exceeded its {limit:?} timeout")]
+    Timeout {
+        /// The export that ran too long.
+        func: String,
+        /// The timeout.
+        limit: std::time::Duration,
+    },
+    /// The task used up its fuel (instruction budget).
+    #[error("`{func}` ran out of fuel (limit {limit})")]
+    OutOfFuel {
+        /// The export.
+        func: String,
+        /// The fuel it was given.
+        limit: u64,
+    },
+    /// A linear memory or table of the task tried to grow past its cap.
+    #[error("`{func}` exceeded its memory limit of {limit} bytes")]
+    MemoryLimit {
+        /// The export.
+        func: String,
+        /// The cap on each linear memory, in bytes.
+        limit: u64,
+    },
+    /// The task overflowed its wasm stack.
+    #[error("`{func}` overflowed its wasm stack of {limit} bytes")]
+    StackOverflow {
+        /// The export.
+        func: String,
+        /// The wasm stack size, in bytes.
+        limit: usize,
+    },
+    /// The task's result was larger than allowed.
+    #[error("the result of `{func}` is about {size} bytes, over the limit of {limit}")]
+    ResultTooLarge {
+        /// The export.
+        func: String,
+        /// The limit, in bytes.
+        limit: u64,
+        /// About how large the result was.
+        size: u64,
+    },
+    /// The task wrote more to its stdout or stderr than allowed.
+    #[error("`{func}` wrote more than its output limit of {limit} bytes")]
+    OutputLimit {
+        /// The export.
+        func: String,
+        /// The cap on each of stdout and stderr, in bytes.
+        limit: u64,
+    },
+    /// The sandbox could not be set up as granted.
+    #[error("cannot set up the sandbox for `{func}`: {detail}")]
+    Sandbox {
+        /// The export.
+        func: String,
+        /// What failed.
+        detail: String,
+    },
     /// The worker process running the task died (crashed or was killed) before it answered.
-    #[error("worker process {pid} {cause} while running `{func}`{}", stderr_note(.stderr_tail))]
+    #[error("worker process {pid} {cause} while running `{func}` (attempt {attempts}){}", stderr_note(.stderr_tail))]
     WorkerCrashed {
         /// The export that was running.
         func: String,
@@ -51,6 +110,8 @@ pub enum TaskError {
         pid: u32,
         /// How it ended.
         cause: ExitCause,
+        /// How many times the task was tried (1 + retries used).
+        attempts: u32,
         /// The last lines the worker wrote to its stderr, if any.
         stderr_tail: String,
     },
@@ -100,6 +161,13 @@ impl TaskError {
             | TaskError::Guest { func, .. }
             | TaskError::BadInput { func, .. }
             | TaskError::WorkerCrashed { func, .. }
+            | TaskError::Timeout { func, .. }
+            | TaskError::OutOfFuel { func, .. }
+            | TaskError::MemoryLimit { func, .. }
+            | TaskError::StackOverflow { func, .. }
+            | TaskError::ResultTooLarge { func, .. }
+            | TaskError::OutputLimit { func, .. }
+            | TaskError::Sandbox { func, .. }
             | TaskError::Cancelled { func }
             | TaskError::PoolClosed { func }
             | TaskError::ResultType { func, .. }
@@ -115,6 +183,13 @@ impl TaskError {
             TaskError::Guest { .. } => "guest",
             TaskError::BadInput { .. } => "bad-input",
             TaskError::WorkerCrashed { .. } => "worker-crashed",
+            TaskError::Timeout { .. } => "timeout",
+            TaskError::OutOfFuel { .. } => "out-of-fuel",
+            TaskError::MemoryLimit { .. } => "memory-limit",
+            TaskError::StackOverflow { .. } => "stack-overflow",
+            TaskError::ResultTooLarge { .. } => "result-too-large",
+            TaskError::OutputLimit { .. } => "output-limit",
+            TaskError::Sandbox { .. } => "sandbox",
             TaskError::Cancelled { .. } => "cancelled",
             TaskError::PoolClosed { .. } => "pool-closed",
             TaskError::ResultType { .. } => "result-type",
@@ -202,6 +277,9 @@ pub enum Error {
     /// A worker answered the handshake with another protocol version, or not at all.
     #[error("worker handshake failed: {0}")]
     Handshake(String),
+    /// A grant cannot be honoured (a directory that does not exist).
+    #[error("invalid grant: {0}")]
+    Grant(String),
     /// The pool was closed or terminated: it takes no new work.
     #[error("the pool is closed and takes no new tasks")]
     Closed,

@@ -44,9 +44,11 @@
 pub mod builtin;
 mod engine;
 mod error;
+mod limits;
 mod module;
 mod pool;
 mod values;
+mod walls;
 mod wire;
 mod worker;
 
@@ -54,6 +56,10 @@ mod worker;
 pub mod cli;
 
 pub use error::{Error, ExitCause, TaskError};
+pub use limits::{
+    DEFAULT_MAX_MEMORY, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_RESULT_BYTES,
+    DEFAULT_MAX_TABLE_ELEMENTS, DEFAULT_MAX_WASM_STACK, DirGrant, Grants, Limits,
+};
 pub use module::{Module, Task};
 pub use pool::handle::{
     AsyncResult, MapResult, ReturnWhen, TaskFuture, WaitOutcome, as_completed, wait,

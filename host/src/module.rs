@@ -14,6 +14,7 @@ use wasmtime::component::types::{ComponentItem, Type};
 
 use crate::engine::host_engine;
 use crate::error::Error;
+use crate::limits::{Grants, Limits};
 use crate::values::{Signature, WitType};
 use crate::wire::{ModuleId, ModuleKind};
 
@@ -45,6 +46,8 @@ struct ModuleInner {
 pub struct Task {
     module: Module,
     sig: Arc<Signature>,
+    limits: Limits,
+    grants: Option<Arc<Grants>>,
 }
 
 impl Module {
@@ -136,6 +139,8 @@ impl Module {
         Ok(Task {
             module: self.clone(),
             sig: Arc::new(found.clone()),
+            limits: Limits::new(),
+            grants: None,
         })
     }
 
@@ -191,6 +196,35 @@ impl Task {
     /// The module the export belongs to.
     pub fn module(&self) -> &Module {
         &self.module
+    }
+
+    /// This task with its own limits, over the pool's: only the fields set here change.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let module = wasmpool::Module::from_file("untrusted.wasm")?;
+    /// let quick = module.task("solve")?.with_limits(wasmpool::Limits::new().timeout(Duration::from_secs(1)));
+    /// # Ok::<(), wasmpool::Error>(())
+    /// ```
+    pub fn with_limits(mut self, limits: Limits) -> Task {
+        self.limits = limits.or(self.limits);
+        self
+    }
+
+    /// This task with its own grants, instead of the pool's. Granted directories must exist.
+    pub fn with_grants(mut self, grants: Grants) -> Result<Task, Error> {
+        grants.check()?;
+        self.grants = Some(Arc::new(grants));
+        Ok(self)
+    }
+
+    pub(crate) fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    pub(crate) fn grants(&self) -> Option<&Arc<Grants>> {
+        self.grants.as_ref()
     }
 }
 

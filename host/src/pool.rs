@@ -22,8 +22,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, TaskError};
+use crate::limits::{DEFAULT_MAX_WASM_STACK, Grants, Limits};
 use crate::module::{Module, Task};
 use crate::values::{self, ArgsShape};
+use crate::wire::WorkerSettings;
 
 use handle::{Batch, MapResult, Slot, TaskFuture};
 use imap::Imap;
@@ -78,6 +80,11 @@ impl OutputSink {
 /// ```
 pub struct PoolBuilder {
     workers: usize,
+    limits: Limits,
+    grants: Grants,
+    max_wasm_stack: usize,
+    retries: u32,
+    max_tasks_per_worker: Option<u64>,
     chunksize: Option<usize>,
     imap_chunksize: usize,
     max_chunks_in_flight: Option<usize>,
@@ -89,6 +96,9 @@ impl std::fmt::Debug for PoolBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PoolBuilder")
             .field("workers", &self.workers)
+            .field("limits", &self.limits)
+            .field("grants", &self.grants)
+            .field("retries", &self.retries)
             .field("chunksize", &self.chunksize)
             .field("imap_chunksize", &self.imap_chunksize)
             .field("program", &self.program)
@@ -100,6 +110,11 @@ impl Default for PoolBuilder {
     fn default() -> Self {
         PoolBuilder {
             workers: 0,
+            limits: Limits::new(),
+            grants: Grants::new(),
+            max_wasm_stack: DEFAULT_MAX_WASM_STACK,
+            retries: 0,
+            max_tasks_per_worker: None,
             chunksize: None,
             imap_chunksize: 1,
             max_chunks_in_flight: None,
@@ -114,6 +129,43 @@ impl PoolBuilder {
     /// ([`std::thread::available_parallelism`]).
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;
+        self
+    }
+
+    /// Limits for every task (see [`Limits`]); a task's own limits
+    /// ([`Task::with_limits`]) take precedence.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// What every task may reach (see [`Grants`]; nothing by default); a task's own grants
+    /// ([`Task::with_grants`]) replace these. Granted directories must exist.
+    pub fn grants(mut self, grants: Grants) -> Self {
+        self.grants = grants;
+        self
+    }
+
+    /// The wasm stack size of every worker, in bytes (default
+    /// [`DEFAULT_MAX_WASM_STACK`]); overflowing it is [`TaskError::StackOverflow`].
+    pub fn max_wasm_stack(mut self, bytes: usize) -> Self {
+        self.max_wasm_stack = bytes.max(64 << 10);
+        self
+    }
+
+    /// How many times a task whose worker died is run again on a new worker before it fails
+    /// with [`TaskError::WorkerCrashed`] (default 0: no retry, as a task that crashes its
+    /// worker once may well do it again).
+    pub fn retries(mut self, n: u32) -> Self {
+        self.retries = n;
+        self
+    }
+
+    /// Replaces each worker process with a fresh one after it has run `n` tasks (Python's
+    /// `maxtasksperchild`). By default workers live as long as the pool: every task already
+    /// runs in a fresh wasm instance.
+    pub fn max_tasks_per_worker(mut self, n: u64) -> Self {
+        self.max_tasks_per_worker = Some(n.max(1));
         self
     }
 
@@ -155,6 +207,7 @@ impl PoolBuilder {
 
     /// Starts the workers; returns once every one has answered its handshake.
     pub fn build(self) -> Result<Pool, Error> {
+        self.grants.check()?;
         let workers = match self.workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
@@ -166,6 +219,11 @@ impl PoolBuilder {
         let (queue_tx, queue_rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
             program,
+            settings: WorkerSettings {
+                max_wasm_stack: self.max_wasm_stack,
+            },
+            retries: self.retries,
+            max_tasks_per_worker: self.max_tasks_per_worker,
             queue_rx,
             terminating: AtomicBool::new(false),
             chunk_ids: AtomicU64::new(0),
@@ -173,6 +231,8 @@ impl PoolBuilder {
         });
         let pool = Pool {
             shared,
+            limits: self.limits,
+            grants: Arc::new(self.grants),
             queue_tx: Mutex::new(Some(queue_tx)),
             drivers: Mutex::new(Vec::new()),
             task_numbers: AtomicU64::new(0),
@@ -216,6 +276,9 @@ impl PoolBuilder {
 /// State shared by the pool and its driver threads.
 pub(crate) struct Shared {
     program: WorkerProgram,
+    settings: WorkerSettings,
+    retries: u32,
+    max_tasks_per_worker: Option<u64>,
     queue_rx: Receiver<Job>,
     terminating: AtomicBool,
     chunk_ids: AtomicU64,
@@ -267,6 +330,8 @@ pub(crate) struct PreparedItem {
 /// ```
 pub struct Pool {
     shared: Arc<Shared>,
+    limits: Limits,
+    grants: Arc<Grants>,
     queue_tx: Mutex<Option<Sender<Job>>>,
     drivers: Mutex<Vec<Driver>>,
     task_numbers: AtomicU64,
@@ -535,6 +600,7 @@ impl Pool {
                     index: item.index,
                     task_no: first + n as u64,
                     args,
+                    crashes: 0,
                 }),
                 Err(detail) => sink.deliver(
                     item.index,
@@ -552,6 +618,11 @@ impl Pool {
             task: task.clone(),
             items: job_items,
             sink,
+            limits: task.limits().or(self.limits).resolve(),
+            grants: task
+                .grants()
+                .cloned()
+                .unwrap_or_else(|| Arc::clone(&self.grants)),
         };
         let sender = self
             .queue_tx

@@ -88,6 +88,30 @@ pub struct Signature {
     pub results: Vec<WitType>,
 }
 
+impl Value {
+    /// About how many bytes the value takes on the wire: what the result-size limit counts.
+    pub fn approx_size(&self) -> u64 {
+        let boxed = |v: &Option<Box<Value>>| v.as_deref().map_or(0, Value::approx_size);
+        1 + match self {
+            Value::Bool(_) | Value::S8(_) | Value::U8(_) => 1,
+            Value::S16(_) | Value::U16(_) => 2,
+            Value::S32(_) | Value::U32(_) | Value::F32(_) | Value::Char(_) => 4,
+            Value::S64(_) | Value::U64(_) | Value::F64(_) => 8,
+            Value::String(s) | Value::Enum(s) => s.len() as u64 + 4,
+            Value::List(items) | Value::Tuple(items) => {
+                4 + items.iter().map(Value::approx_size).sum::<u64>()
+            }
+            Value::Record(fields) => fields
+                .iter()
+                .map(|(n, v)| n.len() as u64 + 4 + v.approx_size())
+                .sum(),
+            Value::Variant(case, payload) => case.len() as u64 + 4 + boxed(payload),
+            Value::Option(v) | Value::Result(Ok(v) | Err(v)) => boxed(v),
+            Value::Flags(flags) => flags.iter().map(|f| f.len() as u64 + 4).sum(),
+        }
+    }
+}
+
 impl fmt::Display for WitType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fn names(f: &mut fmt::Formatter<'_>, kw: &str, names: &[String]) -> fmt::Result {

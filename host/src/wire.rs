@@ -13,6 +13,7 @@ use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+use crate::limits::{Grants, Resolved};
 use crate::values::Value;
 
 /// The protocol version both sides must agree on. Bump it on any change to the messages.
@@ -40,6 +41,8 @@ pub(crate) enum HostMsg {
     Hello {
         /// [`PROTOCOL_VERSION`] of the host.
         version: u32,
+        /// How the worker sets itself up.
+        settings: WorkerSettings,
     },
     /// A module the worker will be asked to run; sent once per worker. The worker compiles it
     /// and caches it by id; no reply (a failure is reported by the first `Run` that uses it).
@@ -51,11 +54,18 @@ pub(crate) enum HostMsg {
         /// The wasm binary.
         bytes: Vec<u8>,
     },
-    /// Run one chunk of calls of the same export; the worker answers with one
-    /// [`WorkerMsg::Done`] carrying an outcome per item, in order.
+    /// Run one chunk of calls of the same export; the worker answers with
+    /// [`WorkerMsg::Outcomes`] batches that together carry one outcome per item, in order.
     Run(Chunk),
     /// Finish: the worker exits with status 0.
     Shutdown,
+}
+
+/// Worker-wide settings, fixed for the life of a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct WorkerSettings {
+    /// The wasm stack size, in bytes.
+    pub(crate) max_wasm_stack: usize,
 }
 
 /// A batch of calls to one export of one module.
@@ -69,6 +79,10 @@ pub(crate) struct Chunk {
     pub func: String,
     /// The arguments of each call, already checked against the signature by the host.
     pub items: Vec<Vec<Value>>,
+    /// The limits of each call.
+    pub limits: Resolved,
+    /// What each call may reach.
+    pub grants: Grants,
 }
 
 /// Worker to host.
@@ -86,11 +100,15 @@ pub(crate) enum WorkerMsg {
         /// Why, for the host's error message.
         reason: String,
     },
-    /// The outcomes of a [`Chunk`], one per item, in order.
-    Done {
+    /// The outcomes of consecutive items of a [`Chunk`], starting at item `first`. A worker
+    /// sends them as items finish (batched when they finish quickly), so the host always
+    /// knows which item is running: the first one not yet reported.
+    Outcomes {
         /// The chunk's id.
         chunk_id: u64,
-        /// One outcome per item.
+        /// The index in the chunk of the first outcome.
+        first: u32,
+        /// One outcome per item, in order.
         outcomes: Vec<ItemOutcome>,
     },
 }
@@ -118,6 +136,20 @@ pub(crate) enum RunFailure {
     },
     /// The arguments did not fit (the host checks first; this is the worker's own check).
     BadInput(String),
+    /// The call ran past its timeout and was interrupted.
+    Timeout,
+    /// The call used up its fuel.
+    OutOfFuel,
+    /// A linear memory (or table) tried to grow past its cap.
+    MemoryLimit,
+    /// The wasm stack overflowed.
+    StackOverflow,
+    /// The result was larger than allowed; its approximate encoded size.
+    ResultTooLarge(u64),
+    /// The guest wrote more to stdout or stderr than allowed.
+    OutputLimit,
+    /// The sandbox could not be set up as granted (a directory that cannot be opened).
+    Sandbox(String),
     /// The module could not be compiled or instantiated, or has no such export.
     Module(String),
 }
@@ -220,6 +252,8 @@ mod tests {
                 Value::Option(Some(Box::new(Value::Char('λ')))),
                 Value::Result(Err(None)),
             ]],
+            limits: Resolved::default(),
+            grants: Grants::new().env("A", "1"),
         })
     }
 
@@ -229,6 +263,9 @@ mod tests {
         let msgs = [
             HostMsg::Hello {
                 version: PROTOCOL_VERSION,
+                settings: WorkerSettings {
+                    max_wasm_stack: 1 << 20,
+                },
             },
             sample_chunk(),
             HostMsg::Shutdown,

@@ -16,8 +16,13 @@ pub(crate) mod runner;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::os::fd::FromRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-use crate::wire::{self, HostMsg, ItemOutcome, PROTOCOL_VERSION, RunFailure, WorkerMsg};
+use crate::limits::EPOCH_TICK;
+use crate::wire::{
+    self, HostMsg, ItemOutcome, PROTOCOL_VERSION, RunFailure, WorkerMsg, WorkerSettings,
+};
 use cache::ModuleCache;
 
 /// Set in a child's environment to make it a worker.
@@ -46,17 +51,37 @@ pub(crate) fn ensure_worker_hook_linked() {
 pub fn worker_main() -> ! {
     // SAFETY: plain descriptor juggling on the process's own standard descriptors, before any
     // other thread exists: fd 1 is duplicated for the protocol, then fd 1 becomes stderr.
-    let protocol_out = unsafe {
+    let (protocol_in, protocol_out) = unsafe {
         let fd = libc::dup(1);
         if fd < 0 || libc::dup2(2, 1) < 0 {
             eprintln!("wasmpool worker: cannot set up its descriptors");
             std::process::exit(70);
         }
-        File::from_raw_fd(fd)
+        (File::from_raw_fd(0), File::from_raw_fd(fd))
     };
-    let mut input = BufReader::with_capacity(1 << 16, std::io::stdin().lock());
-    let mut output = BufWriter::with_capacity(1 << 16, protocol_out);
-    match serve(&mut input, &mut output) {
+    crate::walls::enter_worker(fd_of(&protocol_out));
+    let mut input = BufReader::with_capacity(1 << 16, protocol_in);
+    let output = Arc::new(Mutex::new(BufWriter::with_capacity(1 << 16, protocol_out)));
+    let result = match handshake(&mut input, &output) {
+        Ok(Some(settings)) => {
+            // Guest code runs on a thread whose native stack has room for the wasm stack.
+            let stack = settings.max_wasm_stack + (8 << 20);
+            std::thread::scope(|scope| {
+                std::thread::Builder::new()
+                    .name("wasmpool-session".into())
+                    .stack_size(stack)
+                    .spawn_scoped(scope, || session(settings, &mut input, &output))
+                    .map_err(anyhow::Error::from)
+                    .and_then(|t| {
+                        t.join()
+                            .map_err(|_| anyhow::anyhow!("the session thread panicked"))?
+                    })
+            })
+        }
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    match result {
         Ok(()) => std::process::exit(0),
         Err(e) => {
             eprintln!("wasmpool worker {}: {e:#}", std::process::id());
@@ -65,64 +90,152 @@ pub fn worker_main() -> ! {
     }
 }
 
-/// The receive-run-reply loop over any pair of byte streams.
-pub(crate) fn serve(input: &mut impl Read, output: &mut impl Write) -> anyhow::Result<()> {
+fn fd_of(file: &File) -> i32 {
+    use std::os::fd::AsRawFd;
+    file.as_raw_fd()
+}
+
+/// The frames a worker writes: shared by the session thread, which writes each outcome as it
+/// is ready, and the ticker thread, which flushes what is buffered every tick so the host
+/// sees progress within a tick even while the next task runs long.
+pub(crate) type Output<W> = Arc<Mutex<BufWriter<W>>>;
+
+/// The whole conversation over any pair of byte streams (the unit tests use memory buffers).
+#[cfg(test)]
+pub(crate) fn serve<W: Write + Send + 'static>(
+    input: &mut impl Read,
+    output: &Output<W>,
+) -> anyhow::Result<()> {
+    match handshake(input, output)? {
+        Some(settings) => session(settings, input, output),
+        None => Ok(()),
+    }
+}
+
+fn send<W: Write>(output: &Output<W>, msg: &WorkerMsg, flush: bool) -> anyhow::Result<()> {
+    let mut frame = Vec::new();
+    wire::encode_frame(msg, &mut frame)?;
+    let mut out = output.lock().unwrap_or_else(|e| e.into_inner());
+    out.write_all(&frame)?;
+    if flush {
+        out.flush()?;
+    }
+    Ok(())
+}
+
+/// Answers the host's Hello: the worker settings, or `None` when the worker must exit.
+fn handshake<W: Write>(
+    input: &mut impl Read,
+    output: &Output<W>,
+) -> anyhow::Result<Option<WorkerSettings>> {
     let mut buf = Vec::new();
     match wire::read_frame::<HostMsg>(input, &mut buf)? {
-        Some(HostMsg::Hello { version }) if version == PROTOCOL_VERSION => {
+        Some(HostMsg::Hello { version, settings }) if version == PROTOCOL_VERSION => {
             let pid = std::process::id();
-            wire::write_frame(output, &WorkerMsg::Ready { version, pid })?;
+            send(output, &WorkerMsg::Ready { version, pid }, true)?;
+            Ok(Some(settings))
         }
-        Some(HostMsg::Hello { version }) => {
+        Some(HostMsg::Hello { version, .. }) => {
             let reason = format!(
                 "the worker speaks protocol version {PROTOCOL_VERSION}, the host {version}"
             );
-            wire::write_frame(output, &WorkerMsg::Refused { reason })?;
-            return Ok(());
+            send(output, &WorkerMsg::Refused { reason }, true)?;
+            Ok(None)
         }
         Some(other) => {
             let reason = format!("expected a Hello, got {}", msg_name(&other));
-            wire::write_frame(output, &WorkerMsg::Refused { reason })?;
-            return Ok(());
+            send(output, &WorkerMsg::Refused { reason }, true)?;
+            Ok(None)
         }
-        None => return Ok(()),
+        None => Ok(None),
     }
+}
 
-    let mut cache = ModuleCache::new()?;
-    let mut out = Vec::new();
+/// The receive-run-reply loop, after the handshake.
+fn session<W: Write + Send + 'static>(
+    settings: WorkerSettings,
+    input: &mut impl Read,
+    output: &Output<W>,
+) -> anyhow::Result<()> {
+    let mut cache = ModuleCache::new(settings)?;
+    let _ticker = Ticker::start(cache.runner().engine().clone(), Arc::clone(output))?;
+    let mut buf = Vec::new();
     loop {
         match wire::read_frame::<HostMsg>(input, &mut buf)? {
             None | Some(HostMsg::Shutdown) => return Ok(()),
             Some(HostMsg::Load { id, kind, bytes }) => cache.load(id, kind, &bytes),
             Some(HostMsg::Run(chunk)) => {
-                let outcomes = match cache.get(&chunk.module) {
-                    Ok(compiled) => chunk
-                        .items
-                        .iter()
-                        .map(|args| cache.runner().run(compiled, &chunk.func, args))
-                        .collect(),
-                    Err(reason) => {
-                        let failed = ItemOutcome {
-                            result: Err(RunFailure::Module(reason)),
+                let compiled = cache.get(&chunk.module);
+                let last = chunk.items.len().saturating_sub(1);
+                for (i, args) in chunk.items.iter().enumerate() {
+                    let outcome = match compiled {
+                        Ok(compiled) => cache.runner().run(
+                            compiled,
+                            &chunk.func,
+                            args,
+                            &chunk.limits,
+                            &chunk.grants,
+                        ),
+                        Err(ref reason) => ItemOutcome {
+                            result: Err(RunFailure::Module(reason.clone())),
                             stdout: Vec::new(),
                             stderr: Vec::new(),
-                        };
-                        vec![failed; chunk.items.len()]
-                    }
-                };
-                wire::encode_frame(
-                    &WorkerMsg::Done {
+                        },
+                    };
+                    let msg = WorkerMsg::Outcomes {
                         chunk_id: chunk.chunk_id,
-                        outcomes,
-                    },
-                    &mut out,
-                )?;
-                output.write_all(&out)?;
-                output.flush()?;
+                        first: i as u32,
+                        outcomes: vec![outcome],
+                    };
+                    send(output, &msg, i == last)?;
+                }
             }
             Some(HostMsg::Hello { .. }) => {
                 anyhow::bail!("a second Hello in the middle of the session")
             }
+        }
+    }
+}
+
+/// The worker's clock: every [`EPOCH_TICK`] it advances the engine's epoch (which interrupts
+/// a guest past its deadline) and flushes buffered outcomes to the host.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Ticker {
+    fn start<W: Write + Send + 'static>(
+        engine: wasmtime::Engine,
+        output: Output<W>,
+    ) -> anyhow::Result<Ticker> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("wasmpool-ticker".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                    if let Ok(mut out) = output.try_lock()
+                        && !out.buffer().is_empty()
+                    {
+                        let _ = out.flush();
+                    }
+                }
+            })?;
+        Ok(Ticker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
@@ -139,18 +252,24 @@ fn msg_name(msg: &HostMsg) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::{Grants, Resolved};
     use crate::values::Value;
     use crate::wire::{Chunk, ModuleKind};
+
+    const SETTINGS: WorkerSettings = WorkerSettings {
+        max_wasm_stack: 512 << 10,
+    };
 
     fn session(msgs: &[HostMsg]) -> Vec<WorkerMsg> {
         let mut input = Vec::new();
         for m in msgs {
             wire::write_frame(&mut input, m).unwrap();
         }
-        let mut output = Vec::new();
-        serve(&mut input.as_slice(), &mut output).unwrap();
+        let output: Output<Vec<u8>> = Arc::new(Mutex::new(BufWriter::new(Vec::new())));
+        serve(&mut input.as_slice(), &output).unwrap();
+        let bytes = output.lock().unwrap().get_ref().clone();
         let mut replies = Vec::new();
-        let mut reader = output.as_slice();
+        let mut reader = bytes.as_slice();
         let mut buf = Vec::new();
         while let Some(msg) = wire::read_frame(&mut reader, &mut buf).unwrap() {
             replies.push(msg);
@@ -158,10 +277,33 @@ mod tests {
         replies
     }
 
+    fn run(module: [u8; 32], func: &str, items: Vec<Vec<Value>>, limits: Resolved) -> HostMsg {
+        HostMsg::Run(Chunk {
+            chunk_id: 1,
+            module,
+            func: func.into(),
+            items,
+            limits,
+            grants: Grants::new(),
+        })
+    }
+
+    fn outcomes(replies: &[WorkerMsg]) -> Vec<&ItemOutcome> {
+        replies
+            .iter()
+            .filter_map(|m| match m {
+                WorkerMsg::Outcomes { outcomes, .. } => Some(outcomes),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
     #[test]
     fn a_mismatched_version_is_refused() {
         let replies = session(&[HostMsg::Hello {
             version: PROTOCOL_VERSION + 1,
+            settings: SETTINGS,
         }]);
         let [WorkerMsg::Refused { reason }] = replies.as_slice() else {
             panic!("{replies:?}")
@@ -183,50 +325,77 @@ mod tests {
         let replies = session(&[
             HostMsg::Hello {
                 version: PROTOCOL_VERSION,
+                settings: SETTINGS,
             },
             HostMsg::Load {
                 id,
                 kind: ModuleKind::Core,
                 bytes,
             },
-            HostMsg::Run(Chunk {
-                chunk_id: 1,
-                module: id,
-                func: "div".into(),
-                items: vec![
+            run(
+                id,
+                "div",
+                vec![
                     vec![Value::S32(7), Value::S32(2)],
                     vec![Value::S32(1), Value::S32(0)],
                 ],
-            }),
-            HostMsg::Run(Chunk {
-                chunk_id: 2,
-                module: [0; 32],
-                func: "div".into(),
-                items: vec![vec![]],
-            }),
+                Resolved::default(),
+            ),
+            run([0; 32], "div", vec![vec![]], Resolved::default()),
         ]);
-        let [
-            WorkerMsg::Ready { .. },
-            WorkerMsg::Done {
-                chunk_id: 1,
-                outcomes,
-            },
-            WorkerMsg::Done {
-                chunk_id: 2,
-                outcomes: missing,
-            },
-        ] = replies.as_slice()
-        else {
-            panic!("{replies:?}")
-        };
+        assert!(matches!(replies[0], WorkerMsg::Ready { .. }), "{replies:?}");
+        let outcomes = outcomes(&replies);
+        assert_eq!(outcomes.len(), 3);
         assert_eq!(outcomes[0].result, Ok(vec![Value::S32(3)]));
         let Err(RunFailure::Trap { message, .. }) = &outcomes[1].result else {
             panic!("{outcomes:?}")
         };
         assert!(message.contains("divide by zero"), "{message}");
         assert!(
-            matches!(&missing[0].result, Err(RunFailure::Module(_))),
-            "{missing:?}"
+            matches!(&outcomes[2].result, Err(RunFailure::Module(_))),
+            "{outcomes:?}"
         );
+    }
+
+    #[test]
+    fn limits_fire_as_their_own_failures() {
+        let wat = r#"(module
+            (memory 1)
+            (func (export "spin") (loop br 0))
+            (func (export "grow") (param i32) (result i32) local.get 0 memory.grow)
+            (func $deep (export "deep") (param i32) (result i32) local.get 0 i32.const 1 i32.add call $deep))"#;
+        let bytes = wat::parse_str(wat).unwrap();
+        let id = [7; 32];
+        let mut limits = Resolved::default();
+        limits.timeout = Some(std::time::Duration::from_millis(50));
+        limits.max_memory = 4 << 16;
+        let mut fuel = Resolved::default();
+        fuel.fuel = Some(10_000);
+        let replies = session(&[
+            HostMsg::Hello {
+                version: PROTOCOL_VERSION,
+                settings: SETTINGS,
+            },
+            HostMsg::Load {
+                id,
+                kind: ModuleKind::Core,
+                bytes,
+            },
+            run(id, "spin", vec![vec![]], limits),
+            run(id, "spin", vec![vec![]], fuel),
+            run(
+                id,
+                "grow",
+                vec![vec![Value::S32(2)], vec![Value::S32(100)]],
+                limits,
+            ),
+            run(id, "deep", vec![vec![Value::S32(0)]], limits),
+        ]);
+        let outcomes = outcomes(&replies);
+        assert_eq!(outcomes[0].result, Err(RunFailure::Timeout));
+        assert_eq!(outcomes[1].result, Err(RunFailure::OutOfFuel));
+        assert_eq!(outcomes[2].result, Ok(vec![Value::S32(1)]));
+        assert_eq!(outcomes[3].result, Err(RunFailure::MemoryLimit));
+        assert_eq!(outcomes[4].result, Err(RunFailure::StackOverflow));
     }
 }

@@ -14,10 +14,14 @@ use crate::values::{self, ArgsShape};
 
 use super::handle::{Slot, TaskFuture};
 use super::scheduler::{self, Job, JobItem};
-use super::supervisor::{PidSlot, WorkerProcess, WorkerProgram, kill_slot};
+use super::supervisor::{PidSlot, Why, WorkerProcess, WorkerProgram, kill_slot};
+use crate::limits::DEFAULT_MAX_WASM_STACK;
+use crate::wire::WorkerSettings;
 
 /// One task in a new worker process of its own: [`Process::start`] it, [`Process::join`] it,
-/// read its [`Process::result`]. The process exits as soon as the task ends.
+/// read its [`Process::result`]. The process exits as soon as the task ends. The task runs
+/// with its own limits and grants ([`Task::with_limits`], [`Task::with_grants`]) over the
+/// defaults.
 ///
 /// # Examples
 /// ```no_run
@@ -84,14 +88,20 @@ impl Process {
                 index: 0,
                 task_no: 0,
                 args,
+                crashes: 0,
             }],
             sink: self.slot.clone(),
+            limits: self.task.limits().resolve(),
+            grants: self.task.grants().cloned().unwrap_or_default(),
+        };
+        let settings = WorkerSettings {
+            max_wasm_stack: DEFAULT_MAX_WASM_STACK,
         };
         let pid = Arc::clone(&self.pid);
         // The worker is started on the thread that owns it: its parent-death signal is tied
         // to that thread, which lives until the task is done.
         self.thread = Some(std::thread::spawn(move || {
-            let mut worker = match WorkerProcess::spawn(&program, pid) {
+            let mut worker = match WorkerProcess::spawn(&program, settings, pid) {
                 Ok(w) => {
                     let _ = ready_tx.send(Ok(w.pid()));
                     w
@@ -101,16 +111,28 @@ impl Process {
                     return;
                 }
             };
-            let outcome = match worker.run(&job, 0) {
-                Ok(mut raw) => scheduler::finish(&job.task, raw.remove(0)),
-                Err(lost) => Err(TaskError::WorkerCrashed {
-                    func: job.task.name().to_string(),
-                    pid: worker.pid(),
-                    cause: lost.cause,
-                    stderr_tail: lost.stderr_tail,
-                }),
-            };
-            job.sink.deliver(0, outcome);
+            let run = worker.run(&job, 0, |_, raw| {
+                let outcome =
+                    scheduler::finish(&job.task, &job.limits, settings.max_wasm_stack, raw);
+                job.sink.deliver(0, outcome);
+            });
+            if let Err(stop) = run {
+                let func = job.task.name().to_string();
+                let error = match stop.why {
+                    Why::Overran => TaskError::Timeout {
+                        func,
+                        limit: job.limits.timeout.unwrap_or_default(),
+                    },
+                    Why::Crashed => TaskError::WorkerCrashed {
+                        func,
+                        pid: worker.pid(),
+                        cause: stop.lost.cause,
+                        attempts: 1,
+                        stderr_tail: stop.lost.stderr_tail,
+                    },
+                };
+                job.sink.deliver(0, Err(error));
+            }
             worker.shutdown();
         }));
         let started = ready_rx.recv().map_err(|_| Error::Spawn {

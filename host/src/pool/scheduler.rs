@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::error::TaskError;
+use crate::limits::{Grants, Resolved};
 use crate::module::Task;
 use crate::values::{self, Value, WitType};
 use crate::wire::{ItemOutcome, RunFailure};
@@ -20,6 +21,8 @@ pub(crate) struct JobItem {
     /// The pool-wide task number, in submission order; it labels the guest's output.
     pub(crate) task_no: u64,
     pub(crate) args: Vec<Value>,
+    /// How many times the item was started on a worker that then died.
+    pub(crate) crashes: u32,
 }
 
 /// A chunk of calls to one task, sent to one worker in one frame.
@@ -27,6 +30,10 @@ pub(crate) struct Job {
     pub(crate) task: Task,
     pub(crate) items: Vec<JobItem>,
     pub(crate) sink: Arc<dyn Sink>,
+    /// The task's limits over the pool's, decided at submission.
+    pub(crate) limits: Resolved,
+    /// What the task may reach.
+    pub(crate) grants: Arc<Grants>,
 }
 
 /// Where outcomes go: a future's slot, a `map`'s result vector, an `imap`'s channel.
@@ -63,9 +70,40 @@ pub(crate) fn default_chunksize(len: usize, workers: usize) -> usize {
 /// Turns a worker's reply for one item into the task's outcome. A task whose one result is a
 /// `result<T, E>` fails with [`TaskError::Guest`] when it returns `err`, and yields `T` when it
 /// returns `ok`, the way a Python function raises or returns.
-pub(crate) fn finish(task: &Task, raw: ItemOutcome) -> Outcome {
+pub(crate) fn finish(
+    task: &Task,
+    limits: &Resolved,
+    max_wasm_stack: usize,
+    raw: ItemOutcome,
+) -> Outcome {
     let func = task.name().to_string();
     match raw.result {
+        Err(RunFailure::Timeout) => Err(TaskError::Timeout {
+            func,
+            limit: limits.timeout.unwrap_or_default(),
+        }),
+        Err(RunFailure::OutOfFuel) => Err(TaskError::OutOfFuel {
+            func,
+            limit: limits.fuel.unwrap_or_default(),
+        }),
+        Err(RunFailure::MemoryLimit) => Err(TaskError::MemoryLimit {
+            func,
+            limit: limits.max_memory,
+        }),
+        Err(RunFailure::StackOverflow) => Err(TaskError::StackOverflow {
+            func,
+            limit: max_wasm_stack,
+        }),
+        Err(RunFailure::ResultTooLarge(size)) => Err(TaskError::ResultTooLarge {
+            func,
+            limit: limits.max_result_bytes,
+            size,
+        }),
+        Err(RunFailure::OutputLimit) => Err(TaskError::OutputLimit {
+            func,
+            limit: limits.max_output_bytes,
+        }),
+        Err(RunFailure::Sandbox(detail)) => Err(TaskError::Sandbox { func, detail }),
         Ok(results) => unwrap_guest_result(&func, &task.signature().results, results),
         Err(RunFailure::Trap { message, backtrace }) => Err(TaskError::Trap {
             func,

@@ -14,11 +14,13 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, ExitCause, TaskError};
+use crate::limits::kill_grace;
 use crate::wire::{
     self, Chunk, HostMsg, ItemOutcome, ModuleId, PROTOCOL_VERSION, WireError, WorkerMsg,
+    WorkerSettings,
 };
 
 use super::scheduler::{self, Job};
@@ -78,35 +80,57 @@ pub(crate) struct WorkerProcess {
     write_buf: Vec<u8>,
 }
 
-/// The worker died or broke the protocol while running a chunk.
+/// How a worker ended, and its last words.
 pub(crate) struct Lost {
     pub(crate) cause: ExitCause,
     pub(crate) stderr_tail: String,
     pub(crate) detail: String,
 }
 
+/// A chunk stopped before all its items were reported.
+pub(crate) struct Interrupted {
+    /// The index in the job of the item that was running.
+    pub(crate) at: usize,
+    /// Why.
+    pub(crate) why: Why,
+    /// The worker, now reaped.
+    pub(crate) lost: Lost,
+}
+
+pub(crate) enum Why {
+    /// The worker died, or broke the protocol.
+    Crashed,
+    /// The worker did not answer within the running item's timeout plus a grace period,
+    /// and was killed.
+    Overran,
+}
+
 impl WorkerProcess {
     /// Starts a worker and completes the handshake.
-    pub(crate) fn spawn(program: &WorkerProgram, slot: PidSlot) -> Result<WorkerProcess, Error> {
+    pub(crate) fn spawn(
+        program: &WorkerProgram,
+        settings: WorkerSettings,
+        slot: PidSlot,
+    ) -> Result<WorkerProcess, Error> {
         let spawn_error = |detail: String| Error::Spawn {
             program: program.program.display().to_string(),
             detail,
         };
         let mut command = Command::new(&program.program);
+        // An empty environment, a process group of its own (a Ctrl-C at the terminal reaches
+        // the host, which ends the workers itself), and the walls of `walls::child_walls`.
         command
             .args(&program.args)
+            .env_clear()
             .env(crate::worker::WORKER_ENV, "1")
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // SAFETY: only async-signal-safe calls between fork and exec.
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: child_walls makes only async-signal-safe calls.
         unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+            command.pre_exec(move || crate::walls::child_walls(parent));
         }
         let mut child = command.spawn().map_err(|e| spawn_error(e.to_string()))?;
         let pid = child.id();
@@ -132,7 +156,7 @@ impl WorkerProcess {
             read_buf: Vec::new(),
             write_buf: Vec::new(),
         };
-        worker.handshake().map_err(|detail| {
+        worker.handshake(settings).map_err(|detail| {
             let lost = worker.reap();
             let tail = lost.stderr_tail;
             Error::Handshake(format!(
@@ -149,14 +173,12 @@ impl WorkerProcess {
         Ok(worker)
     }
 
-    fn handshake(&mut self) -> Result<(), String> {
-        wire::write_frame(
-            &mut self.stdin,
-            &HostMsg::Hello {
-                version: PROTOCOL_VERSION,
-            },
-        )
-        .map_err(|e| e.to_string())?;
+    fn handshake(&mut self, settings: WorkerSettings) -> Result<(), String> {
+        let hello = HostMsg::Hello {
+            version: PROTOCOL_VERSION,
+            settings,
+        };
+        wire::write_frame(&mut self.stdin, &hello).map_err(|e| e.to_string())?;
         if !wait_readable(self.stdout.get_ref(), HANDSHAKE_TIMEOUT) {
             return Err(format!(
                 "no answer to the handshake within {HANDSHAKE_TIMEOUT:?}"
@@ -180,11 +202,59 @@ impl WorkerProcess {
         self.pid
     }
 
-    /// Runs one job's items (loading its module first if this worker has not seen it) and
-    /// returns the raw outcome of each, in order.
-    pub(crate) fn run(&mut self, job: &Job, chunk_id: u64) -> Result<Vec<ItemOutcome>, Lost> {
+    /// Runs one job's items (loading its module first if this worker has not seen it),
+    /// handing each raw outcome to `deliver` with the item's index as it arrives. Stops at the
+    /// first item whose worker dies, or does not answer within the item's timeout plus a
+    /// grace period (the worker is then killed).
+    pub(crate) fn run(
+        &mut self,
+        job: &Job,
+        chunk_id: u64,
+        mut deliver: impl FnMut(usize, ItemOutcome),
+    ) -> Result<(), Interrupted> {
+        let mut next = 0;
+        let result = self.send_chunk(job, chunk_id).and_then(|()| {
+            let mut progress = Instant::now();
+            while next < job.items.len() {
+                if let Some(timeout) = job.limits.timeout {
+                    let deadline = progress + timeout + kill_grace(timeout);
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if self.stdout.buffer().is_empty() && !wait_readable(self.stdout.get_ref(), left) {
+                        return Err(Why::Overran);
+                    }
+                }
+                match wire::read_frame::<WorkerMsg>(&mut self.stdout, &mut self.read_buf) {
+                    Ok(Some(WorkerMsg::Outcomes { chunk_id: id, first, outcomes }))
+                        if id == chunk_id && first as usize == next && next + outcomes.len() <= job.items.len() =>
+                    {
+                        for outcome in outcomes {
+                            deliver(next, outcome);
+                            next += 1;
+                        }
+                        progress = Instant::now();
+                    }
+                    Ok(other) => {
+                        log::error!(target: "wasmpool::pool", "worker {}: unexpected reply {other:?}", self.pid);
+                        return Err(Why::Crashed);
+                    }
+                    Err(e) => {
+                        log::debug!(target: "wasmpool::pool", "worker {}: {e}", self.pid);
+                        return Err(Why::Crashed);
+                    }
+                }
+            }
+            Ok(())
+        });
+        result.map_err(|why| Interrupted {
+            at: next,
+            why,
+            lost: self.reap(),
+        })
+    }
+
+    fn send_chunk(&mut self, job: &Job, chunk_id: u64) -> Result<(), Why> {
         let module = job.task.module();
-        let result = (|| -> Result<Vec<ItemOutcome>, WireError> {
+        let result = (|| -> Result<(), WireError> {
             if !self.loaded.contains(&module.id()) {
                 let load = HostMsg::Load {
                     id: module.id(),
@@ -200,26 +270,15 @@ impl WorkerProcess {
                 module: module.id(),
                 func: job.task.name().to_string(),
                 items: job.items.iter().map(|item| item.args.clone()).collect(),
+                limits: job.limits,
+                grants: (*job.grants).clone(),
             });
             wire::encode_frame(&chunk, &mut self.write_buf)?;
             self.stdin.write_all(&self.write_buf)?;
             self.stdin.flush()?;
-            match wire::read_frame::<WorkerMsg>(&mut self.stdout, &mut self.read_buf)? {
-                Some(WorkerMsg::Done {
-                    chunk_id: id,
-                    outcomes,
-                }) if id == chunk_id && outcomes.len() == job.items.len() => Ok(outcomes),
-                Some(other) => Err(WireError::Io(std::io::Error::other(format!(
-                    "unexpected reply {other:?}"
-                )))),
-                None => Err(WireError::Truncated),
-            }
+            Ok(())
         })();
-        result.map_err(|e| {
-            let mut lost = self.reap();
-            lost.detail = e.to_string();
-            lost
-        })
+        result.map_err(|_| Why::Crashed)
     }
 
     /// Kills (if needed) and reaps the worker; says how it ended.
@@ -299,13 +358,15 @@ pub(crate) fn wait_readable(fd: &impl AsRawFd, timeout: Duration) -> bool {
 }
 
 /// A driver thread's life: start a worker, then run jobs from the queue on it, replacing it
-/// whenever it dies, until the queue is closed and empty or the pool is terminated.
+/// whenever it dies or has run its quota of tasks, until the queue is closed and empty or the
+/// pool is terminated.
 pub(crate) fn drive(
     shared: Arc<Shared>,
     slot: PidSlot,
     ready: crossbeam_channel::Sender<Result<u32, Error>>,
 ) {
-    let mut worker = match WorkerProcess::spawn(&shared.program, Arc::clone(&slot)) {
+    let mut worker = match WorkerProcess::spawn(&shared.program, shared.settings, Arc::clone(&slot))
+    {
         Ok(w) => {
             let _ = ready.send(Ok(w.pid()));
             w
@@ -316,6 +377,7 @@ pub(crate) fn drive(
         }
     };
     drop(ready);
+    let mut ran_here = 0u64;
     while let Ok(mut job) = shared.queue_rx.recv() {
         if shared.is_terminating() {
             job.fail_all(|func| TaskError::Cancelled {
@@ -324,70 +386,110 @@ pub(crate) fn drive(
             continue;
         }
         job.items.retain(|item| !job.sink.is_cancelled(item.index));
-        if job.items.is_empty() {
-            continue;
-        }
         for item in &job.items {
             job.sink.start(item.index);
         }
-        let chunk_id = shared.next_chunk_id();
-        match worker.run(&job, chunk_id) {
-            Ok(outcomes) => {
-                for (item, raw) in job.items.iter().zip(outcomes) {
-                    shared
-                        .output
-                        .relay(item.task_no, job.task.name(), &raw.stdout, &raw.stderr);
-                    job.sink
-                        .deliver(item.index, scheduler::finish(&job.task, raw));
+        while !job.items.is_empty() {
+            let result = worker.run(&job, shared.next_chunk_id(), |i, raw| {
+                let item = &job.items[i];
+                shared
+                    .output
+                    .relay(item.task_no, job.task.name(), &raw.stdout, &raw.stderr);
+                let outcome =
+                    scheduler::finish(&job.task, &job.limits, shared.settings.max_wasm_stack, raw);
+                job.sink.deliver(item.index, outcome);
+            });
+            match result {
+                Ok(()) => {
+                    ran_here += job.items.len() as u64;
+                    job.items.clear();
                 }
-            }
-            Err(lost) => {
-                let pid = worker.pid();
-                let terminating = shared.is_terminating();
-                job.fail_all(|func| {
-                    if terminating {
-                        TaskError::Cancelled {
+                Err(stop) => {
+                    let pid = worker.pid();
+                    let mut rest = job.items.split_off(stop.at);
+                    let mut item = rest.remove(0);
+                    let func = job.task.name().to_string();
+                    if shared.is_terminating() {
+                        job.sink
+                            .deliver(item.index, Err(TaskError::Cancelled { func: func.clone() }));
+                        job.items = rest;
+                        job.fail_all(|func| TaskError::Cancelled {
                             func: func.to_string(),
+                        });
+                        return;
+                    }
+                    match stop.why {
+                        Why::Overran => {
+                            log::warn!(target: "wasmpool::pool", "worker {pid} did not stop `{func}` at its timeout: killed");
+                            let limit = job.limits.timeout.unwrap_or_default();
+                            job.sink
+                                .deliver(item.index, Err(TaskError::Timeout { func, limit }));
                         }
-                    } else {
-                        TaskError::WorkerCrashed {
-                            func: func.to_string(),
-                            pid,
-                            cause: lost.cause,
-                            stderr_tail: lost.stderr_tail.clone(),
+                        Why::Crashed if item.crashes < shared.retries => {
+                            log::warn!(target: "wasmpool::pool", "worker {pid} {} running `{func}`: retrying it", stop.lost.cause);
+                            item.crashes += 1;
+                            rest.insert(0, item);
+                        }
+                        Why::Crashed => {
+                            log::warn!(target: "wasmpool::pool", "worker {pid} {} running `{func}` ({})", stop.lost.cause, stop.lost.detail);
+                            let error = TaskError::WorkerCrashed {
+                                func,
+                                pid,
+                                cause: stop.lost.cause,
+                                attempts: item.crashes + 1,
+                                stderr_tail: stop.lost.stderr_tail,
+                            };
+                            job.sink.deliver(item.index, Err(error));
                         }
                     }
-                });
-                if terminating {
-                    return;
-                }
-                log::warn!(target: "wasmpool::pool", "worker {pid} lost ({}; {}); starting a new one", lost.cause, lost.detail);
-                match respawn(&shared, &slot) {
-                    Some(w) => worker = w,
-                    None => return,
+                    job.items = rest;
+                    ran_here = 0;
+                    match respawn(&shared, &slot) {
+                        Ok(w) => worker = w,
+                        Err(e) => {
+                            let detail = format!("no worker process could be started: {e}");
+                            job.fail_all(|func| TaskError::Internal {
+                                func: func.to_string(),
+                                detail: detail.clone(),
+                            });
+                            return;
+                        }
+                    }
                 }
             }
+        }
+        if shared
+            .max_tasks_per_worker
+            .is_some_and(|max| ran_here >= max)
+        {
+            worker.shutdown();
+            match respawn(&shared, &slot) {
+                Ok(w) => worker = w,
+                Err(_) => return,
+            }
+            ran_here = 0;
         }
     }
     worker.shutdown();
 }
 
-/// Starts a replacement worker, retrying a few times with a pause; `None` when the pool is
-/// terminating or the program cannot be started at all any more.
-fn respawn(shared: &Shared, slot: &PidSlot) -> Option<WorkerProcess> {
+/// Starts a replacement worker, retrying a few times with a pause.
+fn respawn(shared: &Shared, slot: &PidSlot) -> Result<WorkerProcess, Error> {
+    let mut last = Error::Closed;
     for attempt in 0..5u32 {
         if shared.is_terminating() {
-            return None;
+            return Err(Error::Closed);
         }
-        match WorkerProcess::spawn(&shared.program, Arc::clone(slot)) {
-            Ok(w) => return Some(w),
+        match WorkerProcess::spawn(&shared.program, shared.settings, Arc::clone(slot)) {
+            Ok(w) => return Ok(w),
             Err(e) => {
                 log::error!(target: "wasmpool::pool", "cannot start a replacement worker: {e}");
+                last = e;
                 thread::sleep(Duration::from_millis(50 << attempt));
             }
         }
     }
-    None
+    Err(last)
 }
 
 impl OutputSink {

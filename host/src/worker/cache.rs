@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::wire::{ModuleId, ModuleKind};
+use crate::wire::{ModuleId, ModuleKind, WorkerSettings};
 
 use super::runner::{Compiled, Runner};
 
@@ -13,9 +13,9 @@ pub(crate) struct ModuleCache {
 }
 
 impl ModuleCache {
-    pub(crate) fn new() -> anyhow::Result<Self> {
+    pub(crate) fn new(settings: WorkerSettings) -> anyhow::Result<Self> {
         Ok(ModuleCache {
-            runner: Runner::new()?,
+            runner: Runner::new(settings)?,
             modules: HashMap::new(),
         })
     }

@@ -5,16 +5,14 @@
 //! memory exactly as the module initialises it, whatever ran before it in this worker.
 
 use wasmtime::component::{self, ResourceTable, Val};
-use wasmtime::{Engine, Store, Trap, WasmBacktrace};
+use wasmtime::{Engine, ResourceLimiter, Store, Trap, WasmBacktrace};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use crate::limits::{EPOCH_TICK, Grants, Resolved};
 use crate::values::Value;
-use crate::wire::{ItemOutcome, ModuleKind, RunFailure};
-
-/// How much of a task's stdout and of its stderr is kept.
-const OUTPUT_CAPACITY: usize = 1 << 20;
+use crate::wire::{ItemOutcome, ModuleKind, RunFailure, WorkerSettings};
 
 /// A module compiled and linked, ready to be instantiated many times.
 pub(crate) enum Compiled {
@@ -22,10 +20,11 @@ pub(crate) enum Compiled {
     Core(wasmtime::InstancePre<CoreState>),
 }
 
-/// The store data of a component task: its WASI context and resource table.
+/// The store data of a component task: its WASI context, resource table and limiter.
 pub(crate) struct ComponentState {
     ctx: WasiCtx,
     table: ResourceTable,
+    limiter: TaskLimiter,
 }
 
 impl WasiView for ComponentState {
@@ -37,9 +36,52 @@ impl WasiView for ComponentState {
     }
 }
 
-/// The store data of a core-module task: a WASI preview 1 context.
+/// The store data of a core-module task: a WASI preview 1 context and its limiter.
 pub(crate) struct CoreState {
     wasi: WasiP1Ctx,
+    limiter: TaskLimiter,
+}
+
+/// Caps the growth of a task's memories and tables, and remembers that a cap was hit, so
+/// that the trap that follows is reported as the limit it is.
+struct TaskLimiter {
+    max_memory: u64,
+    max_table_elements: u64,
+    hit: bool,
+}
+
+impl ResourceLimiter for TaskLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.max_memory {
+            self.hit = true;
+            wasmtime::bail!(
+                "linear memory would grow to {desired} bytes, past the limit of {}",
+                self.max_memory
+            );
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.max_table_elements {
+            self.hit = true;
+            wasmtime::bail!(
+                "table would grow to {desired} elements, past the limit of {}",
+                self.max_table_elements
+            );
+        }
+        Ok(true)
+    }
 }
 
 pub(crate) struct Runner {
@@ -49,8 +91,10 @@ pub(crate) struct Runner {
 }
 
 impl Runner {
-    pub(crate) fn new() -> anyhow::Result<Self> {
-        let engine = Engine::new(&crate::engine::config())?;
+    pub(crate) fn new(settings: WorkerSettings) -> anyhow::Result<Self> {
+        let mut config = crate::engine::config();
+        config.max_wasm_stack(settings.max_wasm_stack);
+        let engine = Engine::new(&config)?;
         let mut component_linker = component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut component_linker)?;
         let mut core_linker = wasmtime::Linker::new(&engine);
@@ -60,6 +104,10 @@ impl Runner {
             component_linker,
             core_linker,
         })
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     pub(crate) fn compile(&self, kind: ModuleKind, bytes: &[u8]) -> Result<Compiled, String> {
@@ -86,15 +134,51 @@ impl Runner {
         Ok(compiled)
     }
 
-    /// Runs `func(args)` in a fresh instance.
-    pub(crate) fn run(&self, compiled: &Compiled, func: &str, args: &[Value]) -> ItemOutcome {
-        let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
-        let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(stdout.clone()).stderr(stderr.clone());
-        let result = match compiled {
-            Compiled::Component(pre) => self.run_component(pre, wasi.build(), func, args),
-            Compiled::Core(pre) => self.run_core(pre, wasi.build_p1(), func, args),
+    /// Runs `func(args)` in a fresh instance, within `limits`, with only what `grants` allow.
+    pub(crate) fn run(
+        &self,
+        compiled: &Compiled,
+        func: &str,
+        args: &[Value],
+        limits: &Resolved,
+        grants: &Grants,
+    ) -> ItemOutcome {
+        let cap = usize::try_from(limits.max_output_bytes).unwrap_or(usize::MAX);
+        let stdout = MemoryOutputPipe::new(cap);
+        let stderr = MemoryOutputPipe::new(cap);
+        let result = sandbox(grants, &stdout, &stderr).and_then(|mut wasi| {
+            let limiter = TaskLimiter {
+                max_memory: limits.max_memory,
+                max_table_elements: limits.max_table_elements,
+                hit: false,
+            };
+            match compiled {
+                Compiled::Component(pre) => {
+                    self.run_component(pre, wasi.build(), limiter, limits, func, args)
+                }
+                Compiled::Core(pre) => {
+                    self.run_core(pre, wasi.build_p1(), limiter, limits, func, args)
+                }
+            }
+        });
+        let overflowed = |pipe: &MemoryOutputPipe| pipe.contents().len() >= cap;
+        let result = match result {
+            Err(RunFailure::Trap { ref message, .. })
+                if message.contains("beyond capacity")
+                    || overflowed(&stdout)
+                    || overflowed(&stderr) =>
+            {
+                Err(RunFailure::OutputLimit)
+            }
+            Ok(values) => {
+                let size: u64 = values.iter().map(Value::approx_size).sum();
+                if size > limits.max_result_bytes {
+                    Err(RunFailure::ResultTooLarge(size))
+                } else {
+                    Ok(values)
+                }
+            }
+            other => other,
         };
         ItemOutcome {
             result,
@@ -107,15 +191,22 @@ impl Runner {
         &self,
         pre: &component::InstancePre<ComponentState>,
         ctx: WasiCtx,
+        limiter: TaskLimiter,
+        limits: &Resolved,
         func: &str,
         args: &[Value],
     ) -> Result<Vec<Value>, RunFailure> {
         let state = ComponentState {
             ctx,
             table: ResourceTable::new(),
+            limiter,
         };
         let mut store = Store::new(&self.engine, state);
-        let instance = pre.instantiate(&mut store).map_err(failure)?;
+        store.limiter(|s| &mut s.limiter);
+        arm(&mut store, limits);
+        let instance = pre
+            .instantiate(&mut store)
+            .map_err(|e| failure(e, store.data().limiter.hit))?;
         let export = match func.split_once('#') {
             Some((iface, name)) => {
                 let component = pre.component();
@@ -129,7 +220,8 @@ impl Runner {
             .ok_or_else(|| RunFailure::Module(format!("no exported function `{func}`")))?;
         let params: Vec<Val> = args.iter().map(to_val).collect();
         let mut results = vec![Val::Bool(false); f.ty(&store).results().len()];
-        f.call(&mut store, &params, &mut results).map_err(failure)?;
+        f.call(&mut store, &params, &mut results)
+            .map_err(|e| failure(e, store.data().limiter.hit))?;
         results
             .iter()
             .map(from_val)
@@ -141,11 +233,17 @@ impl Runner {
         &self,
         pre: &wasmtime::InstancePre<CoreState>,
         wasi: WasiP1Ctx,
+        limiter: TaskLimiter,
+        limits: &Resolved,
         func: &str,
         args: &[Value],
     ) -> Result<Vec<Value>, RunFailure> {
-        let mut store = Store::new(&self.engine, CoreState { wasi });
-        let instance = pre.instantiate(&mut store).map_err(failure)?;
+        let mut store = Store::new(&self.engine, CoreState { wasi, limiter });
+        store.limiter(|s| &mut s.limiter);
+        arm(&mut store, limits);
+        let instance = pre
+            .instantiate(&mut store)
+            .map_err(|e| failure(e, store.data().limiter.hit))?;
         let f = instance
             .get_func(&mut store, func)
             .ok_or_else(|| RunFailure::Module(format!("no exported function `{func}`")))?;
@@ -162,7 +260,8 @@ impl Runner {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut results = vec![wasmtime::Val::I32(0); f.ty(&store).results().len()];
-        f.call(&mut store, &params, &mut results).map_err(failure)?;
+        f.call(&mut store, &params, &mut results)
+            .map_err(|e| failure(e, store.data().limiter.hit))?;
         results
             .iter()
             .map(|v| match v {
@@ -178,8 +277,55 @@ impl Runner {
     }
 }
 
-/// A failed instantiation or call, as the host will report it.
-fn failure(err: wasmtime::Error) -> RunFailure {
+/// The WASI context of one task: nothing but what `grants` allow (no files, no environment,
+/// no arguments, no network, an empty stdin), and stdout and stderr captured in memory.
+fn sandbox(
+    grants: &Grants,
+    stdout: &MemoryOutputPipe,
+    stderr: &MemoryOutputPipe,
+) -> Result<WasiCtxBuilder, RunFailure> {
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.stdout(stdout.clone()).stderr(stderr.clone());
+    for (key, value) in &grants.env {
+        wasi.env(key, value);
+    }
+    for dir in &grants.dirs {
+        let perms = if dir.read_only {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
+        wasi.preopened_dir(&dir.host, &dir.guest, perms)
+            .map_err(|e| {
+                RunFailure::Sandbox(format!("cannot grant {}: {e:#}", dir.host.display()))
+            })?;
+    }
+    Ok(wasi)
+}
+
+/// Sets a fresh store's time and fuel budgets.
+fn arm<T>(store: &mut Store<T>, limits: &Resolved) {
+    let ticks = match limits.timeout {
+        Some(timeout) => (timeout.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64 + 1,
+        None => u64::MAX / 2,
+    };
+    store.set_epoch_deadline(ticks);
+    // Fuel is always on in the engine; without a limit the budget is effectively endless.
+    let _ = store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
+}
+
+/// A failed instantiation or call, as the host will report it. `limit_hit` says whether the
+/// limiter refused a memory or table growth during the call.
+fn failure(err: wasmtime::Error, limit_hit: bool) -> RunFailure {
+    if limit_hit {
+        return RunFailure::MemoryLimit;
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => return RunFailure::Timeout,
+        Some(Trap::OutOfFuel) => return RunFailure::OutOfFuel,
+        Some(Trap::StackOverflow) => return RunFailure::StackOverflow,
+        _ => {}
+    }
     let backtrace = err
         .downcast_ref::<WasmBacktrace>()
         .map(|bt| bt.to_string())
