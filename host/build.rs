@@ -57,6 +57,10 @@ const COMPONENTS: &[(&str, &str)] = &[
         "hello",
         "hello(name): prints to stdout and stderr, returns the greeting",
     ),
+    (
+        "hostile",
+        "for the sandbox and limits tests: spin, memory-bomb, stack-overflow, huge-result, stdout-flood, unreachable, block (misbehave); read-file, write-file, list-dir, read-env, read-args, open-socket, read-stdin (probe the sandbox)",
+    ),
 ];
 
 /// The core module, embedded as WebAssembly text: (name, description, path in guest-tasks).

@@ -67,6 +67,6 @@ pub use pool::handle::{
 pub use pool::imap::Imap;
 pub use pool::process::Process;
 pub use pool::{GuestOutput, Pool, PoolBuilder, Stream};
-pub use values::{Signature, Value, WitType};
+pub use values::{MAX_VALUE_DEPTH, Signature, Value, WitType};
 pub use wire::ModuleKind;
 pub use worker::worker_main;

@@ -50,7 +50,10 @@ pub enum WitType {
 }
 
 /// A value of a [`WitType`], as it crosses the pipe between host and worker.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Decoding is bounded: a value nested deeper than [`MAX_VALUE_DEPTH`] is a decode error,
+/// so garbage on the wire cannot overflow the decoder's stack.
+#[derive(Debug, Clone, PartialEq)]
 #[allow(missing_docs)]
 pub enum Value {
     Bool(bool),
@@ -74,6 +77,65 @@ pub enum Value {
     Option(Option<Box<Value>>),
     Result(Result<Option<Box<Value>>, Option<Box<Value>>>),
     Flags(Vec<String>),
+}
+
+/// How deeply a decoded [`Value`] may nest.
+pub const MAX_VALUE_DEPTH: u32 = 100;
+
+/// The wire form of [`Value`]: serde derives it here, and `Value`'s own impls wrap it with a
+/// depth guard.
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "Value")]
+enum ValueDef {
+    Bool(bool),
+    S8(i8),
+    U8(u8),
+    S16(i16),
+    U16(u16),
+    S32(i32),
+    U32(u32),
+    S64(i64),
+    U64(u64),
+    F32(f32),
+    F64(f64),
+    Char(char),
+    String(String),
+    List(Vec<Value>),
+    Record(Vec<(String, Value)>),
+    Tuple(Vec<Value>),
+    Variant(String, Option<Box<Value>>),
+    Enum(String),
+    Option(Option<Box<Value>>),
+    Result(Result<Option<Box<Value>>, Option<Box<Value>>>),
+    Flags(Vec<String>),
+}
+
+impl Serialize for Value {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        ValueDef::serialize(self, serializer)
+    }
+}
+
+thread_local! {
+    static DECODE_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+        let depth = DECODE_DEPTH.with(|d| {
+            d.set(d.get() + 1);
+            d.get()
+        });
+        let result = if depth > MAX_VALUE_DEPTH {
+            Err(serde::de::Error::custom(format!(
+                "value nested deeper than {MAX_VALUE_DEPTH}"
+            )))
+        } else {
+            ValueDef::deserialize(deserializer)
+        };
+        DECODE_DEPTH.with(|d| d.set(d.get() - 1));
+        result
+    }
 }
 
 /// The signature of one callable export: its name, named parameters and results.
@@ -736,6 +798,39 @@ mod tests {
             args_from_json(&list, &json!([1, 2]), ArgsShape::Single).unwrap(),
             vec![Value::List(vec![Value::S64(1), Value::S64(2)])]
         );
+    }
+
+    #[test]
+    fn deep_values_are_refused_not_overflowed() {
+        // Tag 13 is List, then a length of 1: a million nested lists in 2 MB of garbage.
+        let garbage: Vec<u8> = [13u8, 1].repeat(1_000_000);
+        let err = postcard::from_bytes::<Value>(&garbage).unwrap_err();
+        assert!(matches!(err, postcard::Error::SerdeDeCustom), "{err:?}");
+        let mut ok = Value::U8(1);
+        for _ in 0..MAX_VALUE_DEPTH - 1 {
+            ok = Value::List(vec![ok]);
+        }
+        let bytes = postcard::to_allocvec(&ok).unwrap();
+        assert_eq!(postcard::from_bytes::<Value>(&bytes).unwrap(), ok);
+    }
+
+    proptest::proptest! {
+        /// Any bytes decode to a value or an error, never a panic or an overflow.
+        #[test]
+        fn garbage_values_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = postcard::from_bytes::<Value>(&bytes);
+            let _ = postcard::from_bytes::<Vec<Value>>(&bytes);
+        }
+
+        /// Any JSON checked against any of a few types converts or errs, never panics.
+        #[test]
+        fn any_json_against_any_type(text in "[\\[\\]{}\":,0-9a-z.\\- ]{0,40}") {
+            if let Ok(json) = serde_json::from_str::<Json>(&text) {
+                for ty in [person(), shape(), WitType::Char, WitType::U8, WitType::Flags(vec!["a".into()])] {
+                    let _ = from_json(&json, &ty, "x");
+                }
+            }
+        }
     }
 
     #[test]

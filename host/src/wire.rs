@@ -44,8 +44,9 @@ pub(crate) enum HostMsg {
         /// How the worker sets itself up.
         settings: WorkerSettings,
     },
-    /// A module the worker will be asked to run; sent once per worker. The worker compiles it
-    /// and caches it by id; no reply (a failure is reported by the first `Run` that uses it).
+    /// A module the worker will be asked to run; sent once per worker. The worker compiles it,
+    /// caches it by id and answers [`WorkerMsg::Loaded`], so that compiling is never counted
+    /// against a task's timeout.
     Load {
         /// SHA-256 of `bytes`.
         id: ModuleId,
@@ -99,6 +100,11 @@ pub(crate) enum WorkerMsg {
     Refused {
         /// Why, for the host's error message.
         reason: String,
+    },
+    /// A module was compiled (or failed to: the error is reported again by each `Run`).
+    Loaded {
+        /// The module's id.
+        id: ModuleId,
     },
     /// The outcomes of consecutive items of a [`Chunk`], starting at item `first`. A worker
     /// sends them as items finish (batched when they finish quickly), so the host always

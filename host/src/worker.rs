@@ -163,7 +163,10 @@ fn session<W: Write + Send + 'static>(
     loop {
         match wire::read_frame::<HostMsg>(input, &mut buf)? {
             None | Some(HostMsg::Shutdown) => return Ok(()),
-            Some(HostMsg::Load { id, kind, bytes }) => cache.load(id, kind, &bytes),
+            Some(HostMsg::Load { id, kind, bytes }) => {
+                cache.load(id, kind, &bytes);
+                send(output, &WorkerMsg::Loaded { id }, true)?;
+            }
             Some(HostMsg::Run(chunk)) => {
                 let compiled = cache.get(&chunk.module);
                 let last = chunk.items.len().saturating_sub(1);

@@ -2,9 +2,12 @@
 //! from `guest-tasks/` by the host's build script. One binary of feature modules.
 
 mod api;
+mod chaos;
 mod failures;
+mod hostile;
 mod lifecycle;
 mod map;
 mod process;
 mod support;
 mod values;
+mod walls;

@@ -4,10 +4,12 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use clap::Args;
 
+use crate::TaskError;
 use crate::pool::scheduler::results_json;
 
 use super::PoolArgs;
@@ -21,7 +23,8 @@ use super::run::error_json;
 /// `{"error": {"kind": ..., "message": ...}}` for an item that failed; the run goes on.
 /// With --unordered each line is `{"index": N, "result": ...}` or `{"index": N, "error": ...}`,
 /// N counting input lines from 0. A summary goes to stderr; the exit code is 1 if any item
-/// failed, 0 otherwise.
+/// failed, 0 otherwise. Ctrl-C (or SIGTERM) stops reading input, cancels what is queued,
+/// stops the workers, prints what finished and a summary, and exits 130 (143).
 #[derive(Debug, Args)]
 #[command(
     after_help = "Example:\n  seq 1 10 | wasmpool map builtin:square square\n  printf '[2,3]\\n[3,2]\\n' | wasmpool map builtin:power power"
@@ -69,59 +72,98 @@ impl MapCommand {
         };
         // imap streams: a long input is never all in memory. Default chunking for a stream of
         // unknown length: a few items per round trip unless --chunksize says otherwise.
-        let mut builder = self.pool.builder();
+        let mut builder = self.pool.builder(0);
         if self.pool.chunksize.is_none() {
             builder = builder.imap_chunksize(16);
         }
         let pool = builder.build()?;
         let one_param = task.signature().params.len() == 1;
-        let lines = input
-            .lines()
-            .map_while(|line| line.ok())
-            .filter(|line| !line.trim().is_empty())
-            .map(
-                move |line| match serde_json::from_str::<serde_json::Value>(&line) {
-                    // One parameter: the line is the argument itself, arrays included.
-                    Ok(json) if one_param => Ok(serde_json::Value::Array(vec![json])),
-                    Ok(json) => Ok(json),
-                    Err(e) => Err(format!("line is not JSON ({e}): {line}")),
-                },
-            );
         let started = Instant::now();
-        let (mut ok, mut failed) = (0usize, 0usize);
-        let mut stream =
-            pool.imap_spread::<_, serde_json::Value>(&task, lines.map(LineArgs), !self.unordered);
-        while let Some((index, outcome)) = stream.next_raw() {
-            let line = match (&outcome, self.unordered) {
-                (Ok(results), false) => results_json(results, false),
-                (Ok(results), true) => {
-                    serde_json::json!({"index": index, "result": results_json(results, false)})
+        let (counts, signal) = super::with_interrupts(&pool, |caught| -> anyhow::Result<Counts> {
+            let lines = input
+                .lines()
+                .map_while(|line| line.ok())
+                .take_while(|_| caught.load(Ordering::SeqCst) == 0)
+                .filter(|line| !line.trim().is_empty())
+                .map(
+                    move |line| match serde_json::from_str::<serde_json::Value>(&line) {
+                        // One parameter: the line is the argument itself, arrays included.
+                        Ok(json) if one_param => Ok(serde_json::Value::Array(vec![json])),
+                        Ok(json) => Ok(json),
+                        Err(e) => Err(format!("line is not JSON ({e}): {line}")),
+                    },
+                );
+            let mut counts = Counts::default();
+            let mut stream = pool.imap_spread::<_, serde_json::Value>(
+                &task,
+                lines.map(LineArgs),
+                !self.unordered,
+            );
+            while let Some((index, outcome)) = stream.next_raw() {
+                let interrupted = caught.load(Ordering::SeqCst) != 0;
+                if interrupted
+                    && matches!(
+                        outcome,
+                        Err(TaskError::Cancelled { .. } | TaskError::PoolClosed { .. })
+                    )
+                {
+                    counts.cancelled += 1;
+                    continue;
                 }
-                (Err(e), false) => error_json(e),
-                (Err(e), true) => {
-                    let mut obj = error_json(e);
-                    obj["index"] = index.into();
-                    obj
+                let line = match (&outcome, self.unordered) {
+                    (Ok(results), false) => results_json(results, false),
+                    (Ok(results), true) => {
+                        serde_json::json!({"index": index, "result": results_json(results, false)})
+                    }
+                    (Err(e), false) => error_json(e),
+                    (Err(e), true) => {
+                        let mut obj = error_json(e);
+                        obj["index"] = index.into();
+                        obj
+                    }
+                };
+                match outcome {
+                    Ok(_) => counts.ok += 1,
+                    Err(_) => counts.failed += 1,
                 }
-            };
-            match outcome {
-                Ok(_) => ok += 1,
-                Err(_) => failed += 1,
+                writeln!(output, "{line}")?;
             }
-            writeln!(output, "{line}")?;
-        }
-        output.flush()?;
-        if !self.quiet {
-            let secs = started.elapsed().as_secs_f64();
+            output.flush()?;
+            Ok(counts)
+        })?;
+        let counts = counts?;
+        let secs = started.elapsed().as_secs_f64();
+        let done = counts.ok + counts.failed;
+        if let Some(signal) = signal {
+            let name = if signal == libc::SIGTERM {
+                "SIGTERM"
+            } else {
+                "SIGINT"
+            };
             eprintln!(
-                "wasmpool map: {} items, {ok} ok, {failed} failed, in {secs:.3} s ({:.0} items/s) on {} workers",
-                ok + failed,
-                (ok + failed) as f64 / secs.max(1e-9),
+                "wasmpool map: interrupted by {name}: {done} items finished ({} ok, {} failed), {} cancelled, in {secs:.3} s; all workers stopped",
+                counts.ok, counts.failed, counts.cancelled
+            );
+            return Ok(128 + signal);
+        }
+        if !self.quiet {
+            eprintln!(
+                "wasmpool map: {done} items, {} ok, {} failed, in {secs:.3} s ({:.0} items/s) on {} workers",
+                counts.ok,
+                counts.failed,
+                done as f64 / secs.max(1e-9),
                 pool.workers()
             );
         }
-        Ok(if failed > 0 { 1 } else { 0 })
+        Ok(if counts.failed > 0 { 1 } else { 0 })
     }
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    ok: usize,
+    failed: usize,
+    cancelled: usize,
 }
 
 /// One input line's arguments, or why the line is not usable; serializes to the arguments,

@@ -4,8 +4,8 @@ use std::io::Write;
 
 use clap::Args;
 
+use crate::TaskError;
 use crate::pool::scheduler::results_json;
-use crate::{Pool, TaskError};
 
 /// Call one export once and print its result as JSON.
 ///
@@ -21,8 +21,10 @@ pub(super) struct RunCommand {
     /// The export to call (see `wasmpool inspect`).
     func: String,
     /// The arguments, one per parameter, each as JSON.
-    #[arg(allow_hyphen_values = true)]
+    #[arg(allow_negative_numbers = true)]
     args: Vec<String>,
+    #[command(flatten)]
+    pool: super::PoolArgs,
 }
 
 /// A command-line argument as JSON: itself if it parses, else a string.
@@ -50,10 +52,7 @@ impl RunCommand {
     pub(super) fn execute(self) -> anyhow::Result<i32> {
         let module = super::load_module(&self.module)?;
         let task = module.task(&self.func)?;
-        let pool = Pool::builder()
-            .workers(1)
-            .on_output(super::print_guest_output)
-            .build()?;
+        let pool = self.pool.builder(1).build()?;
         let args = serde_json::Value::Array(self.args.iter().map(|a| arg_json(a)).collect());
         let mut stream = pool.imap_spread::<_, serde_json::Value>(&task, [args], true);
         let (_, outcome) = stream.next_raw().expect("one item in, one outcome out");

@@ -263,6 +263,14 @@ impl WorkerProcess {
                 };
                 wire::encode_frame(&load, &mut self.write_buf)?;
                 self.stdin.write_all(&self.write_buf)?;
+                self.stdin.flush()?;
+                match wire::read_frame::<WorkerMsg>(&mut self.stdout, &mut self.read_buf)? {
+                    Some(WorkerMsg::Loaded { id }) if id == module.id() => {}
+                    other => {
+                        let detail = format!("expected Loaded, got {other:?}");
+                        return Err(WireError::Io(std::io::Error::other(detail)));
+                    }
+                }
                 self.loaded.insert(module.id());
             }
             let chunk = HostMsg::Run(Chunk {
@@ -281,9 +289,18 @@ impl WorkerProcess {
         result.map_err(|_| Why::Crashed)
     }
 
+    /// Clears the pid slot before the child is reaped, so nobody signals a recycled pid; a
+    /// slot that already names a replacement worker is left alone.
+    fn release_slot(&self) {
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        if *slot == Some(self.pid) {
+            *slot = None;
+        }
+    }
+
     /// Kills (if needed) and reaps the worker; says how it ended.
     fn reap(&mut self) -> Lost {
-        self.slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.release_slot();
         let _ = self.child.kill();
         let cause = match self.child.wait() {
             Ok(status) => match (status.signal(), status.code()) {
@@ -318,7 +335,7 @@ impl WorkerProcess {
 
 impl Drop for WorkerProcess {
     fn drop(&mut self) {
-        self.slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.release_slot();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

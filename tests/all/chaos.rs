@@ -1,0 +1,124 @@
+//! Chaos: thousands of tasks while workers are SIGKILLed at random mid-task. Every task ends
+//! with exactly one outcome, every task on a surviving worker is correct, no process remains,
+//! and it ends within a fixed bound.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use wasmpool::builtin::SQUARE;
+use wasmpool::{ExitCause, Pool, TaskError};
+
+use crate::support::{process_exists, task};
+
+/// A small xorshift generator: reproducible chaos without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn random_sigkills_lose_nothing_and_leave_nothing() {
+    const TASKS: i64 = 2_000;
+    let started = Instant::now();
+    let pool = Pool::builder()
+        .workers(4)
+        .chunksize(5)
+        .on_output(|_| {})
+        .build()
+        .unwrap();
+    let slow_square = task(SQUARE, "slow-square");
+    let items: Vec<(i64, u32)> = (0..TASKS).map(|x| (x, 2)).collect();
+    let batch = pool.starmap_async::<_, i64>(&slow_square, &items);
+
+    let done = AtomicBool::new(false);
+    let (kills, seen) = std::thread::scope(|s| {
+        let killer = s.spawn(|| {
+            let mut rng = Rng(0x5eed_cafe_f00d_1234);
+            let mut kills = 0;
+            let mut seen = HashSet::new();
+            while !done.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(15 + rng.next() % 30));
+                let pids = pool.worker_pids();
+                seen.extend(pids.iter().copied());
+                // About one worker in twenty, each round, mid-task.
+                if rng.next() % 4 == 0 && !pids.is_empty() {
+                    let victim = pids[(rng.next() % pids.len() as u64) as usize];
+                    // SAFETY: SIGKILL to one of the pool's own worker children.
+                    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+                    kills += 1;
+                }
+            }
+            (kills, seen)
+        });
+        batch.wait();
+        done.store(true, Ordering::SeqCst);
+        killer.join().unwrap()
+    });
+
+    let outcomes = batch.results();
+    assert_eq!(outcomes.len(), TASKS as usize, "one outcome per task");
+    let mut crashed = 0;
+    for (x, outcome) in outcomes.iter().enumerate() {
+        match outcome {
+            Ok(v) => assert_eq!(
+                *v,
+                (x * x) as i64,
+                "task {x} on a surviving worker is correct"
+            ),
+            Err(TaskError::WorkerCrashed {
+                cause: ExitCause::Signal(9),
+                attempts: 1,
+                ..
+            }) => crashed += 1,
+            Err(other) => panic!("task {x}: unexpected {other}"),
+        }
+    }
+    assert!(kills > 0, "the chaos killed nobody");
+    assert!(
+        crashed <= kills,
+        "{crashed} crashed tasks for {kills} kills"
+    );
+    eprintln!(
+        "chaos: {TASKS} tasks, {kills} workers killed, {crashed} tasks failed, in {:?}",
+        started.elapsed()
+    );
+
+    let mut all: HashSet<u32> = seen;
+    all.extend(pool.worker_pids());
+    drop(pool);
+    let leftover: Vec<u32> = all.into_iter().filter(|&pid| process_exists(pid)).collect();
+    assert!(leftover.is_empty(), "processes remain: {leftover:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn retries_rerun_a_task_whose_worker_was_killed() {
+    let pool = Pool::builder()
+        .workers(1)
+        .retries(2)
+        .on_output(|_| {})
+        .build()
+        .unwrap();
+    let sleep = task(wasmpool::builtin::SLEEP, "sleep");
+    let victim = pool.worker_pids()[0];
+    let handle = pool.submit::<_, u64>(&sleep, (500u32,));
+    std::thread::sleep(Duration::from_millis(150));
+    // SAFETY: SIGKILL to the pool's own worker child.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    assert!(
+        handle.result().unwrap() >= 500,
+        "the retry ran to completion"
+    );
+    assert_ne!(pool.worker_pids(), vec![victim]);
+}

@@ -1,0 +1,67 @@
+//! The process walls, read from /proc: what a worker process gave up.
+
+use wasmpool::builtin::SQUARE;
+
+use crate::support::{pool, task};
+
+fn proc_file(pid: u32, name: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/{name}")).unwrap_or_default()
+}
+
+#[test]
+fn workers_start_with_nothing_to_spare() {
+    // SAFETY: tests in this binary do not read this variable concurrently.
+    unsafe { std::env::set_var("WASMPOOL_TEST_SECRET", "hunter2") };
+    let pool = pool(1);
+    let square = task(SQUARE, "square");
+    assert_eq!(pool.apply::<_, i64>(&square, (3,)).unwrap(), 9);
+    let pid = pool.worker_pids()[0];
+
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let vars: Vec<&[u8]> = environ
+        .split(|b| *b == 0)
+        .filter(|v| !v.is_empty())
+        .collect();
+    assert_eq!(
+        vars,
+        [b"WASMPOOL_WORKER=1".as_slice()],
+        "only the worker switch is set"
+    );
+
+    let status = proc_file(pid, "status");
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("NoNewPrivs:") && l.ends_with('1')),
+        "{status}"
+    );
+
+    let limits = proc_file(pid, "limits");
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert!(core.split_whitespace().nth(4) == Some("0"), "{core}");
+    let files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    assert!(files.contains("256"), "{files}");
+
+    // A process group of its own.
+    // SAFETY: getpgid on a pid of ours.
+    assert_eq!(unsafe { libc::getpgid(pid as i32) }, pid as i32);
+
+    // Only pipes, /dev/null and anonymous memory: no inherited files or sockets.
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+        let target = std::fs::read_link(entry.unwrap().path()).unwrap();
+        let target = target.to_string_lossy();
+        assert!(
+            target.starts_with("pipe:")
+                || target.starts_with("anon_inode:")
+                || target.starts_with("/memfd:")
+                || target == "/dev/null",
+            "worker has {target} open"
+        );
+    }
+}
