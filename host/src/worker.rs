@@ -369,11 +369,15 @@ mod tests {
             (func $deep (export "deep") (param i32) (result i32) local.get 0 i32.const 1 i32.add call $deep))"#;
         let bytes = wat::parse_str(wat).unwrap();
         let id = [7; 32];
-        let mut limits = Resolved::default();
-        limits.timeout = Some(std::time::Duration::from_millis(50));
-        limits.max_memory = 4 << 16;
-        let mut fuel = Resolved::default();
-        fuel.fuel = Some(10_000);
+        let limits = Resolved {
+            timeout: Some(std::time::Duration::from_millis(50)),
+            max_memory: 4 << 16,
+            ..Default::default()
+        };
+        let fuel = Resolved {
+            fuel: Some(10_000),
+            ..Default::default()
+        };
         let replies = session(&[
             HostMsg::Hello {
                 version: PROTOCOL_VERSION,

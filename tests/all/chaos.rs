@@ -48,7 +48,7 @@ fn random_sigkills_lose_nothing_and_leave_nothing() {
                 let pids = pool.worker_pids();
                 seen.extend(pids.iter().copied());
                 // About one worker in twenty, each round, mid-task.
-                if rng.next() % 4 == 0 && !pids.is_empty() {
+                if rng.next().is_multiple_of(4) && !pids.is_empty() {
                     let victim = pids[(rng.next() % pids.len() as u64) as usize];
                     // SAFETY: SIGKILL to one of the pool's own worker children.
                     unsafe { libc::kill(victim as i32, libc::SIGKILL) };
