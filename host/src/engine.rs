@@ -5,14 +5,15 @@ use std::sync::OnceLock;
 
 use wasmtime::{Config, Engine};
 
-/// The engine configuration shared by host and workers.
-pub(crate) fn config() -> Config {
+use crate::wire::Metering;
+
+/// The engine configuration shared by host and workers, with the instrumentation `metering`
+/// asks for (the host validates with [`Metering::Plain`]).
+pub(crate) fn config(metering: Metering) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
-    // Limits: wall-clock time by epochs, a deterministic budget by fuel. Both change the
-    // generated code, so the host compiles with them too and both sides agree.
-    config.epoch_interruption(true);
-    config.consume_fuel(true);
+    config.epoch_interruption(metering != Metering::Plain);
+    config.consume_fuel(metering == Metering::EpochsAndFuel);
     config
 }
 
@@ -20,6 +21,6 @@ pub(crate) fn config() -> Config {
 pub(crate) fn host_engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| {
-        Engine::new(&config()).expect("the default wasmtime configuration is valid")
+        Engine::new(&config(Metering::Plain)).expect("the default wasmtime configuration is valid")
     })
 }

@@ -221,6 +221,8 @@ impl PoolBuilder {
             program,
             settings: WorkerSettings {
                 max_wasm_stack: self.max_wasm_stack,
+                allow_files: !self.grants.dirs.is_empty(),
+                lock_down: true,
             },
             retries: self.retries,
             max_tasks_per_worker: self.max_tasks_per_worker,
@@ -612,6 +614,27 @@ impl Pool {
             }
         }
         if job_items.is_empty() {
+            return;
+        }
+        let grants = task
+            .grants()
+            .cloned()
+            .unwrap_or_else(|| Arc::clone(&self.grants));
+        if !grants.dirs.is_empty() && !self.shared.settings.allow_files {
+            let detail =
+                "this task is granted directories, but the pool's workers were started without \
+                          file access: grant a directory on the pool (PoolBuilder::grants) too"
+                    .to_string();
+            for item in job_items {
+                let func = func.to_string();
+                sink.deliver(
+                    item.index,
+                    Err(TaskError::Sandbox {
+                        func,
+                        detail: detail.clone(),
+                    }),
+                );
+            }
             return;
         }
         let job = Job {

@@ -5,6 +5,9 @@
 //!   only): no new privileges, death with its parent, resource limits.
 //! - [`enter_worker`] runs first thing in the worker: every inherited descriptor but the
 //!   protocol pipes and stderr is closed.
+//! - [`lock_down`] runs once the worker is set up: a seccomp-bpf allow-list of system calls,
+//!   on every thread, so that even code that escaped the wasm sandbox cannot open a file (unless
+//!   the pool grants directories), create a socket, or start a program.
 //!
 //! With these, the host also starts each worker with an empty environment and in a process
 //! group of its own (see `pool/supervisor.rs`). `docs/security.md` describes the layers.
@@ -75,4 +78,143 @@ pub(crate) fn enter_worker(protocol_out: i32) {
             0 as libc::c_uint,
         );
     }
+}
+
+/// The system calls a worker needs once it is set up: memory, threads (wasmtime compiles in
+/// parallel, wasmtime-wasi runs a tokio runtime), time, its pipes, and nothing that names a
+/// file, a socket or a program.
+const BASE_SYSCALLS: &[libc::c_long] = &[
+    libc::SYS_read,
+    libc::SYS_write,
+    libc::SYS_readv,
+    libc::SYS_writev,
+    libc::SYS_pread64,
+    libc::SYS_pwrite64,
+    libc::SYS_close,
+    libc::SYS_fstat,
+    libc::SYS_newfstatat,
+    libc::SYS_statx,
+    libc::SYS_lseek,
+    libc::SYS_mmap,
+    libc::SYS_munmap,
+    libc::SYS_mprotect,
+    libc::SYS_madvise,
+    libc::SYS_mremap,
+    libc::SYS_brk,
+    libc::SYS_membarrier,
+    libc::SYS_memfd_create,
+    libc::SYS_ftruncate,
+    libc::SYS_fcntl,
+    libc::SYS_ioctl,
+    libc::SYS_dup,
+    libc::SYS_dup3,
+    libc::SYS_pipe2,
+    libc::SYS_eventfd2,
+    libc::SYS_poll,
+    libc::SYS_ppoll,
+    libc::SYS_epoll_create1,
+    libc::SYS_epoll_ctl,
+    libc::SYS_epoll_wait,
+    libc::SYS_epoll_pwait,
+    libc::SYS_epoll_pwait2,
+    libc::SYS_futex,
+    libc::SYS_set_robust_list,
+    libc::SYS_rseq,
+    libc::SYS_clone3,
+    libc::SYS_sched_yield,
+    libc::SYS_sched_getaffinity,
+    libc::SYS_nanosleep,
+    libc::SYS_clock_nanosleep,
+    libc::SYS_clock_gettime,
+    libc::SYS_clock_getres,
+    libc::SYS_gettimeofday,
+    libc::SYS_getrandom,
+    libc::SYS_getpid,
+    libc::SYS_gettid,
+    libc::SYS_getppid,
+    libc::SYS_prctl,
+    libc::SYS_prlimit64,
+    libc::SYS_getrlimit,
+    libc::SYS_uname,
+    libc::SYS_rt_sigaction,
+    libc::SYS_rt_sigprocmask,
+    libc::SYS_rt_sigreturn,
+    libc::SYS_sigaltstack,
+    libc::SYS_tgkill,
+    libc::SYS_restart_syscall,
+    libc::SYS_exit,
+    libc::SYS_exit_group,
+];
+
+/// The file-system calls added when the pool grants directories (wasmtime-wasi reaches the
+/// granted directories through `openat` and friends relative to their descriptors).
+const FILE_SYSCALLS: &[libc::c_long] = &[
+    libc::SYS_openat,
+    libc::SYS_getdents64,
+    libc::SYS_mkdirat,
+    libc::SYS_unlinkat,
+    libc::SYS_renameat,
+    libc::SYS_renameat2,
+    libc::SYS_readlinkat,
+    libc::SYS_linkat,
+    libc::SYS_symlinkat,
+    libc::SYS_fchmod,
+    libc::SYS_fchmodat,
+    libc::SYS_utimensat,
+    libc::SYS_fsync,
+    libc::SYS_fdatasync,
+    libc::SYS_fadvise64,
+    libc::SYS_flock,
+    libc::SYS_faccessat,
+    libc::SYS_faccessat2,
+    libc::SYS_fstatfs,
+    libc::SYS_preadv,
+    libc::SYS_pwritev,
+];
+
+/// Installs the worker's seccomp filters on all its threads. Anything not allowed fails with
+/// `EPERM`; `clone` is allowed only for threads (never a new process); `clone3`, whose flags a
+/// filter cannot read, fails with `ENOSYS`, so that the C library falls back to `clone`.
+pub(crate) fn lock_down(allow_files: bool) -> anyhow::Result<()> {
+    use seccompiler::{
+        BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+        SeccompRule,
+    };
+    use std::collections::BTreeMap;
+
+    let arch = std::env::consts::ARCH
+        .try_into()
+        .map_err(|e| anyhow::anyhow!("seccomp: {e:?}"))?;
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    let allowed = BASE_SYSCALLS
+        .iter()
+        .chain(if allow_files { FILE_SYSCALLS } else { &[] });
+    for &call in allowed {
+        rules.insert(call, Vec::new());
+    }
+    let thread_only = SeccompCondition::new(
+        0,
+        SeccompCmpArgLen::Qword,
+        SeccompCmpOp::MaskedEq(libc::CLONE_THREAD as u64),
+        libc::CLONE_THREAD as u64,
+    )?;
+    rules.insert(libc::SYS_clone, vec![SeccompRule::new(vec![thread_only])?]);
+    let allow_list: BpfProgram = SeccompFilter::new(
+        rules,
+        SeccompAction::Errno(libc::EPERM as u32),
+        SeccompAction::Allow,
+        arch,
+    )?
+    .try_into()?;
+    let no_clone3: BpfProgram = SeccompFilter::new(
+        [(libc::SYS_clone3, Vec::new())].into_iter().collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        arch,
+    )?
+    .try_into()?;
+    // The allow-list goes last: it denies `seccomp` itself, so no filter can follow it.
+    seccompiler::apply_filter_all_threads(&no_clone3)?;
+    seccompiler::apply_filter_all_threads(&allow_list)?;
+    Ok(())
 }

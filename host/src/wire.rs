@@ -54,6 +54,8 @@ pub(crate) enum HostMsg {
         kind: ModuleKind,
         /// The wasm binary.
         bytes: Vec<u8>,
+        /// Which instrumented variant to compile (see [`Metering`]).
+        metering: Metering,
     },
     /// Run one chunk of calls of the same export; the worker answers with
     /// [`WorkerMsg::Outcomes`] batches that together carry one outcome per item, in order.
@@ -62,11 +64,48 @@ pub(crate) enum HostMsg {
     Shutdown,
 }
 
+/// How compiled code is instrumented for limits. Each check costs guest speed (epoch checks at
+/// loop heads about a third on a tight loop, fuel about half), so a worker compiles a module
+/// in the variant a task needs, and a task with no time or fuel limit runs at full speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) enum Metering {
+    /// No instrumentation: no timeout, no fuel limit.
+    Plain,
+    /// Epoch checks, for a wall-clock timeout.
+    Epochs,
+    /// Epoch checks and fuel, for a fuel limit (with or without a timeout).
+    EpochsAndFuel,
+}
+
+impl Metering {
+    /// The variant a task with these limits runs on.
+    pub(crate) fn for_limits(limits: &Resolved) -> Metering {
+        match (limits.timeout, limits.fuel) {
+            (_, Some(_)) => Metering::EpochsAndFuel,
+            (Some(_), None) => Metering::Epochs,
+            (None, None) => Metering::Plain,
+        }
+    }
+
+    pub(crate) const ALL: [Metering; 3] =
+        [Metering::Plain, Metering::Epochs, Metering::EpochsAndFuel];
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// Worker-wide settings, fixed for the life of a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct WorkerSettings {
     /// The wasm stack size, in bytes.
     pub(crate) max_wasm_stack: usize,
+    /// Whether the worker's seccomp filter lets file-system calls through (the pool grants
+    /// directories).
+    pub(crate) allow_files: bool,
+    /// Whether to install the seccomp filter (always, for real workers; the in-process unit
+    /// tests of the worker loop turn it off).
+    pub(crate) lock_down: bool,
 }
 
 /// A batch of calls to one export of one module.
@@ -271,6 +310,8 @@ mod tests {
                 version: PROTOCOL_VERSION,
                 settings: WorkerSettings {
                     max_wasm_stack: 1 << 20,
+                    allow_files: false,
+                    lock_down: false,
                 },
             },
             sample_chunk(),

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::limits::EPOCH_TICK;
 use crate::wire::{
-    self, HostMsg, ItemOutcome, PROTOCOL_VERSION, RunFailure, WorkerMsg, WorkerSettings,
+    self, HostMsg, ItemOutcome, Metering, PROTOCOL_VERSION, RunFailure, WorkerMsg, WorkerSettings,
 };
 use cache::ModuleCache;
 
@@ -158,17 +158,25 @@ fn session<W: Write + Send + 'static>(
     output: &Output<W>,
 ) -> anyhow::Result<()> {
     let mut cache = ModuleCache::new(settings)?;
-    let _ticker = Ticker::start(cache.runner().engine().clone(), Arc::clone(output))?;
+    let _ticker = Ticker::start(cache.runner().engines(), Arc::clone(output))?;
+    if settings.lock_down {
+        crate::walls::lock_down(settings.allow_files)?;
+    }
     let mut buf = Vec::new();
     loop {
         match wire::read_frame::<HostMsg>(input, &mut buf)? {
             None | Some(HostMsg::Shutdown) => return Ok(()),
-            Some(HostMsg::Load { id, kind, bytes }) => {
-                cache.load(id, kind, &bytes);
+            Some(HostMsg::Load {
+                id,
+                kind,
+                bytes,
+                metering,
+            }) => {
+                cache.load(id, kind, &bytes, metering);
                 send(output, &WorkerMsg::Loaded { id }, true)?;
             }
             Some(HostMsg::Run(chunk)) => {
-                let compiled = cache.get(&chunk.module);
+                let compiled = cache.get(&chunk.module, Metering::for_limits(&chunk.limits));
                 let last = chunk.items.len().saturating_sub(1);
                 for (i, args) in chunk.items.iter().enumerate() {
                     let outcome = match compiled {
@@ -209,7 +217,7 @@ struct Ticker {
 
 impl Ticker {
     fn start<W: Write + Send + 'static>(
-        engine: wasmtime::Engine,
+        engines: Vec<wasmtime::Engine>,
         output: Output<W>,
     ) -> anyhow::Result<Ticker> {
         let stop = Arc::new(AtomicBool::new(false));
@@ -219,7 +227,9 @@ impl Ticker {
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
+                    for engine in &engines {
+                        engine.increment_epoch();
+                    }
                     if let Ok(mut out) = output.try_lock()
                         && !out.buffer().is_empty()
                     {
@@ -261,6 +271,8 @@ mod tests {
 
     const SETTINGS: WorkerSettings = WorkerSettings {
         max_wasm_stack: 512 << 10,
+        allow_files: false,
+        lock_down: false,
     };
 
     fn session(msgs: &[HostMsg]) -> Vec<WorkerMsg> {
@@ -333,7 +345,14 @@ mod tests {
             HostMsg::Load {
                 id,
                 kind: ModuleKind::Core,
+                bytes: bytes.clone(),
+                metering: Metering::Plain,
+            },
+            HostMsg::Load {
+                id,
+                kind: ModuleKind::Core,
                 bytes,
+                metering: Metering::EpochsAndFuel,
             },
             run(
                 id,
@@ -386,7 +405,14 @@ mod tests {
             HostMsg::Load {
                 id,
                 kind: ModuleKind::Core,
+                bytes: bytes.clone(),
+                metering: Metering::Epochs,
+            },
+            HostMsg::Load {
+                id,
+                kind: ModuleKind::Core,
                 bytes,
+                metering: Metering::EpochsAndFuel,
             },
             run(id, "spin", vec![vec![]], limits),
             run(id, "spin", vec![vec![]], fuel),

@@ -96,6 +96,8 @@ impl Process {
         };
         let settings = WorkerSettings {
             max_wasm_stack: DEFAULT_MAX_WASM_STACK,
+            allow_files: !job.grants.dirs.is_empty(),
+            lock_down: true,
         };
         let pid = Arc::clone(&self.pid);
         // The worker is started on the thread that owns it: its parent-death signal is tied

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, ExitCause, TaskError};
 use crate::limits::kill_grace;
 use crate::wire::{
-    self, Chunk, HostMsg, ItemOutcome, ModuleId, PROTOCOL_VERSION, WireError, WorkerMsg,
+    self, Chunk, HostMsg, ItemOutcome, Metering, ModuleId, PROTOCOL_VERSION, WireError, WorkerMsg,
     WorkerSettings,
 };
 
@@ -74,7 +74,7 @@ pub(crate) struct WorkerProcess {
     slot: PidSlot,
     stdin: BufWriter<ChildStdin>,
     stdout: BufReader<ChildStdout>,
-    loaded: HashSet<ModuleId>,
+    loaded: HashSet<(ModuleId, Metering)>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     read_buf: Vec<u8>,
     write_buf: Vec<u8>,
@@ -255,11 +255,13 @@ impl WorkerProcess {
     fn send_chunk(&mut self, job: &Job, chunk_id: u64) -> Result<(), Why> {
         let module = job.task.module();
         let result = (|| -> Result<(), WireError> {
-            if !self.loaded.contains(&module.id()) {
+            let metering = Metering::for_limits(&job.limits);
+            if !self.loaded.contains(&(module.id(), metering)) {
                 let load = HostMsg::Load {
                     id: module.id(),
                     kind: module.kind(),
                     bytes: module.bytes().to_vec(),
+                    metering,
                 };
                 wire::encode_frame(&load, &mut self.write_buf)?;
                 self.stdin.write_all(&self.write_buf)?;
@@ -271,7 +273,7 @@ impl WorkerProcess {
                         return Err(WireError::Io(std::io::Error::other(detail)));
                     }
                 }
-                self.loaded.insert(module.id());
+                self.loaded.insert((module.id(), metering));
             }
             let chunk = HostMsg::Run(Chunk {
                 chunk_id,

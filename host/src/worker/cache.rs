@@ -1,15 +1,15 @@
-//! The worker's compiled-module cache: each module is compiled once, when the host first sends
-//! it, and kept by its hash for the life of the worker.
+//! The worker's compiled-module cache: each module is compiled once per metering variant the
+//! host asks for, and kept by its hash for the life of the worker.
 
 use std::collections::HashMap;
 
-use crate::wire::{ModuleId, ModuleKind, WorkerSettings};
+use crate::wire::{Metering, ModuleId, ModuleKind, WorkerSettings};
 
 use super::runner::{Compiled, Runner};
 
 pub(crate) struct ModuleCache {
     runner: Runner,
-    modules: HashMap<ModuleId, Result<Compiled, String>>,
+    modules: HashMap<(ModuleId, Metering), Result<Compiled, String>>,
 }
 
 impl ModuleCache {
@@ -21,16 +21,22 @@ impl ModuleCache {
     }
 
     /// Compiles and keeps a module; a module already present is not compiled again.
-    pub(crate) fn load(&mut self, id: ModuleId, kind: ModuleKind, bytes: &[u8]) {
-        if !self.modules.contains_key(&id) {
-            let compiled = self.runner.compile(kind, bytes);
-            self.modules.insert(id, compiled);
+    pub(crate) fn load(
+        &mut self,
+        id: ModuleId,
+        kind: ModuleKind,
+        bytes: &[u8],
+        metering: Metering,
+    ) {
+        if !self.modules.contains_key(&(id, metering)) {
+            let compiled = self.runner.compile(kind, bytes, metering);
+            self.modules.insert((id, metering), compiled);
         }
     }
 
     /// The compiled module, or why it could not be compiled (or that it was never sent).
-    pub(crate) fn get(&self, id: &ModuleId) -> Result<&Compiled, String> {
-        match self.modules.get(id) {
+    pub(crate) fn get(&self, id: &ModuleId, metering: Metering) -> Result<&Compiled, String> {
+        match self.modules.get(&(*id, metering)) {
             Some(Ok(compiled)) => Ok(compiled),
             Some(Err(reason)) => Err(reason.clone()),
             None => Err("the module was never loaded into this worker".to_string()),

@@ -12,7 +12,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::limits::{EPOCH_TICK, Grants, Resolved};
 use crate::values::Value;
-use crate::wire::{ItemOutcome, ModuleKind, RunFailure, WorkerSettings};
+use crate::wire::{ItemOutcome, Metering, ModuleKind, RunFailure, WorkerSettings};
 
 /// A module compiled and linked, ready to be instantiated many times.
 pub(crate) enum Compiled {
@@ -84,54 +84,88 @@ impl ResourceLimiter for TaskLimiter {
     }
 }
 
+/// Compiles and runs modules, with one engine per [`Metering`] variant: a task pays for the
+/// instrumentation its limits need, and no more.
 pub(crate) struct Runner {
+    flavors: Vec<Flavor>,
+}
+
+/// One engine and its linkers.
+struct Flavor {
     engine: Engine,
     component_linker: component::Linker<ComponentState>,
     core_linker: wasmtime::Linker<CoreState>,
 }
 
-impl Runner {
-    pub(crate) fn new(settings: WorkerSettings) -> anyhow::Result<Self> {
-        let mut config = crate::engine::config();
+impl Flavor {
+    fn new(settings: WorkerSettings, metering: Metering) -> anyhow::Result<Self> {
+        let mut config = crate::engine::config(metering);
         config.max_wasm_stack(settings.max_wasm_stack);
         let engine = Engine::new(&config)?;
         let mut component_linker = component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut component_linker)?;
         let mut core_linker = wasmtime::Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut core_linker, |s: &mut CoreState| &mut s.wasi)?;
-        Ok(Runner {
+        Ok(Flavor {
             engine,
             component_linker,
             core_linker,
         })
     }
+}
 
-    pub(crate) fn engine(&self) -> &Engine {
-        &self.engine
+impl Runner {
+    pub(crate) fn new(settings: WorkerSettings) -> anyhow::Result<Self> {
+        Ok(Runner {
+            flavors: Metering::ALL
+                .iter()
+                .map(|&m| Flavor::new(settings, m))
+                .collect::<anyhow::Result<_>>()?,
+        })
     }
 
-    pub(crate) fn compile(&self, kind: ModuleKind, bytes: &[u8]) -> Result<Compiled, String> {
+    /// Both engines, for the ticker that advances their epochs.
+    pub(crate) fn engines(&self) -> Vec<Engine> {
+        self.flavors.iter().map(|f| f.engine.clone()).collect()
+    }
+
+    /// Compiles a module for the engine of one metering variant.
+    pub(crate) fn compile(
+        &self,
+        kind: ModuleKind,
+        bytes: &[u8],
+        metering: Metering,
+    ) -> Result<Compiled, String> {
+        let flavor = &self.flavors[metering.index()];
         let compiled = match kind {
             ModuleKind::Component => {
-                let component =
-                    component::Component::new(&self.engine, bytes).map_err(|e| format!("{e:#}"))?;
+                let component = component::Component::new(&flavor.engine, bytes)
+                    .map_err(|e| format!("{e:#}"))?;
                 Compiled::Component(
-                    self.component_linker
+                    flavor
+                        .component_linker
                         .instantiate_pre(&component)
                         .map_err(|e| format!("{e:#}"))?,
                 )
             }
             ModuleKind::Core => {
                 let module =
-                    wasmtime::Module::new(&self.engine, bytes).map_err(|e| format!("{e:#}"))?;
+                    wasmtime::Module::new(&flavor.engine, bytes).map_err(|e| format!("{e:#}"))?;
                 Compiled::Core(
-                    self.core_linker
+                    flavor
+                        .core_linker
                         .instantiate_pre(&module)
                         .map_err(|e| format!("{e:#}"))?,
                 )
             }
         };
         Ok(compiled)
+    }
+
+    /// The engine a task with these limits runs on (the cache picks the matching compiled
+    /// variant by the same rule).
+    fn engine_for(&self, limits: &Resolved) -> &Engine {
+        &self.flavors[Metering::for_limits(limits).index()].engine
     }
 
     /// Runs `func(args)` in a fresh instance, within `limits`, with only what `grants` allow.
@@ -201,7 +235,7 @@ impl Runner {
             table: ResourceTable::new(),
             limiter,
         };
-        let mut store = Store::new(&self.engine, state);
+        let mut store = Store::new(self.engine_for(limits), state);
         store.limiter(|s| &mut s.limiter);
         arm(&mut store, limits);
         let instance = pre
@@ -238,7 +272,7 @@ impl Runner {
         func: &str,
         args: &[Value],
     ) -> Result<Vec<Value>, RunFailure> {
-        let mut store = Store::new(&self.engine, CoreState { wasi, limiter });
+        let mut store = Store::new(self.engine_for(limits), CoreState { wasi, limiter });
         store.limiter(|s| &mut s.limiter);
         arm(&mut store, limits);
         let instance = pre
@@ -305,13 +339,19 @@ fn sandbox(
 
 /// Sets a fresh store's time and fuel budgets.
 fn arm<T>(store: &mut Store<T>, limits: &Resolved) {
-    let ticks = match limits.timeout {
-        Some(timeout) => (timeout.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64 + 1,
-        None => u64::MAX / 2,
-    };
-    store.set_epoch_deadline(ticks);
-    // Fuel is always on in the engine; without a limit the budget is effectively endless.
-    let _ = store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
+    // Only the instrumented engines check epochs and fuel, and only tasks with those limits
+    // run on them.
+    if Metering::for_limits(limits) != Metering::Plain {
+        // An epoch deadline defaults to 0 ticks, which would interrupt at once.
+        let ticks = match limits.timeout {
+            Some(timeout) => (timeout.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64 + 1,
+            None => u64::MAX / 2,
+        };
+        store.set_epoch_deadline(ticks);
+    }
+    if let Some(fuel) = limits.fuel {
+        let _ = store.set_fuel(fuel);
+    }
 }
 
 /// A failed instantiation or call, as the host will report it. `limit_hit` says whether the
