@@ -54,6 +54,8 @@ mod worker;
 
 #[doc(hidden)]
 pub mod cli;
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use error::{Error, ExitCause, TaskError};
 pub use limits::{

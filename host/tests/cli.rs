@@ -265,3 +265,130 @@ fn help_describes_every_command() {
         "the worker command is hidden: {text}"
     );
 }
+
+/// The child processes of `pid`, from /proc.
+fn children(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        found.extend(
+            list.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    found
+}
+
+/// Whether a process is still running (a zombie waiting to be reaped counts as dead).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+fn wait_for(mut condition: impl FnMut() -> bool, within: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    condition()
+}
+
+#[test]
+fn ctrl_c_stops_the_map_prints_what_finished_and_exits_130() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmpool"))
+        .args([
+            "map",
+            "builtin:sleep",
+            "sleep",
+            "-j",
+            "2",
+            "--chunksize",
+            "1",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stdin = child.stdin.take().unwrap();
+    // 400 tasks of 50 ms on 2 workers: 10 s of work, interrupted after about one.
+    stdin.write_all("50\n".repeat(400).as_bytes()).unwrap();
+    assert!(wait_for(
+        || children(pid).len() == 2,
+        std::time::Duration::from_secs(10)
+    ));
+    let workers = children(pid);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    // SAFETY: SIGINT to the child we started.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("interrupted by SIGINT"), "{err}");
+    assert!(err.contains("cancelled"), "{err}");
+    let finished: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        !finished.is_empty() && finished.len() < 400,
+        "{} lines",
+        finished.len()
+    );
+    assert!(
+        finished
+            .iter()
+            .all(|v| v.as_u64().is_some_and(|ms| ms >= 50)),
+        "{finished:?}"
+    );
+    assert!(
+        workers.iter().all(|&w| !alive(w)),
+        "workers left behind: {workers:?}"
+    );
+}
+
+#[test]
+fn workers_die_with_a_host_killed_by_sigkill() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmpool"))
+        .args(["map", "builtin:sleep", "sleep", "-j", "2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"60000\n").unwrap();
+    assert!(wait_for(
+        || children(pid).len() == 2,
+        std::time::Duration::from_secs(10)
+    ));
+    let workers = children(pid);
+    child.kill().unwrap(); // SIGKILL: the host gets no chance to clean up
+    child.wait().unwrap();
+    drop(stdin);
+    // The parent-death signal ends the orphaned workers.
+    assert!(
+        wait_for(
+            || workers.iter().all(|&w| !alive(w)),
+            std::time::Duration::from_secs(5)
+        ),
+        "orphaned workers: {workers:?}"
+    );
+}
