@@ -14,7 +14,7 @@ use crate::values::{self, ArgsShape};
 
 use super::handle::{Slot, TaskFuture};
 use super::scheduler::{self, Job, JobItem};
-use super::supervisor::{PidSlot, Why, WorkerProcess, WorkerProgram, kill_slot};
+use super::supervisor::{PidSlot, WorkerProcess, WorkerProgram, kill_slot};
 use crate::limits::DEFAULT_MAX_WASM_STACK;
 use crate::wire::WorkerSettings;
 
@@ -120,19 +120,7 @@ impl Process {
             });
             if let Err(stop) = run {
                 let func = job.task.name().to_string();
-                let error = match stop.why {
-                    Why::Overran => TaskError::Timeout {
-                        func,
-                        limit: job.limits.timeout.unwrap_or_default(),
-                    },
-                    Why::Crashed => TaskError::WorkerCrashed {
-                        func,
-                        pid: worker.pid(),
-                        cause: stop.lost.cause,
-                        attempts: 1,
-                        stderr_tail: stop.lost.stderr_tail,
-                    },
-                };
+                let error = stop.error(func, worker.pid(), &job.limits, 1);
                 job.sink.deliver(0, Err(error));
             }
             worker.shutdown();

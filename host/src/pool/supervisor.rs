@@ -17,7 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ExitCause, TaskError};
-use crate::limits::kill_grace;
+use crate::limits::{Resolved, kill_grace};
 use crate::wire::{
     self, Chunk, HostMsg, ItemOutcome, Metering, ModuleId, PROTOCOL_VERSION, WireError, WorkerMsg,
     WorkerSettings,
@@ -95,6 +95,31 @@ pub(crate) struct Interrupted {
     pub(crate) why: Why,
     /// The worker, now reaped.
     pub(crate) lost: Lost,
+}
+
+impl Interrupted {
+    /// The error of the task that was running: a timeout, or a crash after `attempts` tries.
+    pub(crate) fn error(
+        self,
+        func: String,
+        pid: u32,
+        limits: &Resolved,
+        attempts: u32,
+    ) -> TaskError {
+        match self.why {
+            Why::Overran => TaskError::Timeout {
+                func,
+                limit: limits.timeout.unwrap_or_default(),
+            },
+            Why::Crashed => TaskError::WorkerCrashed {
+                func,
+                pid,
+                cause: self.lost.cause,
+                attempts,
+                stderr_tail: self.lost.stderr_tail,
+            },
+        }
+    }
 }
 
 pub(crate) enum Why {
@@ -440,9 +465,8 @@ pub(crate) fn drive(
                     match stop.why {
                         Why::Overran => {
                             log::warn!(target: "wasmpool::pool", "worker {pid} did not stop `{func}` at its timeout: killed");
-                            let limit = job.limits.timeout.unwrap_or_default();
-                            job.sink
-                                .deliver(item.index, Err(TaskError::Timeout { func, limit }));
+                            let error = stop.error(func, pid, &job.limits, item.crashes + 1);
+                            job.sink.deliver(item.index, Err(error));
                         }
                         Why::Crashed if item.crashes < shared.retries => {
                             log::warn!(target: "wasmpool::pool", "worker {pid} {} running `{func}`: retrying it", stop.lost.cause);
@@ -451,13 +475,7 @@ pub(crate) fn drive(
                         }
                         Why::Crashed => {
                             log::warn!(target: "wasmpool::pool", "worker {pid} {} running `{func}` ({})", stop.lost.cause, stop.lost.detail);
-                            let error = TaskError::WorkerCrashed {
-                                func,
-                                pid,
-                                cause: stop.lost.cause,
-                                attempts: item.crashes + 1,
-                                stderr_tail: stop.lost.stderr_tail,
-                            };
+                            let error = stop.error(func, pid, &job.limits, item.crashes + 1);
                             job.sink.deliver(item.index, Err(error));
                         }
                     }

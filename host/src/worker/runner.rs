@@ -50,37 +50,34 @@ struct TaskLimiter {
     hit: bool,
 }
 
+impl TaskLimiter {
+    /// Allows a growth to `desired` units of `what`, or refuses it (a trap) and remembers why.
+    fn allow(&mut self, what: &str, desired: usize, limit: u64) -> wasmtime::Result<bool> {
+        if desired as u64 > limit {
+            self.hit = true;
+            wasmtime::bail!("{what} would grow to {desired}, past the limit of {limit}");
+        }
+        Ok(true)
+    }
+}
+
 impl ResourceLimiter for TaskLimiter {
     fn memory_growing(
         &mut self,
         _current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired as u64 > self.max_memory {
-            self.hit = true;
-            wasmtime::bail!(
-                "linear memory would grow to {desired} bytes, past the limit of {}",
-                self.max_memory
-            );
-        }
-        Ok(true)
+        self.allow("linear memory (bytes)", desired, self.max_memory)
     }
 
     fn table_growing(
         &mut self,
         _current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired as u64 > self.max_table_elements {
-            self.hit = true;
-            wasmtime::bail!(
-                "table would grow to {desired} elements, past the limit of {}",
-                self.max_table_elements
-            );
-        }
-        Ok(true)
+        self.allow("table (elements)", desired, self.max_table_elements)
     }
 }
 
