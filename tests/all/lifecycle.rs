@@ -85,3 +85,30 @@ fn a_pool_can_be_shared_between_threads() {
         }
     });
 }
+
+#[test]
+fn max_tasks_per_worker_recycles_workers() {
+    let pool = wasmpool::Pool::builder()
+        .workers(1)
+        .max_tasks_per_worker(3)
+        .on_output(|_| {})
+        .build()
+        .unwrap();
+    let square = task(SQUARE, "square");
+    let mut pids = std::collections::BTreeSet::new();
+    for x in 0..9i64 {
+        pids.extend(pool.worker_pids());
+        assert_eq!(pool.apply::<_, i64>(&square, (x,)).unwrap(), x * x);
+    }
+    // Nine tasks, three per worker: three workers, each replaced once it had run its three.
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    let retired: Vec<u32> = pids
+        .iter()
+        .copied()
+        .filter(|p| !pool.worker_pids().contains(p))
+        .collect();
+    assert!(
+        retired.iter().all(|&pid| !process_exists(pid)),
+        "retired workers are reaped: {retired:?}"
+    );
+}
