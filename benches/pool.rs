@@ -1,0 +1,267 @@
+//! The performance bench: every workload of issue 5 run in wasmpool, in native Rust with
+//! rayon where it applies, and in Python's multiprocessing (`shared/python-baseline`), in one
+//! run, printing each figure and the ratio to the peer. Machines are noisy: only ratios
+//! measured side by side here mean anything.
+//!
+//! Run: `cargo bench --bench pool` (about two minutes; add `-- --no-python` to skip the
+//! Python peer, whose run takes about 70 s).
+
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use wasmpool::builtin::{PRIMES, SQUARE};
+use wasmpool::{Module, Pool, TaskFuture, as_completed};
+
+const WORKERS: usize = 2;
+const RUNS: usize = 3;
+
+fn median(mut f: impl FnMut()) -> Duration {
+    let mut times: Vec<Duration> = (0..RUNS)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[RUNS / 2]
+}
+
+fn pool() -> Pool {
+    Pool::builder().workers(WORKERS).on_output(|_| {}).build().expect("pool starts")
+}
+
+/// The reference kernel of `cpu_kernels.md`, natively, written exactly as specified.
+#[inline(never)]
+#[allow(clippy::manual_is_multiple_of)]
+fn is_prime(n: u32) -> bool {
+    if n < 2 {
+        return false;
+    }
+    if n < 4 {
+        return true;
+    }
+    if n % 2 == 0 {
+        return false;
+    }
+    let mut d: u32 = 3;
+    while d * d <= n {
+        if n % d == 0 {
+            return false;
+        }
+        d += 2;
+    }
+    true
+}
+
+fn count_primes_range(lo: u32, hi: u32) -> u32 {
+    (lo..hi).filter(|&n| is_prime(std::hint::black_box(n))).count() as u32
+}
+
+fn ranges(limit: u32) -> Vec<(u32, u32)> {
+    let step = limit / 64;
+    (0..64).map(|k| (k * step, (k + 1) * step)).collect()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+struct Row {
+    name: &'static str,
+    ours: f64,
+    unit: &'static str,
+    peer: Option<f64>,
+    peer_name: &'static str,
+    higher_is_better: bool,
+    target: &'static str,
+}
+
+fn python_baseline() -> Option<serde_json::Value> {
+    if std::env::args().any(|a| a == "--no-python") {
+        return None;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/python-baseline/py_baseline.py");
+    eprintln!("running the Python peer ({script}, about 70 s)...");
+    let out = std::process::Command::new("python3").args([script, "--json"]).output().ok()?;
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn main() {
+    let square_module = Module::from_bytes(SQUARE.wasm).unwrap();
+    let square = square_module.task("square").unwrap();
+    let count = Module::from_bytes(PRIMES.wasm).unwrap().task("count-primes-range").unwrap();
+    let py = python_baseline();
+    let py_get = |path: &[&str]| -> Option<f64> {
+        let mut v = py.as_ref()?;
+        for key in path {
+            v = v.get(key)?;
+        }
+        v.as_f64()
+    };
+    let mut rows = Vec::new();
+
+    // 1. tiny map, default chunks.
+    let p = pool();
+    let _: Vec<i64> = p.map(&square, 0..10_000i64).unwrap();
+    let n = 200_000i64;
+    let t = median(|| {
+        let r: Vec<i64> = p.map(&square, 0..n).unwrap();
+        assert_eq!(r[(n - 1) as usize], (n - 1) * (n - 1));
+    });
+    rows.push(Row {
+        name: "map(square, 200k), default chunks",
+        ours: n as f64 / t.as_secs_f64(),
+        unit: "items/s",
+        peer: py_get(&["tiny_map", "default", "items_per_s"]),
+        peer_name: "Python",
+        higher_is_better: true,
+        target: ">= 1.0x (instance reuse); >= 150k/s fresh",
+    });
+
+    // 2. map with chunksize 1.
+    let n1 = 20_000i64;
+    let t = median(|| {
+        let r: Vec<i64> = p.map_chunked(&square, 0..n1, 1).unwrap();
+        assert_eq!(r.len(), n1 as usize);
+    });
+    rows.push(Row {
+        name: "map(square, 20k, chunksize=1)",
+        ours: n1 as f64 / t.as_secs_f64(),
+        unit: "items/s",
+        peer: py_get(&["tiny_map", "chunksize_1_n20000", "items_per_s"]),
+        peer_name: "Python",
+        higher_is_better: true,
+        target: ">= 3x",
+    });
+
+    // 3. apply_async round trip.
+    let calls = 5000;
+    let mut lat: Vec<Duration> = (0..calls)
+        .map(|i| {
+            let t = Instant::now();
+            let v: i64 = p.apply_async(&square, (i as i64,)).get().unwrap();
+            assert_eq!(v, (i * i) as i64);
+            t.elapsed()
+        })
+        .collect();
+    lat.sort();
+    rows.push(Row {
+        name: "apply_async(square).get() round trip, median",
+        ours: lat[calls / 2].as_secs_f64() * 1e6,
+        unit: "us",
+        peer: py_get(&["apply_async_roundtrip", "us_per_roundtrip"]),
+        peer_name: "Python",
+        higher_is_better: false,
+        target: "<= 30 us",
+    });
+
+    // 4. submit + as_completed, 20k tasks.
+    let tasks = 20_000i64;
+    let t = median(|| {
+        let futures: Vec<TaskFuture<i64>> = (0..tasks).map(|i| p.submit(&square, (i,))).collect();
+        let sum: i64 = as_completed(&futures).map(|f| f.result().unwrap()).sum();
+        assert_eq!(sum, 2_666_466_670_000);
+    });
+    rows.push(Row {
+        name: "submit + as_completed, 20k tasks",
+        ours: tasks as f64 / t.as_secs_f64(),
+        unit: "tasks/s",
+        peer: py_get(&["futures_submit", "tasks_per_s"]),
+        peer_name: "Python",
+        higher_is_better: true,
+        target: ">= 100k/s",
+    });
+
+    // 5. CPU-bound: prime count, against native rayon on the same cores, and 1 vs 2 workers.
+    for (limit, expected) in [(200_000u32, 17_984u32), (2_000_000, 148_933)] {
+        let rs = ranges(limit);
+        let one = Pool::builder().workers(1).chunksize(1).on_output(|_| {}).build().unwrap();
+        let _: Vec<u32> = one.starmap(&count, &rs).unwrap();
+        let wasm_one = median(|| {
+            let c: Vec<u32> = one.starmap(&count, &rs).unwrap();
+            assert_eq!(c.iter().sum::<u32>(), expected);
+        });
+        drop(one);
+        let rayon_pool = rayon::ThreadPoolBuilder::new().num_threads(WORKERS).build().unwrap();
+        let native = median(|| {
+            let c: u32 = rayon_pool.install(|| rs.par_iter().map(|&(a, b)| count_primes_range(a, b)).sum());
+            assert_eq!(c, expected);
+        });
+        let two = Pool::builder().workers(WORKERS).chunksize(1).on_output(|_| {}).build().unwrap();
+        let _: Vec<u32> = two.starmap(&count, &rs).unwrap();
+        let wasm_two = median(|| {
+            let c: Vec<u32> = two.starmap(&count, &rs).unwrap();
+            assert_eq!(c.iter().sum::<u32>(), expected);
+        });
+        drop(two);
+        let label: &'static str = if limit == 200_000 { "primes < 200k, 64 ranges, 2 workers" } else { "primes < 2M, 64 ranges, 2 workers" };
+        rows.push(Row {
+            name: label,
+            ours: wasm_two.as_secs_f64() * 1e3,
+            unit: "ms",
+            peer: Some(native.as_secs_f64() * 1e3),
+            peer_name: "rayon",
+            higher_is_better: false,
+            target: "within 1.3x of rayon",
+        });
+        rows.push(Row {
+            name: if limit == 200_000 { "  speed-up 1 -> 2 workers (200k)" } else { "  speed-up 1 -> 2 workers (2M)" },
+            ours: wasm_one.as_secs_f64() / wasm_two.as_secs_f64(),
+            unit: "x",
+            peer: None,
+            peer_name: "",
+            higher_is_better: true,
+            target: ">= 1.8x",
+        });
+    }
+
+    // 6. start-up to first result.
+    let t = median(|| {
+        let fresh = Pool::builder().workers(WORKERS).on_output(|_| {}).build().unwrap();
+        let v: i64 = fresh.apply(&square, (3,)).unwrap();
+        assert_eq!(v, 9);
+    });
+    rows.push(Row {
+        name: "pool start-up to first result",
+        ours: t.as_secs_f64() * 1e3,
+        unit: "ms",
+        peer: py_get(&["startup", "pool2_fork", "median_ms"]),
+        peer_name: "Python",
+        higher_is_better: false,
+        target: "<= 15 ms cached, <= 60 ms first run",
+    });
+
+    // 7. idle worker memory.
+    std::thread::sleep(Duration::from_millis(200));
+    let rss: Vec<u64> = p.worker_pids().iter().map(|&pid| rss_kib(pid)).collect();
+    rows.push(Row {
+        name: "idle worker resident memory (max)",
+        ours: *rss.iter().max().unwrap_or(&0) as f64 / 1024.0,
+        unit: "MiB",
+        peer: None,
+        peer_name: "",
+        higher_is_better: false,
+        target: "<= 25 MiB",
+    });
+
+    println!("\n{:<46} {:>14} {:<8} {:>14} {:>8}  target", "workload", "wasmpool", "unit", "peer", "ratio");
+    println!("{}", "-".repeat(110));
+    for r in rows {
+        let (peer, ratio) = match r.peer {
+            Some(peer) => {
+                let ratio = if r.higher_is_better { r.ours / peer } else { peer / r.ours };
+                (format!("{peer:.1} {}", r.peer_name), format!("{ratio:.2}x"))
+            }
+            None => (String::from("-"), String::from("-")),
+        };
+        println!("{:<46} {:>14.1} {:<8} {:>14} {:>8}  {}", r.name, r.ours, r.unit, peer, ratio, r.target);
+    }
+    println!("\nratio: how many times better wasmpool is than the peer (>1 is better), on this machine, in this run.");
+}
