@@ -28,7 +28,11 @@ fn median(mut f: impl FnMut()) -> Duration {
 }
 
 fn pool() -> Pool {
-    Pool::builder().workers(WORKERS).on_output(|_| {}).build().expect("pool starts")
+    Pool::builder()
+        .workers(WORKERS)
+        .on_output(|_| {})
+        .build()
+        .expect("pool starts")
 }
 
 /// The reference kernel of `cpu_kernels.md`, natively, written exactly as specified.
@@ -55,7 +59,9 @@ fn is_prime(n: u32) -> bool {
 }
 
 fn count_primes_range(lo: u32, hi: u32) -> u32 {
-    (lo..hi).filter(|&n| is_prime(std::hint::black_box(n))).count() as u32
+    (lo..hi)
+        .filter(|&n| is_prime(std::hint::black_box(n)))
+        .count() as u32
 }
 
 fn ranges(limit: u32) -> Vec<(u32, u32)> {
@@ -87,16 +93,25 @@ fn python_baseline() -> Option<serde_json::Value> {
     if std::env::args().any(|a| a == "--no-python") {
         return None;
     }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/python-baseline/py_baseline.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/python-baseline/py_baseline.py"
+    );
     eprintln!("running the Python peer ({script}, about 70 s)...");
-    let out = std::process::Command::new("python3").args([script, "--json"]).output().ok()?;
+    let out = std::process::Command::new("python3")
+        .args([script, "--json"])
+        .output()
+        .ok()?;
     serde_json::from_slice(&out.stdout).ok()
 }
 
 fn main() {
     let square_module = Module::from_bytes(SQUARE.wasm).unwrap();
     let square = square_module.task("square").unwrap();
-    let count = Module::from_bytes(PRIMES.wasm).unwrap().task("count-primes-range").unwrap();
+    let count = Module::from_bytes(PRIMES.wasm)
+        .unwrap()
+        .task("count-primes-range")
+        .unwrap();
     let py = python_baseline();
     let py_get = |path: &[&str]| -> Option<f64> {
         let mut v = py.as_ref()?;
@@ -182,26 +197,44 @@ fn main() {
     // 5. CPU-bound: prime count, against native rayon on the same cores, and 1 vs 2 workers.
     for (limit, expected) in [(200_000u32, 17_984u32), (2_000_000, 148_933)] {
         let rs = ranges(limit);
-        let one = Pool::builder().workers(1).chunksize(1).on_output(|_| {}).build().unwrap();
+        let one = Pool::builder()
+            .workers(1)
+            .chunksize(1)
+            .on_output(|_| {})
+            .build()
+            .unwrap();
         let _: Vec<u32> = one.starmap(&count, &rs).unwrap();
         let wasm_one = median(|| {
             let c: Vec<u32> = one.starmap(&count, &rs).unwrap();
             assert_eq!(c.iter().sum::<u32>(), expected);
         });
         drop(one);
-        let rayon_pool = rayon::ThreadPoolBuilder::new().num_threads(WORKERS).build().unwrap();
+        let rayon_pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(WORKERS)
+            .build()
+            .unwrap();
         let native = median(|| {
-            let c: u32 = rayon_pool.install(|| rs.par_iter().map(|&(a, b)| count_primes_range(a, b)).sum());
+            let c: u32 =
+                rayon_pool.install(|| rs.par_iter().map(|&(a, b)| count_primes_range(a, b)).sum());
             assert_eq!(c, expected);
         });
-        let two = Pool::builder().workers(WORKERS).chunksize(1).on_output(|_| {}).build().unwrap();
+        let two = Pool::builder()
+            .workers(WORKERS)
+            .chunksize(1)
+            .on_output(|_| {})
+            .build()
+            .unwrap();
         let _: Vec<u32> = two.starmap(&count, &rs).unwrap();
         let wasm_two = median(|| {
             let c: Vec<u32> = two.starmap(&count, &rs).unwrap();
             assert_eq!(c.iter().sum::<u32>(), expected);
         });
         drop(two);
-        let label: &'static str = if limit == 200_000 { "primes < 200k, 64 ranges, 2 workers" } else { "primes < 2M, 64 ranges, 2 workers" };
+        let label: &'static str = if limit == 200_000 {
+            "primes < 200k, 64 ranges, 2 workers"
+        } else {
+            "primes < 2M, 64 ranges, 2 workers"
+        };
         rows.push(Row {
             name: label,
             ours: wasm_two.as_secs_f64() * 1e3,
@@ -212,7 +245,11 @@ fn main() {
             target: "within 1.3x of rayon",
         });
         rows.push(Row {
-            name: if limit == 200_000 { "  speed-up 1 -> 2 workers (200k)" } else { "  speed-up 1 -> 2 workers (2M)" },
+            name: if limit == 200_000 {
+                "  speed-up 1 -> 2 workers (200k)"
+            } else {
+                "  speed-up 1 -> 2 workers (2M)"
+            },
             ours: wasm_one.as_secs_f64() / wasm_two.as_secs_f64(),
             unit: "x",
             peer: None,
@@ -224,7 +261,11 @@ fn main() {
 
     // 6. start-up to first result.
     let t = median(|| {
-        let fresh = Pool::builder().workers(WORKERS).on_output(|_| {}).build().unwrap();
+        let fresh = Pool::builder()
+            .workers(WORKERS)
+            .on_output(|_| {})
+            .build()
+            .unwrap();
         let v: i64 = fresh.apply(&square, (3,)).unwrap();
         assert_eq!(v, 9);
     });
@@ -251,17 +292,29 @@ fn main() {
         target: "<= 25 MiB",
     });
 
-    println!("\n{:<46} {:>14} {:<8} {:>14} {:>8}  target", "workload", "wasmpool", "unit", "peer", "ratio");
+    println!(
+        "\n{:<46} {:>14} {:<8} {:>14} {:>8}  target",
+        "workload", "wasmpool", "unit", "peer", "ratio"
+    );
     println!("{}", "-".repeat(110));
     for r in rows {
         let (peer, ratio) = match r.peer {
             Some(peer) => {
-                let ratio = if r.higher_is_better { r.ours / peer } else { peer / r.ours };
+                let ratio = if r.higher_is_better {
+                    r.ours / peer
+                } else {
+                    peer / r.ours
+                };
                 (format!("{peer:.1} {}", r.peer_name), format!("{ratio:.2}x"))
             }
             None => (String::from("-"), String::from("-")),
         };
-        println!("{:<46} {:>14.1} {:<8} {:>14} {:>8}  {}", r.name, r.ours, r.unit, peer, ratio, r.target);
+        println!(
+            "{:<46} {:>14.1} {:<8} {:>14} {:>8}  {}",
+            r.name, r.ours, r.unit, peer, ratio, r.target
+        );
     }
-    println!("\nratio: how many times better wasmpool is than the peer (>1 is better), on this machine, in this run.");
+    println!(
+        "\nratio: how many times better wasmpool is than the peer (>1 is better), on this machine, in this run."
+    );
 }
