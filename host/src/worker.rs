@@ -292,6 +292,16 @@ mod tests {
         replies
     }
 
+    /// A core module sent for one metering variant.
+    fn load(id: [u8; 32], bytes: &[u8], metering: Metering) -> HostMsg {
+        HostMsg::Load {
+            id,
+            kind: ModuleKind::Core,
+            bytes: bytes.to_vec(),
+            metering,
+        }
+    }
+
     fn run(module: [u8; 32], func: &str, items: Vec<Vec<Value>>, limits: Resolved) -> HostMsg {
         HostMsg::Run(Chunk {
             chunk_id: 1,
@@ -342,18 +352,7 @@ mod tests {
                 version: PROTOCOL_VERSION,
                 settings: SETTINGS,
             },
-            HostMsg::Load {
-                id,
-                kind: ModuleKind::Core,
-                bytes: bytes.clone(),
-                metering: Metering::Plain,
-            },
-            HostMsg::Load {
-                id,
-                kind: ModuleKind::Core,
-                bytes,
-                metering: Metering::EpochsAndFuel,
-            },
+            load(id, &bytes, Metering::Plain),
             run(
                 id,
                 "div",
@@ -402,18 +401,8 @@ mod tests {
                 version: PROTOCOL_VERSION,
                 settings: SETTINGS,
             },
-            HostMsg::Load {
-                id,
-                kind: ModuleKind::Core,
-                bytes: bytes.clone(),
-                metering: Metering::Epochs,
-            },
-            HostMsg::Load {
-                id,
-                kind: ModuleKind::Core,
-                bytes,
-                metering: Metering::EpochsAndFuel,
-            },
+            load(id, &bytes, Metering::Epochs),
+            load(id, &bytes, Metering::EpochsAndFuel),
             run(id, "spin", vec![vec![]], limits),
             run(id, "spin", vec![vec![]], fuel),
             run(
