@@ -53,6 +53,8 @@ mod wire;
 mod worker;
 
 #[doc(hidden)]
+pub mod benching;
+#[doc(hidden)]
 pub mod cli;
 #[doc(hidden)]
 pub mod fuzzing;

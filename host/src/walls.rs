@@ -14,10 +14,13 @@
 
 use std::io;
 
-/// The worker's address-space limit. Generous, because wasmtime reserves virtual space for
-/// each linear memory up front (about 4 GiB plus guards): it is a backstop against a runaway
-/// worker, while the per-task memory cap is the [`crate::Limits::max_memory`] limiter.
-pub(crate) const WORKER_ADDRESS_SPACE: u64 = 64 << 30;
+/// The worker's address-space limit. Generous, because wasmtime reserves virtual space up
+/// front: each engine's instance pool ([`crate::engine::worker_instance_pool`]) holds
+/// [`crate::engine::WORKER_POOL_MEMORIES`] slots of 4 GiB plus guards, and a worker has one
+/// engine per metering variant (about 49 GiB in all, none of it resident). It is a backstop
+/// against a runaway worker, while the per-task memory cap is the [`crate::Limits::max_memory`]
+/// limiter.
+pub(crate) const WORKER_ADDRESS_SPACE: u64 = 96 << 30;
 /// The worker's open-file limit: its pipes, wasmtime's memory images, granted directories.
 pub(crate) const WORKER_OPEN_FILES: u64 = 256;
 

@@ -98,6 +98,7 @@ impl Flavor {
     fn new(settings: WorkerSettings, metering: Metering) -> anyhow::Result<Self> {
         let mut config = crate::engine::config(metering);
         config.max_wasm_stack(settings.max_wasm_stack);
+        config.allocation_strategy(crate::engine::worker_instance_pool());
         let engine = Engine::new(&config)?;
         let mut component_linker = component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut component_linker)?;

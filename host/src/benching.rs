@@ -1,0 +1,34 @@
+//! Entry points for `benches/pool.rs` (not part of the public API): the cost of one task inside
+//! a worker, measured in this process, without the pipe, so that the bench can report where
+//! time goes next to the end-to-end figures.
+
+use std::time::{Duration, Instant};
+
+use crate::limits::{Grants, Resolved};
+use crate::module::Task;
+use crate::values::Value;
+use crate::wire::{Metering, WorkerSettings};
+use crate::worker::runner::Runner;
+
+/// Runs `task(args)` `iterations` times the way a worker does (a fresh store and instance per
+/// call, default limits, no grants) and returns the mean time per call.
+pub fn instantiate_and_call(task: &Task, args: &[Value], iterations: u32) -> Duration {
+    let settings = WorkerSettings {
+        max_wasm_stack: crate::limits::DEFAULT_MAX_WASM_STACK,
+        allow_files: false,
+        lock_down: false,
+    };
+    let runner = Runner::new(settings).expect("a worker's engines start");
+    let module = task.module();
+    let compiled = runner
+        .compile(module.kind(), module.bytes(), Metering::Plain)
+        .expect("the module compiles");
+    let limits = Resolved::default();
+    let grants = Grants::new();
+    let start = Instant::now();
+    for _ in 0..iterations {
+        let outcome = runner.run(&compiled, task.name(), args, &limits, &grants);
+        assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+    }
+    start.elapsed() / iterations.max(1)
+}
