@@ -47,6 +47,7 @@ mod error;
 mod limits;
 mod module;
 mod pool;
+mod spin;
 mod values;
 mod walls;
 mod wire;

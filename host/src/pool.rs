@@ -8,6 +8,7 @@
 pub(crate) mod handle;
 pub(crate) mod imap;
 pub(crate) mod process;
+pub(crate) mod queue;
 pub(crate) mod scheduler;
 pub(crate) mod supervisor;
 
@@ -17,7 +18,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -29,7 +29,8 @@ use crate::wire::WorkerSettings;
 
 use handle::{Batch, MapResult, Slot, TaskFuture};
 use imap::Imap;
-use scheduler::{Job, JobItem, Sink, default_chunksize};
+use queue::JobQueue;
+use scheduler::{Gather, Job, JobItem, Sink, default_chunksize};
 use supervisor::{PidSlot, WorkerProgram, kill_slot};
 
 /// Which stream a guest wrote to.
@@ -216,7 +217,6 @@ impl PoolBuilder {
             Some(p) => p,
             None => WorkerProgram::current_exe()?,
         };
-        let (queue_tx, queue_rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
             program,
             settings: WorkerSettings {
@@ -226,7 +226,8 @@ impl PoolBuilder {
             },
             retries: self.retries,
             max_tasks_per_worker: self.max_tasks_per_worker,
-            queue_rx,
+            queue: JobQueue::new(),
+            workers,
             terminating: AtomicBool::new(false),
             chunk_ids: AtomicU64::new(0),
             output: self.output.unwrap_or_else(OutputSink::relay_to_stderr),
@@ -235,7 +236,6 @@ impl PoolBuilder {
             shared,
             limits: self.limits,
             grants: Arc::new(self.grants),
-            queue_tx: Mutex::new(Some(queue_tx)),
             drivers: Mutex::new(Vec::new()),
             task_numbers: AtomicU64::new(0),
             workers,
@@ -281,7 +281,9 @@ pub(crate) struct Shared {
     settings: WorkerSettings,
     retries: u32,
     max_tasks_per_worker: Option<u64>,
-    queue_rx: Receiver<Job>,
+    queue: JobQueue,
+    /// How many drivers share the queue.
+    workers: usize,
     terminating: AtomicBool,
     chunk_ids: AtomicU64,
     output: OutputSink,
@@ -294,6 +296,11 @@ impl Shared {
 
     pub(crate) fn next_chunk_id(&self) -> u64 {
         self.chunk_ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The next job for a driver; `None` once the pool is closed and the queue drained.
+    pub(crate) fn next_job(&self) -> Option<Job> {
+        self.queue.next(self.workers)
     }
 }
 
@@ -334,7 +341,6 @@ pub struct Pool {
     shared: Arc<Shared>,
     limits: Limits,
     grants: Arc<Grants>,
-    queue_tx: Mutex<Option<Sender<Job>>>,
     drivers: Mutex<Vec<Driver>>,
     task_numbers: AtomicU64,
     workers: usize,
@@ -463,7 +469,13 @@ impl Pool {
             index: 0,
             json: to_json(&args),
         };
-        self.enqueue(task, vec![item], ArgsShape::Spread, slot.clone());
+        self.enqueue(
+            task,
+            vec![item],
+            ArgsShape::Spread,
+            slot.clone(),
+            Gather::Yes,
+        );
         TaskFuture::new(slot)
     }
 
@@ -499,10 +511,7 @@ impl Pool {
     /// Stops new submissions; queued and running tasks still finish. Later submissions fail
     /// with [`TaskError::PoolClosed`].
     pub fn close(&self) {
-        self.queue_tx
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        self.shared.queue.close();
     }
 
     /// Closes the pool, waits for all queued work to finish and for the workers to exit.
@@ -522,7 +531,7 @@ impl Pool {
         for driver in self.lock_drivers().iter() {
             kill_slot(&driver.pid);
         }
-        while let Ok(job) = self.shared.queue_rx.try_recv() {
+        for job in self.shared.queue.drain() {
             job.fail_all(|func| TaskError::Cancelled {
                 func: func.to_string(),
             });
@@ -554,7 +563,7 @@ impl Pool {
         let mut items = items.into_iter().peekable();
         while items.peek().is_some() {
             let chunk: Vec<PreparedItem> = items.by_ref().take(chunksize).collect();
-            self.enqueue(task, chunk, shape, batch.clone());
+            self.enqueue(task, chunk, shape, batch.clone(), Gather::No);
         }
         MapResult::new(batch)
     }
@@ -586,6 +595,7 @@ impl Pool {
         items: Vec<PreparedItem>,
         shape: ArgsShape,
         sink: Arc<dyn Sink>,
+        gather: Gather,
     ) {
         let first = self
             .task_numbers
@@ -603,6 +613,7 @@ impl Pool {
                     task_no: first + n as u64,
                     args,
                     crashes: 0,
+                    sink: Arc::clone(&sink),
                 }),
                 Err(detail) => sink.deliver(
                     item.index,
@@ -640,23 +651,14 @@ impl Pool {
         let job = Job {
             task: task.clone(),
             items: job_items,
-            sink,
+            gather,
             limits: task.limits().or(self.limits).resolve(),
             grants: task
                 .grants()
                 .cloned()
                 .unwrap_or_else(|| Arc::clone(&self.grants)),
         };
-        let sender = self
-            .queue_tx
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let refused = match sender {
-            Some(tx) => tx.send(job).err().map(|e| e.into_inner()),
-            None => Some(job),
-        };
-        if let Some(job) = refused {
+        if let Err(job) = self.shared.queue.push(job) {
             job.fail_all(|func| TaskError::PoolClosed {
                 func: func.to_string(),
             });

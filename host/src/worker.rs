@@ -60,7 +60,9 @@ pub fn worker_main() -> ! {
         (File::from_raw_fd(0), File::from_raw_fd(fd))
     };
     crate::walls::enter_worker(fd_of(&protocol_out));
-    let mut input = BufReader::with_capacity(1 << 16, protocol_in);
+    // Between tasks the worker spins briefly on its pipe before it sleeps: the host's next
+    // chunk then costs no cross-core wake-up (see `crate::spin`).
+    let mut input = BufReader::with_capacity(1 << 16, crate::spin::SpinRead(protocol_in));
     let output = Arc::new(Mutex::new(BufWriter::with_capacity(1 << 16, protocol_out)));
     let result = match handshake(&mut input, &output) {
         Ok(Some(settings)) => {

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -21,6 +22,8 @@ pub(crate) struct Slot {
     func: String,
     state: Mutex<SlotState>,
     done: Condvar,
+    /// Set once the outcome is in, so a waiter can spin on it without the lock.
+    finished: AtomicBool,
 }
 
 #[derive(Default)]
@@ -37,6 +40,7 @@ impl Slot {
             func: func.to_string(),
             state: Mutex::new(SlotState::default()),
             done: Condvar::new(),
+            finished: AtomicBool::new(false),
         })
     }
 
@@ -51,6 +55,7 @@ impl Slot {
             return false;
         }
         state.outcome = Some(outcome);
+        self.finished.store(true, Ordering::Release);
         for waker in state.wakers.drain(..) {
             waker.wake();
         }
@@ -63,6 +68,8 @@ impl Slot {
     }
 
     fn wait_deadline(&self, deadline: Option<Instant>) -> Option<MutexGuard<'_, SlotState>> {
+        // A task that ends within microseconds is not worth a sleep and a cross-core wake-up.
+        crate::spin::spin_until(|| self.finished.load(Ordering::Acquire));
         let mut state = self.lock();
         while state.outcome.is_none() {
             match deadline {

@@ -12,7 +12,7 @@ use crate::error::TaskError;
 use crate::module::Task;
 use crate::values::ArgsShape;
 
-use super::scheduler::{Outcome, Sink, typed};
+use super::scheduler::{Gather, Outcome, Sink, typed};
 use super::{Pool, PreparedItem};
 
 /// Outcomes of a streamed map arrive here, tagged by input position.
@@ -108,7 +108,8 @@ impl<'a, R: DeserializeOwned> Imap<'a, R> {
             }
             self.submitted += chunk.len();
             let sink: Arc<dyn Sink> = self.sink.clone();
-            self.pool.enqueue(&self.task, chunk, self.shape, sink);
+            self.pool
+                .enqueue(&self.task, chunk, self.shape, sink, Gather::No);
         }
     }
 }

@@ -89,8 +89,9 @@ impl Process {
                 task_no: 0,
                 args,
                 crashes: 0,
+                sink: self.slot.clone(),
             }],
-            sink: self.slot.clone(),
+            gather: scheduler::Gather::No,
             limits: self.task.limits().resolve(),
             grants: self.task.grants().cloned().unwrap_or_default(),
         };
@@ -116,12 +117,12 @@ impl Process {
             let run = worker.run(&job, 0, |_, raw| {
                 let outcome =
                     scheduler::finish(&job.task, &job.limits, settings.max_wasm_stack, raw);
-                job.sink.deliver(0, outcome);
+                job.items[0].sink.deliver(0, outcome);
             });
             if let Err(stop) = run {
                 let func = job.task.name().to_string();
                 let error = stop.error(func, worker.pid(), &job.limits, 1);
-                job.sink.deliver(0, Err(error));
+                job.items[0].sink.deliver(0, Err(error));
             }
             worker.shutdown();
         }));

@@ -23,13 +23,30 @@ pub(crate) struct JobItem {
     pub(crate) args: Vec<Value>,
     /// How many times the item was started on a worker that then died.
     pub(crate) crashes: u32,
+    /// Where its outcome goes (items of one chunk may come from different submissions).
+    pub(crate) sink: Arc<dyn Sink>,
+}
+
+impl std::fmt::Debug for dyn Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sink")
+    }
+}
+
+/// Whether the queue may fold a job together with others into one chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gather {
+    /// A single `submit`: worth sending with its neighbours when they queue up.
+    Yes,
+    /// A chunk whose size the caller (or the chunking heuristic) chose: kept as it is.
+    No,
 }
 
 /// A chunk of calls to one task, sent to one worker in one frame.
 pub(crate) struct Job {
     pub(crate) task: Task,
     pub(crate) items: Vec<JobItem>,
-    pub(crate) sink: Arc<dyn Sink>,
+    pub(crate) gather: Gather,
     /// The task's limits over the pool's, decided at submission.
     pub(crate) limits: Resolved,
     /// What the task may reach.
@@ -56,8 +73,19 @@ impl Job {
     pub(crate) fn fail_all(self, error: impl Fn(&str) -> TaskError) {
         let func = self.task.name().to_string();
         for item in self.items {
-            self.sink.deliver(item.index, Err(error(&func)));
+            item.sink.deliver(item.index, Err(error(&func)));
         }
+    }
+
+    /// Whether `other` calls the same export of the same module under the same limits and
+    /// grants, so that the two can travel as one chunk.
+    pub(crate) fn same_call(&self, other: &Job) -> bool {
+        self.gather == Gather::Yes
+            && other.gather == Gather::Yes
+            && self.task.module().id() == other.task.module().id()
+            && self.task.name() == other.task.name()
+            && self.limits == other.limits
+            && (Arc::ptr_eq(&self.grants, &other.grants) || self.grants == other.grants)
     }
 }
 

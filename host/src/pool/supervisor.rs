@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, ExitCause, TaskError};
 use crate::limits::{Resolved, kill_grace};
+use crate::spin;
 use crate::wire::{
     self, Chunk, HostMsg, ItemOutcome, Metering, ModuleId, PROTOCOL_VERSION, WireError, WorkerMsg,
     WorkerSettings,
@@ -241,10 +242,14 @@ impl WorkerProcess {
         let result = self.send_chunk(job, chunk_id).and_then(|()| {
             let mut progress = Instant::now();
             while next < job.items.len() {
-                if let Some(timeout) = job.limits.timeout {
+                let fd = self.stdout.get_ref();
+                if self.stdout.buffer().is_empty()
+                    && !spin::spin_until(|| spin::readable_now(fd))
+                    && let Some(timeout) = job.limits.timeout
+                {
                     let deadline = progress + timeout + kill_grace(timeout);
                     let left = deadline.saturating_duration_since(Instant::now());
-                    if self.stdout.buffer().is_empty() && !wait_readable(self.stdout.get_ref(), left) {
+                    if !wait_readable(fd, left) {
                         return Err(Why::Overran);
                     }
                 }
@@ -422,16 +427,16 @@ pub(crate) fn drive(
     };
     drop(ready);
     let mut ran_here = 0u64;
-    while let Ok(mut job) = shared.queue_rx.recv() {
+    while let Some(mut job) = shared.next_job() {
         if shared.is_terminating() {
             job.fail_all(|func| TaskError::Cancelled {
                 func: func.to_string(),
             });
             continue;
         }
-        job.items.retain(|item| !job.sink.is_cancelled(item.index));
+        job.items.retain(|item| !item.sink.is_cancelled(item.index));
         for item in &job.items {
-            job.sink.start(item.index);
+            item.sink.start(item.index);
         }
         while !job.items.is_empty() {
             let result = worker.run(&job, shared.next_chunk_id(), |i, raw| {
@@ -441,7 +446,7 @@ pub(crate) fn drive(
                     .relay(item.task_no, job.task.name(), &raw.stdout, &raw.stderr);
                 let outcome =
                     scheduler::finish(&job.task, &job.limits, shared.settings.max_wasm_stack, raw);
-                job.sink.deliver(item.index, outcome);
+                item.sink.deliver(item.index, outcome);
             });
             match result {
                 Ok(()) => {
@@ -454,7 +459,7 @@ pub(crate) fn drive(
                     let mut item = rest.remove(0);
                     let func = job.task.name().to_string();
                     if shared.is_terminating() {
-                        job.sink
+                        item.sink
                             .deliver(item.index, Err(TaskError::Cancelled { func: func.clone() }));
                         job.items = rest;
                         job.fail_all(|func| TaskError::Cancelled {
@@ -466,7 +471,7 @@ pub(crate) fn drive(
                         Why::Overran => {
                             log::warn!(target: "wasmpool::pool", "worker {pid} did not stop `{func}` at its timeout: killed");
                             let error = stop.error(func, pid, &job.limits, item.crashes + 1);
-                            job.sink.deliver(item.index, Err(error));
+                            item.sink.deliver(item.index, Err(error));
                         }
                         Why::Crashed if item.crashes < shared.retries => {
                             log::warn!(target: "wasmpool::pool", "worker {pid} {} running `{func}`: retrying it", stop.lost.cause);
@@ -476,7 +481,7 @@ pub(crate) fn drive(
                         Why::Crashed => {
                             log::warn!(target: "wasmpool::pool", "worker {pid} {} running `{func}` ({})", stop.lost.cause, stop.lost.detail);
                             let error = stop.error(func, pid, &job.limits, item.crashes + 1);
-                            job.sink.deliver(item.index, Err(error));
+                            item.sink.deliver(item.index, Err(error));
                         }
                     }
                     job.items = rest;

@@ -1,0 +1,210 @@
+//! The pool's queue of [`Job`]s, shared by the callers who submit and the driver threads who
+//! run them.
+//!
+//! Two things a plain channel does not do: a driver that takes a single `submit` also takes
+//! the ones right behind it that call the same export with the same limits and grants (about
+//! a quarter of its share of the queue, as `map` chunks), so that a burst of submissions
+//! travels to the workers in a few frames instead of one round trip each (chunks that `map`
+//! and `imap` made are never merged: their size was chosen); and a driver that finds the queue empty spins briefly ([`crate::spin`]) before it
+//! sleeps, so that a caller's next task does not wait for a cross-core wake-up.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use super::scheduler::Job;
+
+/// The most items a driver gathers from separate jobs into one chunk.
+const MAX_GATHERED_ITEMS: usize = 1024;
+
+pub(crate) struct JobQueue {
+    state: Mutex<State>,
+    available: Condvar,
+    /// Jobs in the queue, readable without the lock, for spinning.
+    queued: AtomicUsize,
+    /// Drivers spinning for a job: while one is, a new job needs no wake-up (waking a
+    /// sleeper too would only put a second thread on the cores to find nothing).
+    spinning: AtomicUsize,
+}
+
+#[derive(Default)]
+struct State {
+    jobs: VecDeque<Job>,
+    /// Items in `jobs`, for sharing a burst fairly among the drivers.
+    items: usize,
+    closed: bool,
+    /// Drivers blocked on the condition variable (only they need a wake-up).
+    sleepers: usize,
+}
+
+impl JobQueue {
+    pub(crate) fn new() -> Self {
+        JobQueue {
+            state: Mutex::new(State::default()),
+            available: Condvar::new(),
+            queued: AtomicUsize::new(0),
+            spinning: AtomicUsize::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a job; hands it back if the queue is closed.
+    #[allow(clippy::result_large_err)] // the job is handed back whole, to fail its items
+    pub(crate) fn push(&self, job: Job) -> Result<(), Job> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(job);
+        }
+        state.items += job.items.len();
+        state.jobs.push_back(job);
+        self.queued.fetch_add(1, Ordering::Release);
+        let wake = state.sleepers > 0 && self.spinning.load(Ordering::Acquire) == 0;
+        drop(state);
+        if wake {
+            self.available.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Refuses new jobs; drivers still take what is queued, then see the end.
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
+        self.available.notify_all();
+    }
+
+    /// Takes every queued job (to cancel them).
+    pub(crate) fn drain(&self) -> Vec<Job> {
+        let mut state = self.lock();
+        state.items = 0;
+        self.queued.store(0, Ordering::Release);
+        state.jobs.drain(..).collect()
+    }
+
+    /// The next job for one of `drivers` drivers, with the compatible jobs queued right
+    /// behind it folded in (up to a fair share of the queued items); `None` once the queue is
+    /// closed and empty.
+    pub(crate) fn next(&self, drivers: usize) -> Option<Job> {
+        self.spinning.fetch_add(1, Ordering::AcqRel);
+        crate::spin::spin_until(|| self.queued.load(Ordering::Acquire) > 0);
+        let mut state = self.lock();
+        self.spinning.fetch_sub(1, Ordering::AcqRel);
+        loop {
+            if let Some(mut job) = state.jobs.pop_front() {
+                // Python's chunking heuristic, over what is queued: about four chunks per
+                // driver, so that uneven tasks still spread over the workers.
+                let share = super::scheduler::default_chunksize(state.items, drivers)
+                    .min(MAX_GATHERED_ITEMS);
+                let mut taken = 1;
+                while let Some(next) = state.jobs.front()
+                    && job.items.len() + next.items.len() <= share
+                    && job.same_call(next)
+                {
+                    let next = state.jobs.pop_front().expect("just seen");
+                    job.items.extend(next.items);
+                    taken += 1;
+                }
+                state.items -= job.items.len();
+                self.queued.fetch_sub(taken, Ordering::Release);
+                // Work is left and nobody may be looking: pass the wake-up on.
+                let wake = !state.jobs.is_empty() && state.sleepers > 0;
+                drop(state);
+                if wake {
+                    self.available.notify_one();
+                }
+                return Some(job);
+            }
+            if state.closed {
+                return None;
+            }
+            state.sleepers += 1;
+            state = self
+                .available
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+            state.sleepers -= 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::limits::{Grants, Limits};
+    use crate::module::{Module, Task};
+    use crate::pool::scheduler::{Gather, JobItem, Outcome, Sink};
+
+    struct Nowhere;
+    impl Sink for Nowhere {
+        fn deliver(&self, _index: usize, _outcome: Outcome) {}
+    }
+
+    fn job(task: &Task, items: usize, gather: Gather, grants: &Arc<Grants>) -> Job {
+        Job {
+            task: task.clone(),
+            items: (0..items)
+                .map(|i| JobItem {
+                    index: i,
+                    task_no: i as u64,
+                    args: Vec::new(),
+                    crashes: 0,
+                    sink: Arc::new(Nowhere),
+                })
+                .collect(),
+            gather,
+            limits: Limits::new().resolve(),
+            grants: Arc::clone(grants),
+        }
+    }
+
+    #[test]
+    fn single_submissions_gather_into_fair_chunks_and_chosen_chunks_stay_whole() {
+        let module = Module::from_bytes(crate::builtin::SQUARE.wasm).unwrap();
+        let square = module.task("square").unwrap();
+        let slow = module.task("slow-square").unwrap();
+        let grants = Arc::new(Grants::new());
+        let queue = JobQueue::new();
+        for _ in 0..16 {
+            assert!(queue.push(job(&square, 1, Gather::Yes, &grants)).is_ok());
+        }
+        queue
+            .push(job(&slow, 1, Gather::Yes, &grants))
+            .ok()
+            .unwrap();
+        queue
+            .push(job(&square, 3, Gather::No, &grants))
+            .ok()
+            .unwrap();
+        queue
+            .push(job(&square, 1, Gather::Yes, &grants))
+            .ok()
+            .unwrap();
+        // 21 items queued, 2 drivers: chunks of ceil(21 / 8) = 3 at first, smaller as the
+        // queue drains (the share is taken of what is left).
+        let mut taken = Vec::new();
+        while queue.queued.load(Ordering::Acquire) > 0 {
+            let j = queue.next(2).unwrap();
+            taken.push((j.task.name().to_string(), j.gather, j.items.len()));
+        }
+        let sizes: Vec<usize> = taken.iter().map(|t| t.2).collect();
+        assert_eq!(sizes.iter().sum::<usize>(), 21, "{taken:?}");
+        assert_eq!(&sizes[..2], &[3, 3], "{taken:?}");
+        assert!(sizes.iter().all(|&n| n <= 3), "{taken:?}");
+        // Another export is never folded in, and a chosen chunk stays as it was.
+        assert!(
+            taken.contains(&("slow-square".into(), Gather::Yes, 1)),
+            "{taken:?}"
+        );
+        assert!(
+            taken.contains(&("square".into(), Gather::No, 3)),
+            "{taken:?}"
+        );
+        queue.close();
+        assert!(queue.push(job(&square, 1, Gather::Yes, &grants)).is_err());
+        assert!(queue.next(2).is_none());
+    }
+}
