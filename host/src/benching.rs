@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::limits::{Grants, Resolved};
 use crate::module::Task;
 use crate::values::Value;
-use crate::wire::{Metering, WorkerSettings};
+use crate::wire::{Code, Metering, WorkerSettings};
 use crate::worker::runner::Runner;
 
 /// Runs `task(args)` `iterations` times the way a worker does (a fresh store and instance per
@@ -20,9 +20,10 @@ pub fn instantiate_and_call(task: &Task, args: &[Value], iterations: u32) -> Dur
     };
     let runner = Runner::new(settings).expect("a worker's engines start");
     let module = task.module();
+    let code = Code::Precompiled(module.code(Metering::Plain).expect("it compiles").to_vec());
     let compiled = runner
-        .compile(module.kind(), module.bytes(), Metering::Plain)
-        .expect("the module compiles");
+        .compile(module.kind(), &code, Metering::Plain)
+        .expect("the module loads");
     let limits = Resolved::default();
     let grants = Grants::new();
     let start = Instant::now();
@@ -31,4 +32,18 @@ pub fn instantiate_and_call(task: &Task, args: &[Value], iterations: u32) -> Dur
         assert!(outcome.result.is_ok(), "{:?}", outcome.result);
     }
     start.elapsed() / iterations.max(1)
+}
+
+/// How long a worker takes to set up its engines (before it can load a module).
+pub fn worker_setup() -> Duration {
+    let settings = WorkerSettings {
+        max_wasm_stack: crate::limits::DEFAULT_MAX_WASM_STACK,
+        allow_files: false,
+        lock_down: false,
+    };
+    let start = Instant::now();
+    let runner = Runner::new(settings).expect("a worker's engines start");
+    let elapsed = start.elapsed();
+    drop(runner);
+    elapsed
 }

@@ -32,6 +32,9 @@ pub(crate) fn worker_instance_pool() -> InstanceAllocationStrategy {
         .total_core_instances(64)
         .total_memories(WORKER_POOL_MEMORIES)
         .total_tables(64)
+        // Stacks are for async calls, which workers do not make; the default (1000 stacks,
+        // each with a guard page) took 3 ms per engine to map, at every worker start.
+        .total_stacks(1)
         .max_memories_per_module(WORKER_POOL_MEMORIES)
         .max_tables_per_module(8)
         .table_elements(crate::limits::DEFAULT_MAX_TABLE_ELEMENTS as usize)
@@ -47,10 +50,12 @@ const WORKER_POOL_COMPONENTS: u32 = 4;
 /// Linear memories a worker's engine can hold at once (each reserves 4 GiB of address space).
 pub(crate) const WORKER_POOL_MEMORIES: u32 = 4;
 
-/// The host's engine, built on first use.
-pub(crate) fn host_engine() -> &'static Engine {
-    static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE.get_or_init(|| {
-        Engine::new(&config(Metering::Plain)).expect("the default wasmtime configuration is valid")
+/// The host's engine for each metering variant, built on first use: the plain one validates
+/// modules and reads their signatures, and each compiles the code workers of that variant
+/// load (see [`crate::artifacts`]).
+pub(crate) fn host_engine(metering: Metering) -> &'static Engine {
+    static ENGINES: [OnceLock<Engine>; 3] = [const { OnceLock::new() }; 3];
+    ENGINES[metering.index()].get_or_init(|| {
+        Engine::new(&config(metering)).expect("the default wasmtime configuration is valid")
     })
 }

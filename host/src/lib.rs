@@ -41,6 +41,7 @@
 
 #![deny(missing_docs)]
 
+mod artifacts;
 pub mod builtin;
 mod engine;
 mod error;
@@ -60,6 +61,7 @@ pub mod cli;
 #[doc(hidden)]
 pub mod fuzzing;
 
+pub use artifacts::{cache_dir, set_cache_dir};
 pub use error::{Error, ExitCause, TaskError};
 pub use limits::{
     DEFAULT_MAX_MEMORY, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_RESULT_BYTES,

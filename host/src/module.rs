@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::types::{ComponentItem, Type};
@@ -16,7 +16,7 @@ use crate::engine::host_engine;
 use crate::error::Error;
 use crate::limits::{Grants, Limits};
 use crate::values::{Signature, WitType};
-use crate::wire::{ModuleId, ModuleKind};
+use crate::wire::{Metering, ModuleId, ModuleKind};
 
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
 const CORE_VERSION: [u8; 4] = [1, 0, 0, 0];
@@ -37,6 +37,9 @@ struct ModuleInner {
     bytes: Arc<Vec<u8>>,
     origin: String,
     exports: Vec<Signature>,
+    /// The compiled code for each metering variant, made on first use (the plain one at
+    /// load time): what workers load instead of compiling.
+    code: [OnceLock<Result<Arc<Vec<u8>>, String>>; 3],
 }
 
 /// One export of one module: what a pool runs.
@@ -95,21 +98,37 @@ impl Module {
             .get(4..8)
             .and_then(|v| v.try_into().ok())
             .unwrap_or_default();
-        let engine = host_engine();
-        let (kind, exports) = if version == CORE_VERSION {
-            let module =
-                wasmtime::Module::new(engine, &bytes).map_err(|e| invalid(format!("{e:#}")))?;
-            (ModuleKind::Core, core_exports(&module))
+        let kind = if version == CORE_VERSION {
+            ModuleKind::Core
         } else if version == COMPONENT_VERSION {
-            let component = wasmtime::component::Component::new(engine, &bytes)
-                .map_err(|e| invalid(format!("{e:#}")))?;
-            (ModuleKind::Component, component_exports(&component))
+            ModuleKind::Component
         } else {
             return Err(invalid(format!(
                 "unknown WebAssembly binary version {version:02x?}"
             )));
         };
         let id: ModuleId = Sha256::digest(&bytes).into();
+        // Compiling validates the module; the code is kept for the workers, and cached on
+        // disk so that the next run skips the compile.
+        let engine = host_engine(Metering::Plain);
+        let cache = crate::artifacts::cache_dir();
+        let compile = |cache: Option<&Path>| {
+            crate::artifacts::precompiled(cache, engine, Metering::Plain, &id, kind, &bytes)
+                .map_err(&invalid)
+        };
+        let mut code = compile(cache.as_deref())?;
+        let exports = match read_exports(kind, &code) {
+            Ok(exports) => exports,
+            Err(why) => {
+                // wasmtime refused a cached artifact (say, from another build): start over.
+                log::warn!(target: "wasmpool::cache", "a cached artifact was refused ({why}); compiling again");
+                crate::artifacts::evict(cache.as_deref(), engine, Metering::Plain, &id, kind);
+                code = compile(cache.as_deref())?;
+                read_exports(kind, &code).map_err(&invalid)?
+            }
+        };
+        let plain = OnceLock::new();
+        let _ = plain.set(Ok(Arc::new(code)));
         Ok(Module {
             inner: Arc::new(ModuleInner {
                 id,
@@ -117,8 +136,28 @@ impl Module {
                 bytes: Arc::new(bytes),
                 origin,
                 exports,
+                code: [plain, OnceLock::new(), OnceLock::new()],
             }),
         })
+    }
+
+    /// The compiled code of this module for workers of one metering variant (compiled on
+    /// first use, or read from the disk cache), or why it cannot be compiled.
+    pub(crate) fn code(&self, metering: Metering) -> Result<Arc<Vec<u8>>, String> {
+        let inner = &self.inner;
+        inner.code[metering.index()]
+            .get_or_init(|| {
+                crate::artifacts::precompiled(
+                    crate::artifacts::cache_dir().as_deref(),
+                    host_engine(metering),
+                    metering,
+                    &inner.id,
+                    inner.kind,
+                    &inner.bytes,
+                )
+                .map(Arc::new)
+            })
+            .clone()
     }
 
     /// The export named `name`, as a task any pool can run.
@@ -292,8 +331,24 @@ fn core_exports(module: &wasmtime::Module) -> Vec<Signature> {
         .collect()
 }
 
+/// The exports of a module from its compiled code.
+fn read_exports(kind: ModuleKind, code: &[u8]) -> Result<Vec<Signature>, String> {
+    let engine = host_engine(Metering::Plain);
+    // SAFETY: `code` is this host's own compiler output, just made or read from the cache,
+    // whose entries are checksummed and owned by this user (see `crate::artifacts`).
+    let exports = match kind {
+        ModuleKind::Core => unsafe { wasmtime::Module::deserialize(engine, code) }
+            .map(|module| core_exports(&module)),
+        ModuleKind::Component => {
+            unsafe { wasmtime::component::Component::deserialize(engine, code) }
+                .map(|component| component_exports(&component))
+        }
+    };
+    exports.map_err(|e| format!("{e:#}"))
+}
+
 fn component_exports(component: &wasmtime::component::Component) -> Vec<Signature> {
-    let engine = host_engine();
+    let engine = host_engine(Metering::Plain);
     let ty = component.component_type();
     let mut out = Vec::new();
     for (name, export) in ty.exports(engine) {

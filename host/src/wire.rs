@@ -17,7 +17,7 @@ use crate::limits::{Grants, Resolved};
 use crate::values::Value;
 
 /// The protocol version both sides must agree on. Bump it on any change to the messages.
-pub(crate) const PROTOCOL_VERSION: u32 = 1;
+pub(crate) const PROTOCOL_VERSION: u32 = 2;
 
 /// The largest frame either side accepts: bigger is a protocol error, not an allocation.
 pub(crate) const MAX_FRAME_BYTES: usize = 256 << 20;
@@ -26,7 +26,7 @@ pub(crate) const MAX_FRAME_BYTES: usize = 256 << 20;
 pub(crate) type ModuleId = [u8; 32];
 
 /// Whether the bytes are a component or a core module.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ModuleKind {
     /// A WebAssembly component (WIT-typed exports).
     Component,
@@ -48,13 +48,13 @@ pub(crate) enum HostMsg {
     /// caches it by id and answers [`WorkerMsg::Loaded`], so that compiling is never counted
     /// against a task's timeout.
     Load {
-        /// SHA-256 of `bytes`.
+        /// SHA-256 of the wasm binary.
         id: ModuleId,
         /// Component or core module.
         kind: ModuleKind,
-        /// The wasm binary.
-        bytes: Vec<u8>,
-        /// Which instrumented variant to compile (see [`Metering`]).
+        /// The module, compiled by the host or to be compiled.
+        code: Code,
+        /// Which instrumented variant (see [`Metering`]).
         metering: Metering,
     },
     /// Run one chunk of calls of the same export; the worker answers with
@@ -62,6 +62,27 @@ pub(crate) enum HostMsg {
     Run(Chunk),
     /// Finish: the worker exits with status 0.
     Shutdown,
+}
+
+/// A module as the host sends it to a worker.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Code {
+    /// Code the host compiled for the worker's engine configuration
+    /// (`Engine::precompile_component` or `precompile_module`), loaded without compiling.
+    /// Workers trust it as they trust the host that started them: it is the host's own
+    /// compiler output, never bytes from a user (see [`crate::artifacts`]).
+    Precompiled(Vec<u8>),
+    /// The wasm binary, for the worker to compile.
+    Wasm(Vec<u8>),
+}
+
+impl std::fmt::Debug for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Code::Precompiled(b) => write!(f, "Precompiled({} bytes)", b.len()),
+            Code::Wasm(b) => write!(f, "Wasm({} bytes)", b.len()),
+        }
+    }
 }
 
 /// How compiled code is instrumented for limits. Each check costs guest speed (epoch checks at

@@ -171,10 +171,10 @@ fn session<W: Write + Send + 'static>(
             Some(HostMsg::Load {
                 id,
                 kind,
-                bytes,
+                code,
                 metering,
             }) => {
-                cache.load(id, kind, &bytes, metering);
+                cache.load(id, kind, &code, metering);
                 send(output, &WorkerMsg::Loaded { id }, true)?;
             }
             Some(HostMsg::Run(chunk)) => {
@@ -269,7 +269,7 @@ mod tests {
     use super::*;
     use crate::limits::{Grants, Resolved};
     use crate::values::Value;
-    use crate::wire::{Chunk, ModuleKind};
+    use crate::wire::{Chunk, Code, ModuleKind};
 
     const SETTINGS: WorkerSettings = WorkerSettings {
         max_wasm_stack: 512 << 10,
@@ -299,7 +299,7 @@ mod tests {
         HostMsg::Load {
             id,
             kind: ModuleKind::Core,
-            bytes: bytes.to_vec(),
+            code: Code::Wasm(bytes.to_vec()),
             metering,
         }
     }

@@ -20,8 +20,8 @@ use crate::error::{Error, ExitCause, TaskError};
 use crate::limits::{Resolved, kill_grace};
 use crate::spin;
 use crate::wire::{
-    self, Chunk, HostMsg, ItemOutcome, Metering, ModuleId, PROTOCOL_VERSION, WireError, WorkerMsg,
-    WorkerSettings,
+    self, Chunk, Code, HostMsg, ItemOutcome, Metering, ModuleId, PROTOCOL_VERSION, WireError,
+    WorkerMsg, WorkerSettings,
 };
 
 use super::scheduler::{self, Job};
@@ -287,10 +287,15 @@ impl WorkerProcess {
         let result = (|| -> Result<(), WireError> {
             let metering = Metering::for_limits(&job.limits);
             if !self.loaded.contains(&(module.id(), metering)) {
+                // The host's compiled code when it has it; the worker compiles otherwise.
+                let code = match module.code(metering) {
+                    Ok(code) => Code::Precompiled(code.to_vec()),
+                    Err(_) => Code::Wasm(module.bytes().to_vec()),
+                };
                 let load = HostMsg::Load {
                     id: module.id(),
                     kind: module.kind(),
-                    bytes: module.bytes().to_vec(),
+                    code,
                     metering,
                 };
                 wire::encode_frame(&load, &mut self.write_buf)?;

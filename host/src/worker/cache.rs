@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::wire::{Metering, ModuleId, ModuleKind, WorkerSettings};
+use crate::wire::{Code, Metering, ModuleId, ModuleKind, WorkerSettings};
 
 use super::runner::{Compiled, Runner};
 
@@ -21,15 +21,9 @@ impl ModuleCache {
     }
 
     /// Compiles and keeps a module; a module already present is not compiled again.
-    pub(crate) fn load(
-        &mut self,
-        id: ModuleId,
-        kind: ModuleKind,
-        bytes: &[u8],
-        metering: Metering,
-    ) {
+    pub(crate) fn load(&mut self, id: ModuleId, kind: ModuleKind, code: &Code, metering: Metering) {
         if !self.modules.contains_key(&(id, metering)) {
-            let compiled = self.runner.compile(kind, bytes, metering);
+            let compiled = self.runner.compile(kind, code, metering);
             self.modules.insert((id, metering), compiled);
         }
     }

@@ -12,7 +12,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::limits::{EPOCH_TICK, Grants, Resolved};
 use crate::values::Value;
-use crate::wire::{ItemOutcome, Metering, ModuleKind, RunFailure, WorkerSettings};
+use crate::wire::{Code, ItemOutcome, Metering, ModuleKind, RunFailure, WorkerSettings};
 
 /// A module compiled and linked, ready to be instantiated many times.
 pub(crate) enum Compiled {
@@ -127,18 +127,26 @@ impl Runner {
         self.flavors.iter().map(|f| f.engine.clone()).collect()
     }
 
-    /// Compiles a module for the engine of one metering variant.
+    /// Loads (or compiles) a module for the engine of one metering variant.
     pub(crate) fn compile(
         &self,
         kind: ModuleKind,
-        bytes: &[u8],
+        code: &Code,
         metering: Metering,
     ) -> Result<Compiled, String> {
         let flavor = &self.flavors[metering.index()];
+        let engine = &flavor.engine;
         let compiled = match kind {
             ModuleKind::Component => {
-                let component = component::Component::new(&flavor.engine, bytes)
-                    .map_err(|e| format!("{e:#}"))?;
+                let component = match code {
+                    Code::Wasm(bytes) => component::Component::new(engine, bytes),
+                    // SAFETY: the host's own compiler output (see `Code::Precompiled`); its
+                    // engine configuration is checked by wasmtime as it loads.
+                    Code::Precompiled(bytes) => unsafe {
+                        component::Component::deserialize(engine, bytes)
+                    },
+                }
+                .map_err(|e| format!("{e:#}"))?;
                 Compiled::Component(
                     flavor
                         .component_linker
@@ -147,8 +155,14 @@ impl Runner {
                 )
             }
             ModuleKind::Core => {
-                let module =
-                    wasmtime::Module::new(&flavor.engine, bytes).map_err(|e| format!("{e:#}"))?;
+                let module = match code {
+                    Code::Wasm(bytes) => wasmtime::Module::new(engine, bytes),
+                    // SAFETY: as for components above.
+                    Code::Precompiled(bytes) => unsafe {
+                        wasmtime::Module::deserialize(engine, bytes)
+                    },
+                }
+                .map_err(|e| format!("{e:#}"))?;
                 Compiled::Core(
                     flavor
                         .core_linker
