@@ -21,7 +21,9 @@ use crate::{Grants, GuestOutput, Limits, Pool, PoolBuilder};
 #[derive(Debug, Parser)]
 #[command(name = "wasmpool", version, about, long_about = None)]
 #[command(
-    after_help = "Start with `wasmpool demo`, then `wasmpool tasks --export DIR` for tasks to try."
+    after_help = "Start with `wasmpool demo`, then `wasmpool tasks --export DIR` for tasks to try.\n\n\
+                  Compiled code is cached in $WASMPOOL_CACHE_DIR (default: $XDG_CACHE_HOME/wasmpool \
+                  or ~/.cache/wasmpool; `off` disables it)."
 )]
 pub struct Cli {
     #[command(subcommand)]

@@ -51,6 +51,7 @@ pub struct Task {
     sig: Arc<Signature>,
     limits: Limits,
     grants: Option<Arc<Grants>>,
+    reuse_instance: bool,
 }
 
 impl Module {
@@ -180,6 +181,7 @@ impl Module {
             sig: Arc::new(found.clone()),
             limits: Limits::new(),
             grants: None,
+            reuse_instance: false,
         })
     }
 
@@ -256,6 +258,38 @@ impl Task {
         grants.check()?;
         self.grants = Some(Arc::new(grants));
         Ok(self)
+    }
+
+    /// This task with the items of each chunk (of `map`, `starmap`, `imap`...) called one
+    /// after another in one instance, instead of each in a fresh one: for tiny pure
+    /// functions, where instantiating costs far more than the call (measured: about 10 µs to
+    /// instantiate a small component, 0.2 µs to call it).
+    ///
+    /// What it shares and what it does not:
+    /// - Only items of the same chunk of the same call share an instance; separate
+    ///   `submit`s and different callers never do.
+    /// - Whatever an item leaves in the instance's memory and globals, the next item of the
+    ///   chunk sees: use it only for tasks that keep no state between calls.
+    /// - A call that fails (a trap, a limit) discards the instance: the next item gets a
+    ///   fresh one.
+    /// - The timeout and fuel limits apply to each call; the memory and output caps to the
+    ///   instance, over all the calls it serves.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # let pool = wasmpool::Pool::new()?;
+    /// let square = pool.load("square.wasm")?.task("square")?.with_instance_reuse();
+    /// let squares: Vec<i64> = pool.map(&square, 0..1_000_000_i64)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_instance_reuse(mut self) -> Task {
+        self.reuse_instance = true;
+        self
+    }
+
+    /// Whether [`Task::with_instance_reuse`] was asked for.
+    pub fn reuses_instance(&self) -> bool {
+        self.reuse_instance
     }
 
     pub(crate) fn limits(&self) -> Limits {

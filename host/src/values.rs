@@ -79,6 +79,10 @@ pub enum Value {
     Flags(Vec<String>),
 }
 
+/// The arguments or results of one call. Inline up to two values: the common case of a
+/// `map` over numbers allocates nothing per item for them.
+pub(crate) type Values = smallvec::SmallVec<[Value; 2]>;
+
 /// How deeply a decoded [`Value`] may nest.
 pub const MAX_VALUE_DEPTH: u32 = 100;
 
@@ -283,11 +287,11 @@ pub(crate) fn args_from_json(
     sig: &Signature,
     args: &Json,
     shape: ArgsShape,
-) -> Result<Vec<Value>, String> {
-    let spread: Vec<&Json> = match (shape, args) {
+) -> Result<Values, String> {
+    let spread: smallvec::SmallVec<[&Json; 4]> = match (shape, args) {
         (ArgsShape::Spread, Json::Array(items)) => items.iter().collect(),
-        (ArgsShape::Spread, Json::Null) if sig.params.is_empty() => Vec::new(),
-        (_, one) => vec![one],
+        (ArgsShape::Spread, Json::Null) if sig.params.is_empty() => smallvec::SmallVec::new(),
+        (_, one) => smallvec::smallvec![one],
     };
     if spread.len() != sig.params.len() {
         let wanted: Vec<String> = sig
@@ -764,7 +768,9 @@ mod tests {
             "power: func(base: s64, exponent: u32) -> s64"
         );
         assert_eq!(
-            args_from_json(&power, &json!([2, 3]), ArgsShape::Spread).unwrap(),
+            args_from_json(&power, &json!([2, 3]), ArgsShape::Spread)
+                .unwrap()
+                .to_vec(),
             vec![Value::S64(2), Value::U32(3)]
         );
         let err = args_from_json(&power, &json!(2), ArgsShape::Single).unwrap_err();
@@ -782,11 +788,15 @@ mod tests {
             results: vec![WitType::S64],
         };
         assert_eq!(
-            args_from_json(&square, &json!(7), ArgsShape::Spread).unwrap(),
+            args_from_json(&square, &json!(7), ArgsShape::Spread)
+                .unwrap()
+                .to_vec(),
             vec![Value::S64(7)]
         );
         assert_eq!(
-            args_from_json(&square, &json!([7]), ArgsShape::Spread).unwrap(),
+            args_from_json(&square, &json!([7]), ArgsShape::Spread)
+                .unwrap()
+                .to_vec(),
             vec![Value::S64(7)]
         );
         let list = Signature {
@@ -795,7 +805,9 @@ mod tests {
             results: vec![],
         };
         assert_eq!(
-            args_from_json(&list, &json!([1, 2]), ArgsShape::Single).unwrap(),
+            args_from_json(&list, &json!([1, 2]), ArgsShape::Single)
+                .unwrap()
+                .to_vec(),
             vec![Value::List(vec![Value::S64(1), Value::S64(2)])]
         );
     }

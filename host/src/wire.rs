@@ -14,7 +14,7 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::limits::{Grants, Resolved};
-use crate::values::Value;
+use crate::values::Values;
 
 /// The protocol version both sides must agree on. Bump it on any change to the messages.
 pub(crate) const PROTOCOL_VERSION: u32 = 2;
@@ -139,11 +139,14 @@ pub(crate) struct Chunk {
     /// The export to call (`name`, or `interface#name`).
     pub func: String,
     /// The arguments of each call, already checked against the signature by the host.
-    pub items: Vec<Vec<Value>>,
+    pub items: Vec<Values>,
     /// The limits of each call.
     pub limits: Resolved,
     /// What each call may reach.
     pub grants: Grants,
+    /// Call every item in one instance instead of a fresh one each (see
+    /// [`crate::Task::with_instance_reuse`]); a failed call still discards the instance.
+    pub reuse_instance: bool,
 }
 
 /// Worker to host.
@@ -183,7 +186,7 @@ pub(crate) enum WorkerMsg {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct ItemOutcome {
     /// The export's results, or the failure.
-    pub result: Result<Vec<Value>, RunFailure>,
+    pub result: Result<Values, RunFailure>,
     /// What the guest wrote to its stdout.
     pub stdout: Vec<u8>,
     /// What the guest wrote to its stderr.
@@ -306,6 +309,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::values::Value;
     use proptest::prelude::*;
 
     fn sample_chunk() -> HostMsg {
@@ -313,13 +317,14 @@ mod tests {
             chunk_id: 7,
             module: [3; 32],
             func: "describe".into(),
-            items: vec![vec![
+            items: vec![smallvec::smallvec![
                 Value::Record(vec![("name".into(), Value::String("Ada".into()))]),
                 Value::Option(Some(Box::new(Value::Char('λ')))),
                 Value::Result(Err(None)),
             ]],
             limits: Resolved::default(),
             grants: Grants::new().env("A", "1"),
+            reuse_instance: true,
         })
     }
 

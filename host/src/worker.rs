@@ -21,7 +21,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::limits::EPOCH_TICK;
 use crate::wire::{
-    self, HostMsg, ItemOutcome, Metering, PROTOCOL_VERSION, RunFailure, WorkerMsg, WorkerSettings,
+    self, Chunk, HostMsg, ItemOutcome, Metering, PROTOCOL_VERSION, RunFailure, WorkerMsg,
+    WorkerSettings,
 };
 use cache::ModuleCache;
 
@@ -177,37 +178,63 @@ fn session<W: Write + Send + 'static>(
                 cache.load(id, kind, &code, metering);
                 send(output, &WorkerMsg::Loaded { id }, true)?;
             }
-            Some(HostMsg::Run(chunk)) => {
-                let compiled = cache.get(&chunk.module, Metering::for_limits(&chunk.limits));
-                let last = chunk.items.len().saturating_sub(1);
-                for (i, args) in chunk.items.iter().enumerate() {
-                    let outcome = match compiled {
-                        Ok(compiled) => cache.runner().run(
-                            compiled,
-                            &chunk.func,
-                            args,
-                            &chunk.limits,
-                            &chunk.grants,
-                        ),
-                        Err(ref reason) => ItemOutcome {
-                            result: Err(RunFailure::Module(reason.clone())),
-                            stdout: Vec::new(),
-                            stderr: Vec::new(),
-                        },
-                    };
-                    let msg = WorkerMsg::Outcomes {
-                        chunk_id: chunk.chunk_id,
-                        first: i as u32,
-                        outcomes: vec![outcome],
-                    };
-                    send(output, &msg, i == last)?;
-                }
-            }
+            Some(HostMsg::Run(chunk)) => run_chunk(&cache, &chunk, output)?,
             Some(HostMsg::Hello { .. }) => {
                 anyhow::bail!("a second Hello in the middle of the session")
             }
         }
     }
+}
+
+/// Most outcomes sent in one frame, and the longest a finished outcome waits for its frame.
+const BATCH_ITEMS: usize = 256;
+const BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Runs a chunk's items in order and reports their outcomes in frames of consecutive items:
+/// one per item when items are slow, up to [`BATCH_ITEMS`] when they are quick.
+fn run_chunk<W: Write>(
+    cache: &ModuleCache,
+    chunk: &Chunk,
+    output: &Output<W>,
+) -> anyhow::Result<()> {
+    let compiled = cache.get(&chunk.module, Metering::for_limits(&chunk.limits));
+    let runner = cache.runner();
+    // The instance kept between items, when the task asked for reuse.
+    let mut live = None;
+    let mut batch = Vec::new();
+    let mut first = 0;
+    let mut started = std::time::Instant::now();
+    for (i, args) in chunk.items.iter().enumerate() {
+        let outcome = match &compiled {
+            Ok(compiled) if chunk.reuse_instance => runner.run_in(
+                &mut live,
+                compiled,
+                &chunk.func,
+                args,
+                &chunk.limits,
+                &chunk.grants,
+            ),
+            Ok(compiled) => runner.run(compiled, &chunk.func, args, &chunk.limits, &chunk.grants),
+            Err(reason) => ItemOutcome {
+                result: Err(RunFailure::Module(reason.clone())),
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+            },
+        };
+        batch.push(outcome);
+        let last = i + 1 == chunk.items.len();
+        if last || batch.len() >= BATCH_ITEMS || started.elapsed() >= BATCH_WAIT {
+            let msg = WorkerMsg::Outcomes {
+                chunk_id: chunk.chunk_id,
+                first: first as u32,
+                outcomes: std::mem::take(&mut batch),
+            };
+            send(output, &msg, last)?;
+            first = i + 1;
+            started = std::time::Instant::now();
+        }
+    }
+    Ok(())
 }
 
 /// The worker's clock: every [`EPOCH_TICK`] it advances the engine's epoch (which interrupts
@@ -269,7 +296,7 @@ mod tests {
     use super::*;
     use crate::limits::{Grants, Resolved};
     use crate::values::Value;
-    use crate::wire::{Chunk, Code, ModuleKind};
+    use crate::wire::{Code, ModuleKind};
 
     const SETTINGS: WorkerSettings = WorkerSettings {
         max_wasm_stack: 512 << 10,
@@ -309,10 +336,19 @@ mod tests {
             chunk_id: 1,
             module,
             func: func.into(),
-            items,
+            items: items.into_iter().map(Into::into).collect(),
             limits,
             grants: Grants::new(),
+            reuse_instance: false,
         })
+    }
+
+    fn reusing(msg: HostMsg) -> HostMsg {
+        let HostMsg::Run(mut chunk) = msg else {
+            unreachable!()
+        };
+        chunk.reuse_instance = true;
+        HostMsg::Run(chunk)
     }
 
     fn outcomes(replies: &[WorkerMsg]) -> Vec<&ItemOutcome> {
@@ -369,7 +405,7 @@ mod tests {
         assert!(matches!(replies[0], WorkerMsg::Ready { .. }), "{replies:?}");
         let outcomes = outcomes(&replies);
         assert_eq!(outcomes.len(), 3);
-        assert_eq!(outcomes[0].result, Ok(vec![Value::S32(3)]));
+        assert_eq!(outcomes[0].result, Ok(smallvec::smallvec![Value::S32(3)]));
         let Err(RunFailure::Trap { message, .. }) = &outcomes[1].result else {
             panic!("{outcomes:?}")
         };
@@ -377,6 +413,51 @@ mod tests {
         assert!(
             matches!(&outcomes[2].result, Err(RunFailure::Module(_))),
             "{outcomes:?}"
+        );
+    }
+
+    #[test]
+    fn reuse_keeps_one_instance_per_chunk_until_a_call_fails() {
+        // A counter: each call sees what the calls before it in the same instance left.
+        let wat = r#"(module
+            (global $n (mut i32) (i32.const 0))
+            (func (export "next") (param i32) (result i32)
+                global.get $n i32.const 1 i32.add global.set $n
+                local.get 0 if unreachable end
+                global.get $n))"#;
+        let bytes = wat::parse_str(wat).unwrap();
+        let id = [5; 32];
+        let items = |flags: &[i32]| flags.iter().map(|&f| vec![Value::S32(f)]).collect();
+        let replies = session(&[
+            HostMsg::Hello {
+                version: PROTOCOL_VERSION,
+                settings: SETTINGS,
+            },
+            load(id, &bytes, Metering::Plain),
+            run(id, "next", items(&[0, 0, 0]), Resolved::default()),
+            reusing(run(
+                id,
+                "next",
+                items(&[0, 0, 1, 0, 0]),
+                Resolved::default(),
+            )),
+            reusing(run(id, "next", items(&[0]), Resolved::default())),
+        ]);
+        let got: Vec<String> = outcomes(&replies)
+            .iter()
+            .map(|o| match &o.result {
+                Ok(v) => format!("{:?}", v[0]),
+                Err(_) => "trap".into(),
+            })
+            .collect();
+        // Fresh instances: always 1. Reused: counts up; a trap throws the instance away; the
+        // next chunk starts over.
+        assert_eq!(
+            got,
+            [
+                "S32(1)", "S32(1)", "S32(1)", "S32(1)", "S32(2)", "trap", "S32(1)", "S32(2)",
+                "S32(1)"
+            ]
         );
     }
 
@@ -418,7 +499,7 @@ mod tests {
         let outcomes = outcomes(&replies);
         assert_eq!(outcomes[0].result, Err(RunFailure::Timeout));
         assert_eq!(outcomes[1].result, Err(RunFailure::OutOfFuel));
-        assert_eq!(outcomes[2].result, Ok(vec![Value::S32(1)]));
+        assert_eq!(outcomes[2].result, Ok(smallvec::smallvec![Value::S32(1)]));
         assert_eq!(outcomes[3].result, Err(RunFailure::MemoryLimit));
         assert_eq!(outcomes[4].result, Err(RunFailure::StackOverflow));
     }

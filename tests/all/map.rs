@@ -88,3 +88,49 @@ fn imap_unordered_yields_every_item_once() {
     results.sort_unstable();
     assert_eq!(results, (0..500i64).map(|x| x * x).collect::<Vec<_>>());
 }
+
+/// A core module whose one export counts its own calls: what a reused instance remembers.
+fn counter() -> wasmpool::Task {
+    let wat = r#"(module
+        (global $n (mut i64) (i64.const 0))
+        (func (export "calls") (param i64) (result i64)
+            global.get $n i64.const 1 i64.add global.set $n
+            global.get $n))"#;
+    wasmpool::Module::from_bytes(wat)
+        .unwrap()
+        .task("calls")
+        .unwrap()
+}
+
+#[test]
+fn instance_reuse_is_per_chunk_and_never_across_submissions() {
+    let pool = pool(2);
+    let fresh = counter();
+    let ones: Vec<i64> = pool.map_chunked(&fresh, 0..8i64, 4).unwrap();
+    assert_eq!(ones, [1; 8], "a fresh instance per item by default");
+
+    let reused = counter().with_instance_reuse();
+    let counted: Vec<i64> = pool.map_chunked(&reused, 0..8i64, 4).unwrap();
+    assert_eq!(
+        counted,
+        [1, 2, 3, 4, 1, 2, 3, 4],
+        "one instance per chunk of 4"
+    );
+
+    // A burst of separate submissions travels in gathered chunks, but each is its own call:
+    // none sees another's instance.
+    let futures: Vec<wasmpool::TaskFuture<i64>> =
+        (0..200i64).map(|i| pool.submit(&reused, (i,))).collect();
+    for f in &futures {
+        assert_eq!(f.result().unwrap(), 1);
+    }
+
+    let square = task(SQUARE, "square").with_instance_reuse();
+    let squares: Vec<i64> = pool.map(&square, 0..20_000i64).unwrap();
+    assert!(
+        squares
+            .iter()
+            .enumerate()
+            .all(|(i, &s)| s == (i * i) as i64)
+    );
+}

@@ -35,7 +35,7 @@ use crate::wire::WorkerSettings;
 /// ```
 pub struct Process {
     task: Task,
-    args: Option<Vec<values::Value>>,
+    args: Option<values::Values>,
     slot: Arc<Slot>,
     pid: PidSlot,
     started_pid: Option<u32>,

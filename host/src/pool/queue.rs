@@ -150,7 +150,7 @@ mod tests {
                 .map(|i| JobItem {
                     index: i,
                     task_no: i as u64,
-                    args: Vec::new(),
+                    args: Default::default(),
                     crashes: 0,
                     sink: Arc::new(Nowhere),
                 })

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use crate::error::TaskError;
 use crate::limits::{Grants, Resolved};
 use crate::module::Task;
-use crate::values::{self, Value, WitType};
+use crate::values::{self, Value, Values, WitType};
 use crate::wire::{ItemOutcome, RunFailure};
 
 /// The outcome of one task: its results (zero, one, or several values) or why it failed.
-pub(crate) type Outcome = Result<Vec<Value>, TaskError>;
+pub(crate) type Outcome = Result<Values, TaskError>;
 
 /// One call waiting to run: its arguments, its number in the pool, its place in the sink.
 #[derive(Debug)]
@@ -20,7 +20,7 @@ pub(crate) struct JobItem {
     pub(crate) index: usize,
     /// The pool-wide task number, in submission order; it labels the guest's output.
     pub(crate) task_no: u64,
-    pub(crate) args: Vec<Value>,
+    pub(crate) args: Values,
     /// How many times the item was started on a worker that then died.
     pub(crate) crashes: u32,
     /// Where its outcome goes (items of one chunk may come from different submissions).
@@ -104,51 +104,61 @@ pub(crate) fn finish(
     max_wasm_stack: usize,
     raw: ItemOutcome,
 ) -> Outcome {
-    let func = task.name().to_string();
+    // The name is copied only into errors: most outcomes are values.
+    let func = || task.name().to_string();
     match raw.result {
         Err(RunFailure::Timeout) => Err(TaskError::Timeout {
-            func,
+            func: func(),
             limit: limits.timeout.unwrap_or_default(),
         }),
         Err(RunFailure::OutOfFuel) => Err(TaskError::OutOfFuel {
-            func,
+            func: func(),
             limit: limits.fuel.unwrap_or_default(),
         }),
         Err(RunFailure::MemoryLimit) => Err(TaskError::MemoryLimit {
-            func,
+            func: func(),
             limit: limits.max_memory,
         }),
         Err(RunFailure::StackOverflow) => Err(TaskError::StackOverflow {
-            func,
+            func: func(),
             limit: max_wasm_stack,
         }),
         Err(RunFailure::ResultTooLarge(size)) => Err(TaskError::ResultTooLarge {
-            func,
+            func: func(),
             limit: limits.max_result_bytes,
             size,
         }),
         Err(RunFailure::OutputLimit) => Err(TaskError::OutputLimit {
-            func,
+            func: func(),
             limit: limits.max_output_bytes,
         }),
-        Err(RunFailure::Sandbox(detail)) => Err(TaskError::Sandbox { func, detail }),
-        Ok(results) => unwrap_guest_result(&func, &task.signature().results, results),
+        Err(RunFailure::Sandbox(detail)) => Err(TaskError::Sandbox {
+            func: func(),
+            detail,
+        }),
+        Ok(results) => unwrap_guest_result(task.name(), &task.signature().results, results),
         Err(RunFailure::Trap { message, backtrace }) => Err(TaskError::Trap {
-            func,
+            func: func(),
             message,
             backtrace,
         }),
-        Err(RunFailure::BadInput(detail)) => Err(TaskError::BadInput { func, detail }),
-        Err(RunFailure::Module(detail)) => Err(TaskError::Internal { func, detail }),
+        Err(RunFailure::BadInput(detail)) => Err(TaskError::BadInput {
+            func: func(),
+            detail,
+        }),
+        Err(RunFailure::Module(detail)) => Err(TaskError::Internal {
+            func: func(),
+            detail,
+        }),
     }
 }
 
-fn unwrap_guest_result(func: &str, types: &[WitType], mut results: Vec<Value>) -> Outcome {
+fn unwrap_guest_result(func: &str, types: &[WitType], mut results: Values) -> Outcome {
     if !matches!(types, [WitType::Result { .. }]) || results.len() != 1 {
         return Ok(results);
     }
     match results.pop() {
-        Some(Value::Result(Ok(ok))) => Ok(ok.map(|v| vec![*v]).unwrap_or_default()),
+        Some(Value::Result(Ok(ok))) => Ok(ok.map(|v| smallvec::smallvec![*v]).unwrap_or_default()),
         Some(Value::Result(Err(err))) => {
             let value = err.map_or(serde_json::Value::Null, |v| values::to_json(&v));
             let message = match &value {
@@ -188,15 +198,49 @@ pub(crate) fn typed<R: serde::de::DeserializeOwned>(
     func: &str,
     outcome: &Outcome,
 ) -> Result<R, TaskError> {
-    match outcome {
-        Ok(results) => {
-            serde_json::from_value(results_json(results, true)).map_err(|e| TaskError::ResultType {
-                func: func.to_string(),
-                detail: e.to_string(),
-            })
-        }
-        Err(e) => Err(e.clone()),
-    }
+    let converted = match outcome {
+        Ok(results) => match results.as_slice() {
+            [one] => match scalar::<R>(one) {
+                Some(converted) => converted,
+                None => serde_json::from_value(results_json(results, true)),
+            },
+            _ => serde_json::from_value(results_json(results, true)),
+        },
+        Err(e) => return Err(e.clone()),
+    };
+    converted.map_err(|e| TaskError::ResultType {
+        func: func.to_string(),
+        detail: e.to_string(),
+    })
+}
+
+/// A number, boolean, character or string result straight into the caller's type, exactly as
+/// through its JSON form (see [`values::to_rust_json`]) but without building it: the common
+/// case of a `map` over numbers pays no allocation here. `None` for other values.
+fn scalar<R: serde::de::DeserializeOwned>(value: &Value) -> Option<Result<R, serde_json::Error>> {
+    use serde::de::value::{
+        BoolDeserializer, CharDeserializer, F64Deserializer, I64Deserializer, StrDeserializer,
+        U64Deserializer,
+    };
+    type E = serde_json::Error;
+    Some(match value {
+        Value::Bool(b) => R::deserialize(BoolDeserializer::<E>::new(*b)),
+        Value::S8(n) => R::deserialize(I64Deserializer::<E>::new(i64::from(*n))),
+        Value::S16(n) => R::deserialize(I64Deserializer::<E>::new(i64::from(*n))),
+        Value::S32(n) => R::deserialize(I64Deserializer::<E>::new(i64::from(*n))),
+        Value::S64(n) if *n < 0 => R::deserialize(I64Deserializer::<E>::new(*n)),
+        // JSON keeps a non-negative integer as unsigned: so does this.
+        Value::S64(n) => R::deserialize(U64Deserializer::<E>::new(*n as u64)),
+        Value::U8(n) => R::deserialize(U64Deserializer::<E>::new(u64::from(*n))),
+        Value::U16(n) => R::deserialize(U64Deserializer::<E>::new(u64::from(*n))),
+        Value::U32(n) => R::deserialize(U64Deserializer::<E>::new(u64::from(*n))),
+        Value::U64(n) => R::deserialize(U64Deserializer::<E>::new(*n)),
+        Value::F32(x) if x.is_finite() => R::deserialize(F64Deserializer::<E>::new(f64::from(*x))),
+        Value::F64(x) if x.is_finite() => R::deserialize(F64Deserializer::<E>::new(*x)),
+        Value::Char(c) => R::deserialize(CharDeserializer::<E>::new(*c)),
+        Value::String(s) => R::deserialize(StrDeserializer::<E>::new(s)),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -221,13 +265,13 @@ mod tests {
         let ok = unwrap_guest_result(
             "f",
             &ty,
-            vec![Value::Result(Ok(Some(Box::new(Value::S64(4)))))],
+            smallvec::smallvec![Value::Result(Ok(Some(Box::new(Value::S64(4)))))],
         );
-        assert_eq!(ok, Ok(vec![Value::S64(4)]));
+        assert_eq!(ok, Ok(smallvec::smallvec![Value::S64(4)]));
         let err = unwrap_guest_result(
             "f",
             &ty,
-            vec![Value::Result(Err(Some(Box::new(Value::String(
+            smallvec::smallvec![Value::Result(Err(Some(Box::new(Value::String(
                 "bad".into(),
             )))))],
         );
@@ -235,8 +279,42 @@ mod tests {
             panic!("{err:?}")
         };
         assert_eq!(message, "bad");
-        let plain = unwrap_guest_result("f", &[WitType::U32], vec![Value::U32(1)]);
-        assert_eq!(plain, Ok(vec![Value::U32(1)]));
+        let plain = unwrap_guest_result("f", &[WitType::U32], smallvec::smallvec![Value::U32(1)]);
+        assert_eq!(plain, Ok(smallvec::smallvec![Value::U32(1)]));
+    }
+
+    #[test]
+    fn scalar_results_convert_exactly_as_through_json() {
+        fn same<R: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(v: &Value) {
+            let direct = scalar::<R>(v).expect("a scalar").map_err(|e| e.to_string());
+            let json =
+                serde_json::from_value::<R>(values::to_rust_json(v)).map_err(|e| e.to_string());
+            assert_eq!(direct, json, "{v:?} as {}", std::any::type_name::<R>());
+        }
+        let values = [
+            Value::S64(-5),
+            Value::S64(7),
+            Value::U64(u64::MAX),
+            Value::S8(-1),
+            Value::U32(300),
+            Value::F64(2.5),
+            Value::F32(-0.25),
+            Value::Bool(true),
+            Value::Char('λ'),
+            Value::String("hi".into()),
+        ];
+        for v in &values {
+            same::<i64>(v);
+            same::<u8>(v);
+            same::<u64>(v);
+            same::<f64>(v);
+            same::<bool>(v);
+            same::<String>(v);
+            same::<char>(v);
+            same::<serde_json::Value>(v);
+        }
+        assert!(scalar::<f64>(&Value::F64(f64::NAN)).is_none());
+        assert!(scalar::<i64>(&Value::List(vec![])).is_none());
     }
 
     #[test]
@@ -247,9 +325,9 @@ mod tests {
             results_json(&[Value::U8(1), Value::U8(2)], false),
             serde_json::json!([1, 2])
         );
-        let r: Result<u8, TaskError> = typed("f", &Ok(vec![Value::U8(7)]));
+        let r: Result<u8, TaskError> = typed("f", &Ok(smallvec::smallvec![Value::U8(7)]));
         assert_eq!(r, Ok(7));
-        let r: Result<String, TaskError> = typed("f", &Ok(vec![Value::U8(7)]));
+        let r: Result<String, TaskError> = typed("f", &Ok(smallvec::smallvec![Value::U8(7)]));
         assert!(matches!(r, Err(TaskError::ResultType { .. })));
     }
 }

@@ -24,7 +24,7 @@ use crate::wire::{
     WorkerMsg, WorkerSettings,
 };
 
-use super::scheduler::{self, Job};
+use super::scheduler::{self, Gather, Job};
 use super::{OutputSink, Shared};
 
 /// How long a new worker may take to answer the handshake.
@@ -317,6 +317,9 @@ impl WorkerProcess {
                 items: job.items.iter().map(|item| item.args.clone()).collect(),
                 limits: job.limits,
                 grants: (*job.grants).clone(),
+                // Only the items of one caller's chunk may share an instance; gathered
+                // single submissions come from separate calls.
+                reuse_instance: job.task.reuses_instance() && job.gather == Gather::No,
             });
             wire::encode_frame(&chunk, &mut self.write_buf)?;
             self.stdin.write_all(&self.write_buf)?;

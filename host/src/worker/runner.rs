@@ -11,7 +11,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::limits::{EPOCH_TICK, Grants, Resolved};
-use crate::values::Value;
+use crate::values::{Value, Values};
 use crate::wire::{Code, ItemOutcome, Metering, ModuleKind, RunFailure, WorkerSettings};
 
 /// A module compiled and linked, ready to be instantiated many times.
@@ -189,137 +189,228 @@ impl Runner {
         limits: &Resolved,
         grants: &Grants,
     ) -> ItemOutcome {
+        let mut live = None;
+        self.run_in(&mut live, compiled, func, args, limits, grants)
+    }
+
+    /// Runs `func(args)` in the instance `live` holds, first making one if it holds none.
+    /// The instance is kept for the next call only if this call succeeded: after a trap or a
+    /// limit, its state is not to be trusted, and the next call gets a fresh one.
+    pub(crate) fn run_in(
+        &self,
+        live: &mut Option<Live>,
+        compiled: &Compiled,
+        func: &str,
+        args: &[Value],
+        limits: &Resolved,
+        grants: &Grants,
+    ) -> ItemOutcome {
         let cap = usize::try_from(limits.max_output_bytes).unwrap_or(usize::MAX);
-        let stdout = MemoryOutputPipe::new(cap);
-        let stderr = MemoryOutputPipe::new(cap);
-        let result = sandbox(grants, &stdout, &stderr).and_then(|mut wasi| {
-            let limiter = TaskLimiter {
-                max_memory: limits.max_memory,
-                max_table_elements: limits.max_table_elements,
-                hit: false,
-            };
-            match compiled {
-                Compiled::Component(pre) => {
-                    self.run_component(pre, wasi.build(), limiter, limits, func, args)
+        let instance = match live.take() {
+            Some(instance) => Ok(instance),
+            None => self.instantiate(compiled, func, limits, grants, cap),
+        };
+        let (result, stdout, stderr) = match instance {
+            Ok(mut instance) => {
+                let result = instance.call(args, limits);
+                let (stdout, stderr, overflowed) = instance.take_output(cap);
+                let result = match result {
+                    Err(RunFailure::Trap { ref message, .. })
+                        if message.contains("beyond capacity") || overflowed =>
+                    {
+                        Err(RunFailure::OutputLimit)
+                    }
+                    other => other,
+                };
+                if result.is_ok() {
+                    *live = Some(instance);
                 }
-                Compiled::Core(pre) => {
-                    self.run_core(pre, wasi.build_p1(), limiter, limits, func, args)
-                }
+                (result, stdout, stderr)
+            }
+            Err(failure) => (Err(failure), Vec::new(), Vec::new()),
+        };
+        let result = result.and_then(|values| {
+            let size: u64 = values.iter().map(Value::approx_size).sum();
+            if size > limits.max_result_bytes {
+                Err(RunFailure::ResultTooLarge(size))
+            } else {
+                Ok(values)
             }
         });
-        let overflowed = |pipe: &MemoryOutputPipe| pipe.contents().len() >= cap;
-        let result = match result {
-            Err(RunFailure::Trap { ref message, .. })
-                if message.contains("beyond capacity")
-                    || overflowed(&stdout)
-                    || overflowed(&stderr) =>
-            {
-                Err(RunFailure::OutputLimit)
-            }
-            Ok(values) => {
-                let size: u64 = values.iter().map(Value::approx_size).sum();
-                if size > limits.max_result_bytes {
-                    Err(RunFailure::ResultTooLarge(size))
-                } else {
-                    Ok(values)
-                }
-            }
-            other => other,
-        };
         ItemOutcome {
             result,
-            stdout: stdout.contents().to_vec(),
-            stderr: stderr.contents().to_vec(),
+            stdout,
+            stderr,
         }
     }
 
-    fn run_component(
+    /// A fresh instance of `compiled`, with `func` looked up, ready for calls.
+    fn instantiate(
         &self,
-        pre: &component::InstancePre<ComponentState>,
-        ctx: WasiCtx,
-        limiter: TaskLimiter,
-        limits: &Resolved,
+        compiled: &Compiled,
         func: &str,
-        args: &[Value],
-    ) -> Result<Vec<Value>, RunFailure> {
-        let state = ComponentState {
-            ctx,
-            table: ResourceTable::new(),
-            limiter,
+        limits: &Resolved,
+        grants: &Grants,
+        cap: usize,
+    ) -> Result<Live, RunFailure> {
+        let stdout = MemoryOutputPipe::new(cap);
+        let stderr = MemoryOutputPipe::new(cap);
+        let mut wasi = sandbox(grants, &stdout, &stderr)?;
+        let limiter = TaskLimiter {
+            max_memory: limits.max_memory,
+            max_table_elements: limits.max_table_elements,
+            hit: false,
         };
-        let mut store = Store::new(self.engine_for(limits), state);
-        store.limiter(|s| &mut s.limiter);
-        arm(&mut store, limits);
-        let instance = pre
-            .instantiate(&mut store)
-            .map_err(|e| failure(e, store.data().limiter.hit))?;
-        let export = match func.split_once('#') {
-            Some((iface, name)) => {
-                let component = pre.component();
-                let iface = component.get_export_index(None, iface);
-                iface.and_then(|i| component.get_export_index(Some(&i), name))
+        let engine = self.engine_for(limits);
+        let callee = match compiled {
+            Compiled::Component(pre) => {
+                let state = ComponentState {
+                    ctx: wasi.build(),
+                    table: ResourceTable::new(),
+                    limiter,
+                };
+                let mut store = Store::new(engine, state);
+                store.limiter(|s| &mut s.limiter);
+                arm(&mut store, limits);
+                let instance = pre
+                    .instantiate(&mut store)
+                    .map_err(|e| failure(e, store.data().limiter.hit))?;
+                let export = match func.split_once('#') {
+                    Some((iface, name)) => {
+                        let component = pre.component();
+                        let iface = component.get_export_index(None, iface);
+                        iface.and_then(|i| component.get_export_index(Some(&i), name))
+                    }
+                    None => pre.component().get_export_index(None, func),
+                };
+                let f = export
+                    .and_then(|index| instance.get_func(&mut store, index))
+                    .ok_or_else(|| RunFailure::Module(format!("no exported function `{func}`")))?;
+                Callee::Component(store, f)
             }
-            None => pre.component().get_export_index(None, func),
+            Compiled::Core(pre) => {
+                let state = CoreState {
+                    wasi: wasi.build_p1(),
+                    limiter,
+                };
+                let mut store = Store::new(engine, state);
+                store.limiter(|s| &mut s.limiter);
+                arm(&mut store, limits);
+                let instance = pre
+                    .instantiate(&mut store)
+                    .map_err(|e| failure(e, store.data().limiter.hit))?;
+                let f = instance
+                    .get_func(&mut store, func)
+                    .ok_or_else(|| RunFailure::Module(format!("no exported function `{func}`")))?;
+                Callee::Core(store, f)
+            }
         };
-        let f = export
-            .and_then(|index| instance.get_func(&mut store, index))
-            .ok_or_else(|| RunFailure::Module(format!("no exported function `{func}`")))?;
-        let params: Vec<Val> = args.iter().map(to_val).collect();
-        let mut results = vec![Val::Bool(false); f.ty(&store).results().len()];
-        f.call(&mut store, &params, &mut results)
-            .map_err(|e| failure(e, store.data().limiter.hit))?;
-        results
-            .iter()
-            .map(from_val)
-            .collect::<Result<_, _>>()
-            .map_err(RunFailure::BadInput)
+        Ok(Live {
+            callee,
+            stdout,
+            stderr,
+            calls: 0,
+            out_seen: 0,
+            err_seen: 0,
+            params: Vec::new(),
+            results: Vec::new(),
+        })
+    }
+}
+
+/// An instance ready to be called, with its captured output.
+pub(crate) struct Live {
+    callee: Callee,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+    /// Calls made so far: the first runs on the budgets set at instantiation, the next ones
+    /// get theirs afresh.
+    calls: u32,
+    /// How much of stdout and stderr earlier calls already took.
+    out_seen: usize,
+    err_seen: usize,
+    /// A component call's parameters and results, kept between calls.
+    params: Vec<Val>,
+    results: Vec<Val>,
+}
+
+enum Callee {
+    Component(Store<ComponentState>, component::Func),
+    Core(Store<CoreState>, wasmtime::Func),
+}
+
+impl Live {
+    /// Calls the export once with `args`, within `limits` (time and fuel are per call).
+    fn call(&mut self, args: &[Value], limits: &Resolved) -> Result<Values, RunFailure> {
+        let rearm = self.calls > 0;
+        self.calls += 1;
+        match &mut self.callee {
+            Callee::Component(store, f) => {
+                if rearm {
+                    arm(store, limits);
+                }
+                let params = &mut self.params;
+                params.clear();
+                params.extend(args.iter().map(to_val));
+                let results = &mut self.results;
+                results.clear();
+                results.resize(f.ty(&*store).results().len(), Val::Bool(false));
+                f.call(&mut *store, params, results)
+                    .map_err(|e| failure(e, store.data().limiter.hit))?;
+                results
+                    .iter()
+                    .map(from_val)
+                    .collect::<Result<_, _>>()
+                    .map_err(RunFailure::BadInput)
+            }
+            Callee::Core(store, f) => {
+                if rearm {
+                    arm(store, limits);
+                }
+                let params = args
+                    .iter()
+                    .map(|v| match v {
+                        Value::S32(x) => Ok(wasmtime::Val::I32(*x)),
+                        Value::S64(x) => Ok(wasmtime::Val::I64(*x)),
+                        Value::F32(x) => Ok(wasmtime::Val::F32(x.to_bits())),
+                        Value::F64(x) => Ok(wasmtime::Val::F64(x.to_bits())),
+                        other => Err(RunFailure::BadInput(format!(
+                            "a core module takes numbers, not {other:?}"
+                        ))),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut results = vec![wasmtime::Val::I32(0); f.ty(&*store).results().len()];
+                f.call(&mut *store, &params, &mut results)
+                    .map_err(|e| failure(e, store.data().limiter.hit))?;
+                results
+                    .iter()
+                    .map(|v| match v {
+                        wasmtime::Val::I32(x) => Ok(Value::S32(*x)),
+                        wasmtime::Val::I64(x) => Ok(Value::S64(*x)),
+                        wasmtime::Val::F32(bits) => Ok(Value::F32(f32::from_bits(*bits))),
+                        wasmtime::Val::F64(bits) => Ok(Value::F64(f64::from_bits(*bits))),
+                        other => Err(RunFailure::BadInput(format!(
+                            "unsupported core result {other:?}"
+                        ))),
+                    })
+                    .collect()
+            }
+        }
     }
 
-    fn run_core(
-        &self,
-        pre: &wasmtime::InstancePre<CoreState>,
-        wasi: WasiP1Ctx,
-        limiter: TaskLimiter,
-        limits: &Resolved,
-        func: &str,
-        args: &[Value],
-    ) -> Result<Vec<Value>, RunFailure> {
-        let mut store = Store::new(self.engine_for(limits), CoreState { wasi, limiter });
-        store.limiter(|s| &mut s.limiter);
-        arm(&mut store, limits);
-        let instance = pre
-            .instantiate(&mut store)
-            .map_err(|e| failure(e, store.data().limiter.hit))?;
-        let f = instance
-            .get_func(&mut store, func)
-            .ok_or_else(|| RunFailure::Module(format!("no exported function `{func}`")))?;
-        let params = args
-            .iter()
-            .map(|v| match v {
-                Value::S32(x) => Ok(wasmtime::Val::I32(*x)),
-                Value::S64(x) => Ok(wasmtime::Val::I64(*x)),
-                Value::F32(x) => Ok(wasmtime::Val::F32(x.to_bits())),
-                Value::F64(x) => Ok(wasmtime::Val::F64(x.to_bits())),
-                other => Err(RunFailure::BadInput(format!(
-                    "a core module takes numbers, not {other:?}"
-                ))),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut results = vec![wasmtime::Val::I32(0); f.ty(&store).results().len()];
-        f.call(&mut store, &params, &mut results)
-            .map_err(|e| failure(e, store.data().limiter.hit))?;
-        results
-            .iter()
-            .map(|v| match v {
-                wasmtime::Val::I32(x) => Ok(Value::S32(*x)),
-                wasmtime::Val::I64(x) => Ok(Value::S64(*x)),
-                wasmtime::Val::F32(bits) => Ok(Value::F32(f32::from_bits(*bits))),
-                wasmtime::Val::F64(bits) => Ok(Value::F64(f64::from_bits(*bits))),
-                other => Err(RunFailure::BadInput(format!(
-                    "unsupported core result {other:?}"
-                ))),
-            })
-            .collect()
+    /// What the last call printed (the output since the call before it), and whether stdout
+    /// or stderr reached the output cap (the instance's, over all its calls).
+    fn take_output(&mut self, cap: usize) -> (Vec<u8>, Vec<u8>, bool) {
+        let out = self.stdout.contents();
+        let err = self.stderr.contents();
+        let taken = (
+            out[self.out_seen.min(out.len())..].to_vec(),
+            err[self.err_seen.min(err.len())..].to_vec(),
+            out.len() >= cap || err.len() >= cap,
+        );
+        self.out_seen = out.len();
+        self.err_seen = err.len();
+        taken
     }
 }
 
