@@ -5,6 +5,11 @@
 //!
 //! Run: `cargo bench --bench pool` (about two minutes; add `-- --no-python` to skip the
 //! Python peer, whose run takes about 70 s).
+//!
+//! Besides the end-to-end figures it reports where a task's time goes: the cost of a fresh
+//! instance plus the call inside a worker (measured in this process, no pipe), and the host's
+//! own CPU time per item (all host threads, workers excluded), so that a regression shows
+//! which side it is on.
 
 use std::time::{Duration, Instant};
 
@@ -69,6 +74,25 @@ fn ranges(limit: u32) -> Vec<(u32, u32)> {
     (0..64).map(|k| (k * step, (k + 1) * step)).collect()
 }
 
+/// CPU time used so far by this process (all its threads; not its children, the workers).
+fn host_cpu() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// The median of `RUNS` runs of `f`, and the host CPU time per run it took (over all runs).
+fn median_and_cpu(mut f: impl FnMut()) -> (Duration, Duration) {
+    let before = host_cpu();
+    let t = median(&mut f);
+    (t, (host_cpu() - before) / RUNS as u32)
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -122,23 +146,39 @@ fn main() {
     };
     let mut rows = Vec::new();
 
-    // 1. tiny map, default chunks.
+    // 1. tiny map, default chunks: a fresh instance per item (the default), then with instance
+    // reuse within each chunk.
     let p = pool();
     let _: Vec<i64> = p.map(&square, 0..10_000i64).unwrap();
     let n = 200_000i64;
-    let t = median(|| {
-        let r: Vec<i64> = p.map(&square, 0..n).unwrap();
-        assert_eq!(r[(n - 1) as usize], (n - 1) * (n - 1));
-    });
-    rows.push(Row {
-        name: "map(square, 200k), default chunks",
-        ours: n as f64 / t.as_secs_f64(),
-        unit: "items/s",
-        peer: py_get(&["tiny_map", "default", "items_per_s"]),
-        peer_name: "Python",
-        higher_is_better: true,
-        target: ">= 1.0x (instance reuse); >= 150k/s fresh",
-    });
+    let mut host_cpu_rows = Vec::new();
+    for (label, task, target) in [
+        (
+            "map(square, 200k), fresh instance per item",
+            square.clone(),
+            ">= 150k/s",
+        ),
+        (
+            "map(square, 200k), instance reused per chunk",
+            square.clone().with_instance_reuse(),
+            ">= 1.0x",
+        ),
+    ] {
+        let (t, cpu) = median_and_cpu(|| {
+            let r: Vec<i64> = p.map(&task, 0..n).unwrap();
+            assert_eq!(r[(n - 1) as usize], (n - 1) * (n - 1));
+        });
+        rows.push(Row {
+            name: label,
+            ours: n as f64 / t.as_secs_f64(),
+            unit: "items/s",
+            peer: py_get(&["tiny_map", "default", "items_per_s"]),
+            peer_name: "Python",
+            higher_is_better: true,
+            target,
+        });
+        host_cpu_rows.push(cpu.as_secs_f64() * 1e6 / n as f64);
+    }
 
     // 2. map with chunksize 1.
     let n1 = 20_000i64;
@@ -244,6 +284,20 @@ fn main() {
             higher_is_better: false,
             target: "within 1.3x of rayon",
         });
+        let py_key = if limit == 200_000 {
+            "cpu_bound"
+        } else {
+            "cpu_bound_2m"
+        };
+        rows.push(Row {
+            name: "  the same, against Python's Pool.map",
+            ours: wasm_two.as_secs_f64() * 1e3,
+            unit: "ms",
+            peer: py_get(&[py_key, "pool2_map_default", "median_s"]).map(|s| s * 1e3),
+            peer_name: "Python",
+            higher_is_better: false,
+            target: "",
+        });
         rows.push(Row {
             name: if limit == 200_000 {
                 "  speed-up 1 -> 2 workers (200k)"
@@ -259,25 +313,49 @@ fn main() {
         });
     }
 
-    // 6. start-up to first result.
-    let t = median(|| {
-        let fresh = Pool::builder()
-            .workers(WORKERS)
-            .on_output(|_| {})
-            .build()
-            .unwrap();
-        let v: i64 = fresh.apply(&square, (3,)).unwrap();
-        assert_eq!(v, 9);
-    });
-    rows.push(Row {
-        name: "pool start-up to first result",
-        ours: t.as_secs_f64() * 1e3,
-        unit: "ms",
-        peer: py_get(&["startup", "pool2_fork", "median_ms"]),
-        peer_name: "Python",
-        higher_is_better: false,
-        target: "<= 15 ms cached, <= 60 ms first run",
-    });
+    // 6. start-up to first result: on a first ever run (an empty compile cache: the host
+    // compiles the module), then with the compiled module cached on disk. Loading the module
+    // is part of both.
+    let cache = tempfile::tempdir().unwrap();
+    let start_up = |fresh_cache: bool| {
+        median(|| {
+            if fresh_cache {
+                let _ = std::fs::remove_dir_all(cache.path());
+            }
+            wasmpool::set_cache_dir(Some(cache.path().to_path_buf()));
+            let task = Module::from_bytes(SQUARE.wasm)
+                .unwrap()
+                .task("square")
+                .unwrap();
+            let fresh = Pool::builder()
+                .workers(WORKERS)
+                .on_output(|_| {})
+                .build()
+                .unwrap();
+            let v: i64 = fresh.apply(&task, (3,)).unwrap();
+            assert_eq!(v, 9);
+        })
+    };
+    for (name, fresh_cache, target) in [
+        ("start-up to first result, first ever run", true, "<= 60 ms"),
+        (
+            "start-up to first result, compiled code cached",
+            false,
+            "<= 15 ms",
+        ),
+    ] {
+        let t = start_up(fresh_cache);
+        rows.push(Row {
+            name,
+            ours: t.as_secs_f64() * 1e3,
+            unit: "ms",
+            peer: py_get(&["startup", "pool2_fork", "median_ms"]),
+            peer_name: "Python",
+            higher_is_better: false,
+            target,
+        });
+    }
+    wasmpool::set_cache_dir(None);
 
     // 7. idle worker memory.
     std::thread::sleep(Duration::from_millis(200));
@@ -291,6 +369,37 @@ fn main() {
         higher_is_better: false,
         target: "<= 25 MiB",
     });
+
+    // 8. where the time goes: a fresh instance and the call, inside a worker (no pipe), and the
+    // host's CPU time per item of the maps above.
+    let per_call =
+        wasmpool::benching::instantiate_and_call(&square, &[wasmpool::Value::S64(7)], 20_000);
+    rows.push(Row {
+        name: "fresh instance + call, in a worker's runner",
+        ours: per_call.as_secs_f64() * 1e6,
+        unit: "us",
+        peer: None,
+        peer_name: "",
+        higher_is_better: false,
+        target: "",
+    });
+    for (name, cpu) in [
+        "host CPU per item, map (fresh instances)",
+        "host CPU per item, map (instance reuse)",
+    ]
+    .into_iter()
+    .zip(host_cpu_rows)
+    {
+        rows.push(Row {
+            name,
+            ours: cpu,
+            unit: "us",
+            peer: None,
+            peer_name: "",
+            higher_is_better: false,
+            target: "",
+        });
+    }
 
     println!(
         "\n{:<46} {:>14} {:<8} {:>14} {:>8}  target",

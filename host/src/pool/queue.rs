@@ -92,28 +92,7 @@ impl JobQueue {
         let mut state = self.lock();
         self.spinning.fetch_sub(1, Ordering::AcqRel);
         loop {
-            if let Some(mut job) = state.jobs.pop_front() {
-                // Python's chunking heuristic, over what is queued: about four chunks per
-                // driver, so that uneven tasks still spread over the workers.
-                let share = super::scheduler::default_chunksize(state.items, drivers)
-                    .min(MAX_GATHERED_ITEMS);
-                let mut taken = 1;
-                while let Some(next) = state.jobs.front()
-                    && job.items.len() + next.items.len() <= share
-                    && job.same_call(next)
-                {
-                    let next = state.jobs.pop_front().expect("just seen");
-                    job.items.extend(next.items);
-                    taken += 1;
-                }
-                state.items -= job.items.len();
-                self.queued.fetch_sub(taken, Ordering::Release);
-                // Work is left and nobody may be looking: pass the wake-up on.
-                let wake = !state.jobs.is_empty() && state.sleepers > 0;
-                drop(state);
-                if wake {
-                    self.available.notify_one();
-                }
+            if let Some(job) = self.take(&mut state, drivers) {
                 return Some(job);
             }
             if state.closed {
@@ -126,6 +105,41 @@ impl JobQueue {
                 .unwrap_or_else(|e| e.into_inner());
             state.sleepers -= 1;
         }
+    }
+
+    /// A job to send ahead to a busy driver's worker, so that it never waits for the host
+    /// between chunks; only when at least one job per driver is queued, so that no idle
+    /// driver is left without work by it.
+    pub(crate) fn next_ahead(&self, drivers: usize) -> Option<Job> {
+        if self.queued.load(Ordering::Acquire) < drivers.max(1) {
+            return None;
+        }
+        let mut state = self.lock();
+        self.take(&mut state, drivers)
+    }
+
+    fn take(&self, state: &mut MutexGuard<'_, State>, drivers: usize) -> Option<Job> {
+        let mut job = state.jobs.pop_front()?;
+        // Python's chunking heuristic, over what is queued: about four chunks per driver, so
+        // that uneven tasks still spread over the workers.
+        let share =
+            super::scheduler::default_chunksize(state.items, drivers).min(MAX_GATHERED_ITEMS);
+        let mut taken = 1;
+        while let Some(next) = state.jobs.front()
+            && job.items.len() + next.items.len() <= share
+            && job.same_call(next)
+        {
+            let next = state.jobs.pop_front().expect("just seen");
+            job.items.extend(next.items);
+            taken += 1;
+        }
+        state.items -= job.items.len();
+        self.queued.fetch_sub(taken, Ordering::Release);
+        // Work is left and nobody may be looking: pass the wake-up on.
+        if !state.jobs.is_empty() && state.sleepers > 0 {
+            self.available.notify_one();
+        }
+        Some(job)
     }
 }
 

@@ -29,6 +29,9 @@ use super::{OutputSink, Shared};
 
 /// How long a new worker may take to answer the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Items that usually finish within this get the next chunk sent ahead of their turn (see
+/// [`WorkerProcess::is_quick`]).
+const AHEAD_LIMIT: Duration = Duration::from_millis(1);
 /// How many stderr lines of a worker are kept for the error that reports its death.
 const STDERR_TAIL_LINES: usize = 20;
 
@@ -79,6 +82,12 @@ pub(crate) struct WorkerProcess {
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     read_buf: Vec<u8>,
     write_buf: Vec<u8>,
+    /// How long an item's outcome has recently taken to arrive (a moving average)...
+    typical_wait: Duration,
+    /// ...over how many outcomes so far.
+    outcomes_seen: u64,
+    /// The size of the pipe to the worker, in bytes.
+    pipe_capacity: usize,
 }
 
 /// How a worker ended, and its last words.
@@ -168,8 +177,11 @@ impl WorkerProcess {
             .name(format!("wasmpool-stderr-{pid}"))
             .spawn(move || relay_stderr(pid, stderr, tail))
             .map_err(|e| spawn_error(e.to_string()))?;
+        let stdin = child.stdin.take().expect("stdin is piped");
+        // SAFETY: fcntl on a pipe descriptor we own.
+        let pipe_capacity = unsafe { libc::fcntl(stdin.as_raw_fd(), libc::F_GETPIPE_SZ) };
         let mut worker = WorkerProcess {
-            stdin: BufWriter::new(child.stdin.take().expect("stdin is piped")),
+            stdin: BufWriter::new(stdin),
             stdout: BufReader::with_capacity(
                 1 << 16,
                 child.stdout.take().expect("stdout is piped"),
@@ -181,6 +193,9 @@ impl WorkerProcess {
             stderr_tail,
             read_buf: Vec::new(),
             write_buf: Vec::new(),
+            typical_wait: Duration::ZERO,
+            outcomes_seen: 0,
+            pipe_capacity: usize::try_from(pipe_capacity).unwrap_or(4096),
         };
         worker.handshake(settings).map_err(|detail| {
             let lost = worker.reap();
@@ -228,23 +243,63 @@ impl WorkerProcess {
         self.pid
     }
 
-    /// Runs one job's items (loading its module first if this worker has not seen it),
-    /// handing each raw outcome to `deliver` with the item's index as it arrives. Stops at the
-    /// first item whose worker dies, or does not answer within the item's timeout plus a
-    /// grace period (the worker is then killed).
+    /// Runs one job's items: [`WorkerProcess::send`], then [`WorkerProcess::collect`].
     pub(crate) fn run(
+        &mut self,
+        job: &Job,
+        chunk_id: u64,
+        deliver: impl FnMut(usize, ItemOutcome),
+    ) -> Result<(), Interrupted> {
+        self.send(job, chunk_id)?;
+        self.collect(job, chunk_id, deliver)
+    }
+
+    /// Sends one job's items as a chunk (loading its module first if this worker has not
+    /// seen it). The worker runs chunks in the order they were sent.
+    pub(crate) fn send(&mut self, job: &Job, chunk_id: u64) -> Result<(), Interrupted> {
+        self.send_chunk(job, chunk_id, false)
+            .map(drop)
+            .map_err(|why| Interrupted {
+                at: 0,
+                why,
+                lost: self.reap(),
+            })
+    }
+
+    /// Whether this worker's items have been finishing quickly (within [`AHEAD_LIMIT`] each,
+    /// recently): only then is a chunk sent ahead of its turn. For longer items the round trip
+    /// it saves is noise, while a chunk sent ahead can no longer be cancelled and would wait
+    /// behind a slow item while another worker idles.
+    pub(crate) fn is_quick(&self) -> bool {
+        self.outcomes_seen > 0 && self.typical_wait <= AHEAD_LIMIT
+    }
+
+    /// Whether this worker already has the job's module, so that the job can be sent while
+    /// another chunk runs (a `Load` waits for its answer, which must not interleave).
+    pub(crate) fn has_loaded(&self, job: &Job) -> bool {
+        let metering = Metering::for_limits(&job.limits);
+        self.loaded.contains(&(job.task.module().id(), metering))
+    }
+
+    /// Reads a sent job's outcomes, handing each to `deliver` with the item's index as it
+    /// arrives. Stops at the first item whose worker dies, or does not answer within the
+    /// item's timeout plus a grace period (the worker is then killed).
+    pub(crate) fn collect(
         &mut self,
         job: &Job,
         chunk_id: u64,
         mut deliver: impl FnMut(usize, ItemOutcome),
     ) -> Result<(), Interrupted> {
         let mut next = 0;
-        let result = self.send_chunk(job, chunk_id).and_then(|()| {
+        let result = (|| {
             let mut progress = Instant::now();
             while next < job.items.len() {
                 let fd = self.stdout.get_ref();
+                // Spin for the answer only when answers usually come within the spin: for
+                // long items, spinning would only take a core from the workers.
+                let spin = self.typical_wait <= spin::SPIN;
                 if self.stdout.buffer().is_empty()
-                    && !spin::spin_until(|| spin::readable_now(fd))
+                    && !(spin && spin::spin_until(|| spin::readable_now(fd)))
                     && let Some(timeout) = job.limits.timeout
                 {
                     let deadline = progress + timeout + kill_grace(timeout);
@@ -254,9 +309,17 @@ impl WorkerProcess {
                     }
                 }
                 match wire::read_frame::<WorkerMsg>(&mut self.stdout, &mut self.read_buf) {
-                    Ok(Some(WorkerMsg::Outcomes { chunk_id: id, first, outcomes }))
-                        if id == chunk_id && first as usize == next && next + outcomes.len() <= job.items.len() =>
+                    Ok(Some(WorkerMsg::Outcomes {
+                        chunk_id: id,
+                        first,
+                        outcomes,
+                    })) if id == chunk_id
+                        && first as usize == next
+                        && next + outcomes.len() <= job.items.len() =>
                     {
+                        let waited = progress.elapsed() / outcomes.len().max(1) as u32;
+                        self.typical_wait = (self.typical_wait * 3 + waited) / 4;
+                        self.outcomes_seen += outcomes.len() as u64;
                         for outcome in outcomes {
                             deliver(next, outcome);
                             next += 1;
@@ -274,7 +337,7 @@ impl WorkerProcess {
                 }
             }
             Ok(())
-        });
+        })();
         result.map_err(|why| Interrupted {
             at: next,
             why,
@@ -282,9 +345,12 @@ impl WorkerProcess {
         })
     }
 
-    fn send_chunk(&mut self, job: &Job, chunk_id: u64) -> Result<(), Why> {
+    /// Sends the job as a chunk (after its module, if needed). With `fits_pipe`, only if the
+    /// frame fits in the pipe at once, and says whether it did: a write that blocked while the
+    /// worker blocks writing outcomes the host is not reading would deadlock both.
+    fn send_chunk(&mut self, job: &Job, chunk_id: u64, fits_pipe: bool) -> Result<bool, Why> {
         let module = job.task.module();
-        let result = (|| -> Result<(), WireError> {
+        let result = (|| -> Result<bool, WireError> {
             let metering = Metering::for_limits(&job.limits);
             if !self.loaded.contains(&(module.id(), metering)) {
                 // The host's compiled code when it has it; the worker compiles otherwise.
@@ -322,9 +388,12 @@ impl WorkerProcess {
                 reuse_instance: job.task.reuses_instance() && job.gather == Gather::No,
             });
             wire::encode_frame(&chunk, &mut self.write_buf)?;
+            if fits_pipe && self.write_buf.len() > self.pipe_capacity / 2 {
+                return Ok(false);
+            }
             self.stdin.write_all(&self.write_buf)?;
             self.stdin.flush()?;
-            Ok(())
+            Ok(true)
         })();
         result.map_err(|_| Why::Crashed)
     }
@@ -414,9 +483,21 @@ pub(crate) fn wait_readable(fd: &impl AsRawFd, timeout: Duration) -> bool {
     }
 }
 
+/// A job a driver has taken from the queue, and the chunk id it was sent under to the
+/// current worker (`None`: not sent yet, or sent to a worker that has since died).
+struct Held {
+    job: Job,
+    sent: Option<u64>,
+}
+
 /// A driver thread's life: start a worker, then run jobs from the queue on it, replacing it
 /// whenever it dies or has run its quota of tasks, until the queue is closed and empty or the
 /// pool is terminated.
+///
+/// While a chunk of quick items runs, the driver sends the next one ahead when the queue
+/// holds work for every driver, so that the worker goes from chunk to chunk without waiting
+/// for a round trip to the host (for tasks of a few microseconds, that wait was most of the
+/// time).
 pub(crate) fn drive(
     shared: Arc<Shared>,
     slot: PidSlot,
@@ -435,92 +516,181 @@ pub(crate) fn drive(
     };
     drop(ready);
     let mut ran_here = 0u64;
-    while let Some(mut job) = shared.next_job() {
+    // At most two: the running chunk, and the one sent ahead.
+    let mut held: VecDeque<Held> = VecDeque::new();
+    loop {
         if shared.is_terminating() {
-            job.fail_all(|func| TaskError::Cancelled {
-                func: func.to_string(),
-            });
-            continue;
+            for h in held.drain(..) {
+                h.job.fail_all(|func| TaskError::Cancelled {
+                    func: func.to_string(),
+                });
+            }
         }
-        job.items.retain(|item| !item.sink.is_cancelled(item.index));
-        for item in &job.items {
-            item.sink.start(item.index);
-        }
-        while !job.items.is_empty() {
-            let result = worker.run(&job, shared.next_chunk_id(), |i, raw| {
-                let item = &job.items[i];
-                shared
-                    .output
-                    .relay(item.task_no, job.task.name(), &raw.stdout, &raw.stderr);
-                let outcome =
-                    scheduler::finish(&job.task, &job.limits, shared.settings.max_wasm_stack, raw);
-                item.sink.deliver(item.index, outcome);
-            });
-            match result {
-                Ok(()) => {
-                    ran_here += job.items.len() as u64;
-                    job.items.clear();
+        if held.is_empty() {
+            match shared.next_job() {
+                Some(job) => {
+                    if let Some(job) = prepare(&shared, job) {
+                        held.push_back(Held { job, sent: None });
+                    }
+                    continue;
                 }
-                Err(stop) => {
-                    let pid = worker.pid();
-                    let mut rest = job.items.split_off(stop.at);
-                    let mut item = rest.remove(0);
-                    let func = job.task.name().to_string();
-                    if shared.is_terminating() {
-                        item.sink
-                            .deliver(item.index, Err(TaskError::Cancelled { func: func.clone() }));
-                        job.items = rest;
-                        job.fail_all(|func| TaskError::Cancelled {
-                            func: func.to_string(),
-                        });
-                        return;
-                    }
-                    match stop.why {
-                        Why::Overran => {
-                            log::warn!(target: "wasmpool::pool", "worker {pid} did not stop `{func}` at its timeout: killed");
-                            let error = stop.error(func, pid, &job.limits, item.crashes + 1);
-                            item.sink.deliver(item.index, Err(error));
-                        }
-                        Why::Crashed if item.crashes < shared.retries => {
-                            log::warn!(target: "wasmpool::pool", "worker {pid} {} running `{func}`: retrying it", stop.lost.cause);
-                            item.crashes += 1;
-                            rest.insert(0, item);
-                        }
-                        Why::Crashed => {
-                            log::warn!(target: "wasmpool::pool", "worker {pid} {} running `{func}` ({})", stop.lost.cause, stop.lost.detail);
-                            let error = stop.error(func, pid, &job.limits, item.crashes + 1);
-                            item.sink.deliver(item.index, Err(error));
-                        }
-                    }
-                    job.items = rest;
-                    ran_here = 0;
+                None => break,
+            }
+        }
+        let front = held.front_mut().expect("not empty");
+        let sent = match front.sent {
+            Some(id) => Ok(id),
+            None => {
+                let id = shared.next_chunk_id();
+                let sent = worker.send(&front.job, id).map(|()| id);
+                front.sent = sent.as_ref().ok().copied();
+                sent
+            }
+        };
+        let result = sent.and_then(|id| {
+            if held.len() == 1 && shared.max_tasks_per_worker.is_none() && worker.is_quick() {
+                send_ahead(&shared, &mut worker, &mut held);
+            }
+            let front = held.front().expect("not empty");
+            worker.collect(&front.job, id, |i, raw| {
+                let item = &front.job.items[i];
+                shared.output.relay(
+                    item.task_no,
+                    front.job.task.name(),
+                    &raw.stdout,
+                    &raw.stderr,
+                );
+                let outcome = scheduler::finish(
+                    &front.job.task,
+                    &front.job.limits,
+                    shared.settings.max_wasm_stack,
+                    raw,
+                );
+                item.sink.deliver(item.index, outcome);
+            })
+        });
+        match result {
+            Ok(()) => {
+                let done = held.pop_front().expect("not empty");
+                ran_here += done.job.items.len() as u64;
+                if shared
+                    .max_tasks_per_worker
+                    .is_some_and(|max| ran_here >= max)
+                {
+                    worker.shutdown();
                     match respawn(&shared, &slot) {
                         Ok(w) => worker = w,
-                        Err(e) => {
-                            let detail = format!("no worker process could be started: {e}");
-                            job.fail_all(|func| TaskError::Internal {
+                        Err(_) => return,
+                    }
+                    ran_here = 0;
+                }
+            }
+            Err(stop) => {
+                // The worker is gone: nothing held was sent to the next one.
+                for h in held.iter_mut() {
+                    h.sent = None;
+                }
+                let front = held.front_mut().expect("not empty");
+                if !settle(&shared, &mut front.job, stop, worker.pid()) {
+                    for h in held.drain(..) {
+                        h.job.fail_all(|func| TaskError::Cancelled {
+                            func: func.to_string(),
+                        });
+                    }
+                    return;
+                }
+                if front.job.items.is_empty() {
+                    held.pop_front();
+                }
+                ran_here = 0;
+                match respawn(&shared, &slot) {
+                    Ok(w) => worker = w,
+                    Err(e) => {
+                        let detail = format!("no worker process could be started: {e}");
+                        for h in held.drain(..) {
+                            h.job.fail_all(|func| TaskError::Internal {
                                 func: func.to_string(),
                                 detail: detail.clone(),
                             });
-                            return;
                         }
+                        return;
                     }
                 }
             }
         }
-        if shared
-            .max_tasks_per_worker
-            .is_some_and(|max| ran_here >= max)
-        {
-            worker.shutdown();
-            match respawn(&shared, &slot) {
-                Ok(w) => worker = w,
-                Err(_) => return,
-            }
-            ran_here = 0;
-        }
     }
     worker.shutdown();
+}
+
+/// Readies a job taken from the queue: cancelled items are dropped, the others can no longer
+/// be cancelled. `None` if nothing is left to run.
+fn prepare(shared: &Shared, mut job: Job) -> Option<Job> {
+    if shared.is_terminating() {
+        job.fail_all(|func| TaskError::Cancelled {
+            func: func.to_string(),
+        });
+        return None;
+    }
+    job.items.retain(|item| !item.sink.is_cancelled(item.index));
+    for item in &job.items {
+        item.sink.start(item.index);
+    }
+    (!job.items.is_empty()).then_some(job)
+}
+
+/// Takes a second job from the queue, if it is deep enough, and sends it behind the running
+/// one when the worker has its module (otherwise it is sent when its turn comes).
+fn send_ahead(shared: &Shared, worker: &mut WorkerProcess, held: &mut VecDeque<Held>) {
+    let Some(job) = shared
+        .queue
+        .next_ahead(shared.workers)
+        .and_then(|job| prepare(shared, job))
+    else {
+        return;
+    };
+    let mut ahead = Held { job, sent: None };
+    if worker.has_loaded(&ahead.job) {
+        let id = shared.next_chunk_id();
+        // A failed send means the worker died: collecting the running chunk will tell.
+        if let Ok(true) = worker.send_chunk(&ahead.job, id, true) {
+            ahead.sent = Some(id);
+        }
+    }
+    held.push_back(ahead);
+}
+
+/// Settles the item an interrupted chunk was running (a timeout, a crash, or a retry) and
+/// leaves the items after it in `job`, to run on the next worker. `false` when the pool is
+/// terminating: the caller cancels what it holds and stops.
+fn settle(shared: &Shared, job: &mut Job, stop: Interrupted, pid: u32) -> bool {
+    let mut rest = job.items.split_off(stop.at);
+    let mut item = rest.remove(0);
+    let func = job.task.name().to_string();
+    if shared.is_terminating() {
+        item.sink
+            .deliver(item.index, Err(TaskError::Cancelled { func }));
+        job.items = rest;
+        return false;
+    }
+    match stop.why {
+        Why::Overran => {
+            log::warn!(target: "wasmpool::pool", "worker {pid} did not stop `{func}` at its timeout: killed");
+            let error = stop.error(func, pid, &job.limits, item.crashes + 1);
+            item.sink.deliver(item.index, Err(error));
+        }
+        Why::Crashed if item.crashes < shared.retries => {
+            log::warn!(target: "wasmpool::pool", "worker {pid} {} running `{func}`: retrying it", stop.lost.cause);
+            item.crashes += 1;
+            rest.insert(0, item);
+        }
+        Why::Crashed => {
+            log::warn!(target: "wasmpool::pool", "worker {pid} {} running `{func}` ({})", stop.lost.cause, stop.lost.detail);
+            let error = stop.error(func, pid, &job.limits, item.crashes + 1);
+            item.sink.deliver(item.index, Err(error));
+        }
+    }
+    job.items = rest;
+    true
 }
 
 /// Starts a replacement worker, retrying a few times with a pause.
