@@ -104,6 +104,56 @@ fn random_sigkills_lose_nothing_and_leave_nothing() {
     );
 }
 
+/// Quick tasks (microseconds each) run with the next chunk already sent ahead to the worker,
+/// and submissions gathered into chunks: a kill must still cost at most the one item that was
+/// running, and lose nothing that was sent ahead.
+#[test]
+fn sigkills_among_quick_tasks_lose_nothing_sent_ahead() {
+    const ITEMS: i64 = 20_000;
+    const KILLS: usize = 15;
+    let pool = Pool::builder()
+        .workers(2)
+        .chunksize(1)
+        .on_output(|_| {})
+        .build()
+        .unwrap();
+    let square = task(SQUARE, "square");
+    let batch = pool.map_async::<_, i64>(&square, 0..ITEMS);
+    let submitted: Vec<wasmpool::TaskFuture<i64>> =
+        (0..ITEMS).map(|x| pool.submit(&square, (x,))).collect();
+    let mut kills = 0;
+    let mut rng = Rng(0xdead_beef_1234_5678);
+    while kills < KILLS && !(batch.ready() && submitted.iter().all(|f| f.done())) {
+        std::thread::sleep(Duration::from_millis(5 + rng.next() % 10));
+        let pids = pool.worker_pids();
+        if let Some(&victim) = pids.get((rng.next() % 2) as usize) {
+            // SAFETY: SIGKILL to one of the pool's own worker children.
+            unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+            kills += 1;
+        }
+    }
+    let mut crashed = 0;
+    let outcomes = batch.results();
+    assert_eq!(outcomes.len(), ITEMS as usize);
+    let submitted: Vec<Result<i64, TaskError>> = submitted.iter().map(|f| f.result()).collect();
+    for (x, outcome) in outcomes.iter().chain(submitted.iter()).enumerate() {
+        let x = x as i64 % ITEMS;
+        match outcome {
+            Ok(v) => assert_eq!(*v, x * x, "item {x}"),
+            Err(TaskError::WorkerCrashed {
+                cause: ExitCause::Signal(9),
+                ..
+            }) => crashed += 1,
+            Err(other) => panic!("item {x}: unexpected {other}"),
+        }
+    }
+    assert!(crashed <= kills, "{crashed} failed items for {kills} kills");
+    eprintln!(
+        "quick chaos: {} items, {kills} kills, {crashed} failed",
+        2 * ITEMS
+    );
+}
+
 #[test]
 fn retries_rerun_a_task_whose_worker_was_killed() {
     let pool = Pool::builder()
