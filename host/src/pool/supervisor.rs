@@ -432,11 +432,15 @@ impl WorkerProcess {
     /// Asks the worker to exit, and reaps it (killing it if it does not exit promptly).
     pub(crate) fn shutdown(mut self) {
         let _ = wire::write_frame(&mut self.stdin, &HostMsg::Shutdown);
-        for _ in 0..200 {
+        // A worker exits within a millisecond or so: poll finely at first, up to a second.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut pause = Duration::from_micros(100);
+        while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 break;
             }
-            thread::sleep(Duration::from_millis(5));
+            thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(10));
         }
         // Drop kills and reaps whatever is left.
     }
