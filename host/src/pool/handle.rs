@@ -68,8 +68,11 @@ impl Slot {
     }
 
     fn wait_deadline(&self, deadline: Option<Instant>) -> Option<MutexGuard<'_, SlotState>> {
-        // A task that ends within microseconds is not worth a sleep and a cross-core wake-up.
-        crate::spin::spin_until(|| self.finished.load(Ordering::Acquire));
+        // A task that ends within microseconds is not worth a sleep and a cross-core wake-up;
+        // a caller who gave a shorter deadline than the spin does not wait for it.
+        if deadline.is_none_or(|d| d >= Instant::now() + crate::spin::SPIN) {
+            crate::spin::spin_until(|| self.finished.load(Ordering::Acquire));
+        }
         let mut state = self.lock();
         while state.outcome.is_none() {
             match deadline {
