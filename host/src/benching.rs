@@ -33,17 +33,3 @@ pub fn instantiate_and_call(task: &Task, args: &[Value], iterations: u32) -> Dur
     }
     start.elapsed() / iterations.max(1)
 }
-
-/// How long a worker takes to set up its engines (before it can load a module).
-pub fn worker_setup() -> Duration {
-    let settings = WorkerSettings {
-        max_wasm_stack: crate::limits::DEFAULT_MAX_WASM_STACK,
-        allow_files: false,
-        lock_down: false,
-    };
-    let start = Instant::now();
-    let runner = Runner::new(settings).expect("a worker's engines start");
-    let elapsed = start.elapsed();
-    drop(runner);
-    elapsed
-}

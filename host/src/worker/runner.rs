@@ -42,6 +42,38 @@ pub(crate) struct CoreState {
     limiter: TaskLimiter,
 }
 
+/// Store data that carries a [`TaskLimiter`].
+trait Limited: 'static {
+    fn limiter(&self) -> &TaskLimiter;
+    fn limiter_mut(&mut self) -> &mut TaskLimiter;
+}
+
+impl Limited for ComponentState {
+    fn limiter(&self) -> &TaskLimiter {
+        &self.limiter
+    }
+    fn limiter_mut(&mut self) -> &mut TaskLimiter {
+        &mut self.limiter
+    }
+}
+
+impl Limited for CoreState {
+    fn limiter(&self) -> &TaskLimiter {
+        &self.limiter
+    }
+    fn limiter_mut(&mut self) -> &mut TaskLimiter {
+        &mut self.limiter
+    }
+}
+
+/// A fresh store for one task: its limiter installed, its time and fuel budgets armed.
+fn limited_store<T: Limited>(engine: &Engine, state: T, limits: &Resolved) -> Store<T> {
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| s.limiter_mut());
+    arm(&mut store, limits);
+    store
+}
+
 /// Caps the growth of a task's memories and tables, and remembers that a cap was hit, so
 /// that the trap that follows is reported as the limit it is.
 struct TaskLimiter {
@@ -269,12 +301,10 @@ impl Runner {
                     table: ResourceTable::new(),
                     limiter,
                 };
-                let mut store = Store::new(engine, state);
-                store.limiter(|s| &mut s.limiter);
-                arm(&mut store, limits);
+                let mut store = limited_store(engine, state, limits);
                 let instance = pre
                     .instantiate(&mut store)
-                    .map_err(|e| failure(e, store.data().limiter.hit))?;
+                    .map_err(|e| failure(e, store.data().limiter().hit))?;
                 let export = match func.split_once('#') {
                     Some((iface, name)) => {
                         let component = pre.component();
@@ -293,12 +323,10 @@ impl Runner {
                     wasi: wasi.build_p1(),
                     limiter,
                 };
-                let mut store = Store::new(engine, state);
-                store.limiter(|s| &mut s.limiter);
-                arm(&mut store, limits);
+                let mut store = limited_store(engine, state, limits);
                 let instance = pre
                     .instantiate(&mut store)
-                    .map_err(|e| failure(e, store.data().limiter.hit))?;
+                    .map_err(|e| failure(e, store.data().limiter().hit))?;
                 let f = instance
                     .get_func(&mut store, func)
                     .ok_or_else(|| RunFailure::Module(format!("no exported function `{func}`")))?;
@@ -356,7 +384,7 @@ impl Live {
                 results.clear();
                 results.resize(f.ty(&*store).results().len(), Val::Bool(false));
                 f.call(&mut *store, params, results)
-                    .map_err(|e| failure(e, store.data().limiter.hit))?;
+                    .map_err(|e| failure(e, store.data().limiter().hit))?;
                 results
                     .iter()
                     .map(from_val)
@@ -381,7 +409,7 @@ impl Live {
                     .collect::<Result<Vec<_>, _>>()?;
                 let mut results = vec![wasmtime::Val::I32(0); f.ty(&*store).results().len()];
                 f.call(&mut *store, &params, &mut results)
-                    .map_err(|e| failure(e, store.data().limiter.hit))?;
+                    .map_err(|e| failure(e, store.data().limiter().hit))?;
                 results
                     .iter()
                     .map(|v| match v {
