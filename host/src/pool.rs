@@ -532,9 +532,7 @@ impl Pool {
             kill_slot(&driver.pid);
         }
         for job in self.shared.queue.drain() {
-            job.fail_all(|func| TaskError::Cancelled {
-                func: func.to_string(),
-            });
+            job.cancel();
         }
         self.join();
     }
@@ -653,10 +651,7 @@ impl Pool {
             items: job_items,
             gather,
             limits: task.limits().or(self.limits).resolve(),
-            grants: task
-                .grants()
-                .cloned()
-                .unwrap_or_else(|| Arc::clone(&self.grants)),
+            grants,
         };
         if let Err(job) = self.shared.queue.push(job) {
             job.fail_all(|func| TaskError::PoolClosed {

@@ -77,6 +77,13 @@ impl Job {
         }
     }
 
+    /// Fails every item of the job as cancelled (the pool is terminating).
+    pub(crate) fn cancel(self) {
+        self.fail_all(|func| TaskError::Cancelled {
+            func: func.to_string(),
+        });
+    }
+
     /// Whether `other` calls the same export of the same module under the same limits and
     /// grants, so that the two can travel as one chunk.
     pub(crate) fn same_call(&self, other: &Job) -> bool {

@@ -525,9 +525,7 @@ pub(crate) fn drive(
     loop {
         if shared.is_terminating() {
             for h in held.drain(..) {
-                h.job.fail_all(|func| TaskError::Cancelled {
-                    func: func.to_string(),
-                });
+                h.job.cancel();
             }
         }
         if held.is_empty() {
@@ -597,9 +595,7 @@ pub(crate) fn drive(
                 let front = held.front_mut().expect("not empty");
                 if !settle(&shared, &mut front.job, stop, worker.pid()) {
                     for h in held.drain(..) {
-                        h.job.fail_all(|func| TaskError::Cancelled {
-                            func: func.to_string(),
-                        });
+                        h.job.cancel();
                     }
                     return;
                 }
@@ -630,9 +626,7 @@ pub(crate) fn drive(
 /// be cancelled. `None` if nothing is left to run.
 fn prepare(shared: &Shared, mut job: Job) -> Option<Job> {
     if shared.is_terminating() {
-        job.fail_all(|func| TaskError::Cancelled {
-            func: func.to_string(),
-        });
+        job.cancel();
         return None;
     }
     job.items.retain(|item| !item.sink.is_cancelled(item.index));
