@@ -309,10 +309,11 @@ struct Driver {
     pid: PidSlot,
 }
 
-/// An argument list waiting to be checked and queued, with its place in the caller's input.
+/// An argument list checked against the task's signature (or why it does not fit), with its
+/// place in the caller's input, waiting to be queued.
 pub(crate) struct PreparedItem {
     pub(crate) index: usize,
-    pub(crate) json: Result<serde_json::Value, String>,
+    pub(crate) args: Result<values::Values, String>,
 }
 
 /// A pool of sandboxed worker processes running WebAssembly tasks, like Python's
@@ -467,15 +468,9 @@ impl Pool {
         let slot = Slot::new(task.name());
         let item = PreparedItem {
             index: 0,
-            json: to_json(&args),
+            args: values::args_from_serialize(task.signature(), &args, ArgsShape::Spread),
         };
-        self.enqueue(
-            task,
-            vec![item],
-            ArgsShape::Spread,
-            slot.clone(),
-            Gather::Yes,
-        );
+        self.enqueue(task, vec![item], slot.clone(), Gather::Yes);
         TaskFuture::new(slot)
     }
 
@@ -548,21 +543,51 @@ impl Pool {
         shape: ArgsShape,
         chunksize: Option<usize>,
     ) -> MapResult<R> {
-        let items: Vec<PreparedItem> = items
-            .into_iter()
-            .enumerate()
-            .map(|(index, item)| PreparedItem {
-                index,
-                json: to_json(&item),
-            })
-            .collect();
-        let batch = Batch::new(task.name(), items.len());
-        let chunksize = chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.workers));
-        let mut items = items.into_iter().peekable();
-        while items.peek().is_some() {
-            let chunk: Vec<PreparedItem> = items.by_ref().take(chunksize).collect();
-            self.enqueue(task, chunk, shape, batch.clone(), Gather::No);
+        let items = items.into_iter();
+        match items.size_hint() {
+            (low, Some(high)) if low == high => {
+                self.submit_sized(task, items, low, shape, chunksize)
+            }
+            // The default chunk size needs the length: as Python does, take the whole input.
+            _ => {
+                let all: Vec<T> = items.collect();
+                let len = all.len();
+                self.submit_sized(task, all.into_iter(), len, shape, chunksize)
+            }
         }
+    }
+
+    /// Checks and queues the items chunk by chunk, so that the workers start on the first
+    /// chunk while the later ones are still being checked. `len` is the input's length as
+    /// its size hint gives it; an input that turns out longer or shorter is taken whole.
+    fn submit_sized<T: Serialize, R: DeserializeOwned>(
+        &self,
+        task: &Task,
+        items: impl Iterator<Item = T>,
+        len: usize,
+        shape: ArgsShape,
+        chunksize: Option<usize>,
+    ) -> MapResult<R> {
+        let batch = Batch::open(task.name(), len);
+        let chunksize = chunksize.unwrap_or_else(|| default_chunksize(len, self.workers));
+        let mut items = items.enumerate().peekable();
+        let mut queued = 0;
+        while items.peek().is_some() {
+            let chunk: Vec<PreparedItem> = items
+                .by_ref()
+                .take(chunksize)
+                .map(|(index, item)| PreparedItem {
+                    index,
+                    args: values::args_from_serialize(task.signature(), &item, shape),
+                })
+                .collect();
+            queued += chunk.len();
+            if queued > len {
+                batch.reserve_to(queued);
+            }
+            self.enqueue(task, chunk, batch.clone(), Gather::No);
+        }
+        batch.seal(queued);
         MapResult::new(batch)
     }
 
@@ -573,25 +598,28 @@ impl Pool {
         shape: ArgsShape,
         ordered: bool,
     ) -> Imap<'a, R> {
-        let input = Box::new(items.into_iter().map(|item| to_json(&item)));
+        let checker = task.clone();
+        let input = Box::new(
+            items
+                .into_iter()
+                .map(move |item| values::args_from_serialize(checker.signature(), &item, shape)),
+        );
         Imap::new(
             self,
             task,
             input,
-            shape,
             self.imap_chunksize,
             self.max_chunks_in_flight,
             ordered,
         )
     }
 
-    /// Checks each item's arguments against the task's signature, fails the ones that do not
-    /// fit at once, and queues the rest as one job.
+    /// Fails the items whose arguments do not fit the task's signature at once, and queues
+    /// the rest as one job.
     pub(crate) fn enqueue(
         &self,
         task: &Task,
         items: Vec<PreparedItem>,
-        shape: ArgsShape,
         sink: Arc<dyn Sink>,
         gather: Gather,
     ) {
@@ -601,11 +629,7 @@ impl Pool {
         let func = task.name();
         let mut job_items = Vec::with_capacity(items.len());
         for (n, item) in items.into_iter().enumerate() {
-            let checked = match item.json {
-                Ok(json) => values::args_from_json(task.signature(), &json, shape),
-                Err(e) => Err(e),
-            };
-            match checked {
+            match item.args {
                 Ok(args) => job_items.push(JobItem {
                     index: item.index,
                     task_no: first + n as u64,
@@ -659,10 +683,6 @@ impl Pool {
             });
         }
     }
-}
-
-fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, String> {
-    serde_json::to_value(value).map_err(|e| format!("cannot serialize the arguments: {e}"))
 }
 
 impl Drop for Pool {

@@ -12,10 +12,14 @@
 //! WIT field or case `word-count`, so a Rust struct with serde's default derive fits a WIT
 //! record without attributes.
 
+mod direct;
+
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value as Json};
+
+pub(crate) use direct::args_from_serialize;
 
 /// A WIT type, as the host learns it from a module's exports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -293,6 +297,11 @@ pub(crate) fn args_from_json(
         (ArgsShape::Spread, Json::Null) if sig.params.is_empty() => smallvec::SmallVec::new(),
         (_, one) => smallvec::smallvec![one],
     };
+    spread_args(sig, &spread, shape)
+}
+
+/// Checks and converts arguments already spread over the parameters (one JSON value each).
+fn spread_args(sig: &Signature, spread: &[&Json], shape: ArgsShape) -> Result<Values, String> {
     if spread.len() != sig.params.len() {
         let wanted: Vec<String> = sig
             .params

@@ -11,6 +11,7 @@
 //! [`cache::ModuleCache`]; each call runs in a fresh store and instance ([`runner`]).
 
 pub(crate) mod cache;
+mod capture;
 pub(crate) mod runner;
 
 use std::fs::File;

@@ -34,6 +34,34 @@ fn map_with_one_worker_and_explicit_chunks() {
     assert!(empty.is_empty());
 }
 
+/// An iterator that promises exactly 10 items, whatever it yields.
+struct PromisesTen(std::ops::Range<i64>);
+
+impl Iterator for PromisesTen {
+    type Item = i64;
+    fn next(&mut self) -> Option<i64> {
+        self.0.next()
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (10, Some(10))
+    }
+}
+
+#[test]
+fn map_takes_the_items_an_iterator_yields_not_the_ones_it_promised() {
+    let pool = pool(2);
+    let square = task(SQUARE, "square");
+    let squares: Vec<i64> = pool.map(&square, PromisesTen(0..4)).unwrap();
+    assert_eq!(squares, [0, 1, 4, 9]);
+    let squares: Vec<i64> = pool.map(&square, PromisesTen(0..25)).unwrap();
+    assert_eq!(squares, (0..25i64).map(|x| x * x).collect::<Vec<_>>());
+    // Unknown lengths (a filter) are taken whole first, as Python does.
+    let odd: Vec<i64> = pool
+        .map(&square, (0..10i64).filter(|x| x % 2 == 1))
+        .unwrap();
+    assert_eq!(odd, [1, 9, 25, 49, 81]);
+}
+
 #[test]
 fn starmap_spreads_tuples_like_the_tutorial() {
     let pool = pool(4);

@@ -350,12 +350,15 @@ struct BatchState {
 }
 
 impl Batch {
-    pub(crate) fn new(func: &str, len: usize) -> Arc<Batch> {
+    /// A batch expecting about `len` items (the input's size hint), open for more or fewer
+    /// until [`Batch::seal`]: it cannot complete before then.
+    pub(crate) fn open(func: &str, len: usize) -> Arc<Batch> {
         Arc::new(Batch {
             func: func.to_string(),
             state: Mutex::new(BatchState {
                 outcomes: (0..len).map(|_| None).collect(),
-                remaining: len,
+                // One more than the items: the submission itself, released by `seal`.
+                remaining: len + 1,
             }),
             done: Condvar::new(),
         })
@@ -363,6 +366,26 @@ impl Batch {
 
     fn lock(&self) -> MutexGuard<'_, BatchState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes room for items up to `len` (an input longer than its size hint said).
+    pub(crate) fn reserve_to(&self, len: usize) {
+        let mut state = self.lock();
+        let more = len.saturating_sub(state.outcomes.len());
+        state.outcomes.extend((0..more).map(|_| None));
+        state.remaining += more;
+    }
+
+    /// Ends the submission with `len` items in all (fewer than expected if the input ended
+    /// early): from now on the batch completes when they have all been delivered.
+    pub(crate) fn seal(&self, len: usize) {
+        let mut state = self.lock();
+        let missing = state.outcomes.len().saturating_sub(len);
+        state.outcomes.truncate(len);
+        state.remaining -= missing + 1;
+        if state.remaining == 0 {
+            self.done.notify_all();
+        }
     }
 }
 

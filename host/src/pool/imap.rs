@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::TaskError;
 use crate::module::Task;
-use crate::values::ArgsShape;
+use crate::values::Values;
 
 use super::scheduler::{Gather, Outcome, Sink, typed};
 use super::{Pool, PreparedItem};
@@ -29,8 +29,8 @@ impl Sink for Stream {
 pub struct Imap<'a, R> {
     pool: &'a Pool,
     task: Task,
-    input: Box<dyn Iterator<Item = Result<serde_json::Value, String>> + 'a>,
-    shape: ArgsShape,
+    /// Each item's arguments, already checked against the signature (or why not).
+    input: Box<dyn Iterator<Item = Result<Values, String>> + 'a>,
     chunksize: usize,
     max_chunks_in_flight: usize,
     ordered: bool,
@@ -54,12 +54,10 @@ impl<R> std::fmt::Debug for Imap<'_, R> {
 }
 
 impl<'a, R: DeserializeOwned> Imap<'a, R> {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         pool: &'a Pool,
         task: &Task,
-        input: Box<dyn Iterator<Item = Result<serde_json::Value, String>> + 'a>,
-        shape: ArgsShape,
+        input: Box<dyn Iterator<Item = Result<Values, String>> + 'a>,
         chunksize: usize,
         max_chunks_in_flight: usize,
         ordered: bool,
@@ -69,7 +67,6 @@ impl<'a, R: DeserializeOwned> Imap<'a, R> {
             pool,
             task: task.clone(),
             input,
-            shape,
             chunksize: chunksize.max(1),
             max_chunks_in_flight: max_chunks_in_flight.max(1),
             ordered,
@@ -93,9 +90,9 @@ impl<'a, R: DeserializeOwned> Imap<'a, R> {
             let mut chunk = Vec::with_capacity(self.chunksize);
             while chunk.len() < self.chunksize {
                 match self.input.next() {
-                    Some(json) => chunk.push(PreparedItem {
+                    Some(args) => chunk.push(PreparedItem {
                         index: self.submitted + chunk.len(),
-                        json,
+                        args,
                     }),
                     None => {
                         self.input_done = true;
@@ -108,8 +105,7 @@ impl<'a, R: DeserializeOwned> Imap<'a, R> {
             }
             self.submitted += chunk.len();
             let sink: Arc<dyn Sink> = self.sink.clone();
-            self.pool
-                .enqueue(&self.task, chunk, self.shape, sink, Gather::No);
+            self.pool.enqueue(&self.task, chunk, sink, Gather::No);
         }
     }
 }

@@ -56,16 +56,11 @@ impl Process {
     /// Prepares a process that will call `task` with `args` (a tuple spread over the
     /// parameters). The arguments are checked against the signature now.
     pub fn new<A: Serialize>(task: &Task, args: A) -> Result<Process, TaskError> {
-        let json = serde_json::to_value(args).map_err(|e| TaskError::BadInput {
-            func: task.name().to_string(),
-            detail: e.to_string(),
-        })?;
-        let args = values::args_from_json(task.signature(), &json, ArgsShape::Spread).map_err(
-            |detail| TaskError::BadInput {
+        let args = values::args_from_serialize(task.signature(), &args, ArgsShape::Spread)
+            .map_err(|detail| TaskError::BadInput {
                 func: task.name().to_string(),
                 detail,
-            },
-        )?;
+            })?;
         Ok(Process {
             task: task.clone(),
             args: Some(args),

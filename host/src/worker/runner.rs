@@ -7,12 +7,13 @@
 use wasmtime::component::{self, ResourceTable, Val};
 use wasmtime::{Engine, ResourceLimiter, Store, Trap, WasmBacktrace};
 use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::limits::{EPOCH_TICK, Grants, Resolved};
 use crate::values::{Value, Values};
 use crate::wire::{Code, ItemOutcome, Metering, ModuleKind, RunFailure, WorkerSettings};
+
+use super::capture::Capture;
 
 /// A module compiled and linked, ready to be instantiated many times.
 pub(crate) enum Compiled {
@@ -245,7 +246,7 @@ impl Runner {
         let (result, stdout, stderr) = match instance {
             Ok(mut instance) => {
                 let result = instance.call(args, limits);
-                let (stdout, stderr, overflowed) = instance.take_output(cap);
+                let (stdout, stderr, overflowed) = instance.take_output();
                 let result = match result {
                     Err(RunFailure::Trap { ref message, .. })
                         if message.contains("beyond capacity") || overflowed =>
@@ -285,8 +286,8 @@ impl Runner {
         grants: &Grants,
         cap: usize,
     ) -> Result<Live, RunFailure> {
-        let stdout = MemoryOutputPipe::new(cap);
-        let stderr = MemoryOutputPipe::new(cap);
+        let stdout = Capture::new(cap);
+        let stderr = Capture::new(cap);
         let mut wasi = sandbox(grants, &stdout, &stderr)?;
         let limiter = TaskLimiter {
             max_memory: limits.max_memory,
@@ -316,7 +317,8 @@ impl Runner {
                 let f = export
                     .and_then(|index| instance.get_func(&mut store, index))
                     .ok_or_else(|| RunFailure::Module(format!("no exported function `{func}`")))?;
-                Callee::Component(store, f)
+                let results = vec![Val::Bool(false); f.ty(&store).results().len()];
+                Callee::Component(store, f, results)
             }
             Compiled::Core(pre) => {
                 let state = CoreState {
@@ -338,10 +340,7 @@ impl Runner {
             stdout,
             stderr,
             calls: 0,
-            out_seen: 0,
-            err_seen: 0,
             params: Vec::new(),
-            results: Vec::new(),
         })
     }
 }
@@ -349,21 +348,18 @@ impl Runner {
 /// An instance ready to be called, with its captured output.
 pub(crate) struct Live {
     callee: Callee,
-    stdout: MemoryOutputPipe,
-    stderr: MemoryOutputPipe,
+    stdout: Capture,
+    stderr: Capture,
     /// Calls made so far: the first runs on the budgets set at instantiation, the next ones
     /// get theirs afresh.
     calls: u32,
-    /// How much of stdout and stderr earlier calls already took.
-    out_seen: usize,
-    err_seen: usize,
-    /// A component call's parameters and results, kept between calls.
+    /// A component call's parameters, kept between calls.
     params: Vec<Val>,
-    results: Vec<Val>,
 }
 
 enum Callee {
-    Component(Store<ComponentState>, component::Func),
+    /// The store, the export, and a buffer for its results (sized once, kept between calls).
+    Component(Store<ComponentState>, component::Func, Vec<Val>),
     Core(Store<CoreState>, wasmtime::Func),
 }
 
@@ -373,16 +369,13 @@ impl Live {
         let rearm = self.calls > 0;
         self.calls += 1;
         match &mut self.callee {
-            Callee::Component(store, f) => {
+            Callee::Component(store, f, results) => {
                 if rearm {
                     arm(store, limits);
                 }
                 let params = &mut self.params;
                 params.clear();
                 params.extend(args.iter().map(to_val));
-                let results = &mut self.results;
-                results.clear();
-                results.resize(f.ty(&*store).results().len(), Val::Bool(false));
                 f.call(&mut *store, params, results)
                     .map_err(|e| failure(e, store.data().limiter().hit))?;
                 results
@@ -428,17 +421,10 @@ impl Live {
 
     /// What the last call printed (the output since the call before it), and whether stdout
     /// or stderr reached the output cap (the instance's, over all its calls).
-    fn take_output(&mut self, cap: usize) -> (Vec<u8>, Vec<u8>, bool) {
-        let out = self.stdout.contents();
-        let err = self.stderr.contents();
-        let taken = (
-            out[self.out_seen.min(out.len())..].to_vec(),
-            err[self.err_seen.min(err.len())..].to_vec(),
-            out.len() >= cap || err.len() >= cap,
-        );
-        self.out_seen = out.len();
-        self.err_seen = err.len();
-        taken
+    fn take_output(&mut self) -> (Vec<u8>, Vec<u8>, bool) {
+        let (out, out_full) = self.stdout.take();
+        let (err, err_full) = self.stderr.take();
+        (out, err, out_full || err_full)
     }
 }
 
@@ -446,8 +432,8 @@ impl Live {
 /// no arguments, no network, an empty stdin), and stdout and stderr captured in memory.
 fn sandbox(
     grants: &Grants,
-    stdout: &MemoryOutputPipe,
-    stderr: &MemoryOutputPipe,
+    stdout: &Capture,
+    stderr: &Capture,
 ) -> Result<WasiCtxBuilder, RunFailure> {
     let mut wasi = WasiCtxBuilder::new();
     wasi.stdout(stdout.clone()).stderr(stderr.clone());
