@@ -470,7 +470,7 @@ impl Pool {
             index: 0,
             args: values::args_from_serialize(task.signature(), &args, ArgsShape::Spread),
         };
-        self.enqueue(task, vec![item], slot.clone(), Gather::Yes);
+        self.enqueue(task, std::iter::once(item), slot.clone(), Gather::Yes);
         TaskFuture::new(slot)
     }
 
@@ -570,22 +570,20 @@ impl Pool {
     ) -> MapResult<R> {
         let batch = Batch::open(task.name(), len);
         let chunksize = chunksize.unwrap_or_else(|| default_chunksize(len, self.workers));
-        let mut items = items.enumerate().peekable();
+        let mut items = items.peekable();
         let mut queued = 0;
         while items.peek().is_some() {
-            let chunk: Vec<PreparedItem> = items
-                .by_ref()
-                .take(chunksize)
-                .map(|(index, item)| PreparedItem {
-                    index,
-                    args: values::args_from_serialize(task.signature(), &item, shape),
-                })
-                .collect();
+            let chunk: Vec<T> = items.by_ref().take(chunksize).collect();
+            let first = queued;
             queued += chunk.len();
             if queued > len {
                 batch.reserve_to(queued);
             }
-            self.enqueue(task, chunk, batch.clone(), Gather::No);
+            let prepared = chunk.iter().enumerate().map(|(i, item)| PreparedItem {
+                index: first + i,
+                args: values::args_from_serialize(task.signature(), item, shape),
+            });
+            self.enqueue(task, prepared, batch.clone(), Gather::No);
         }
         batch.seal(queued);
         MapResult::new(batch)
@@ -619,7 +617,7 @@ impl Pool {
     pub(crate) fn enqueue(
         &self,
         task: &Task,
-        items: Vec<PreparedItem>,
+        items: impl ExactSizeIterator<Item = PreparedItem>,
         sink: Arc<dyn Sink>,
         gather: Gather,
     ) {
@@ -628,7 +626,7 @@ impl Pool {
             .fetch_add(items.len() as u64, Ordering::Relaxed);
         let func = task.name();
         let mut job_items = Vec::with_capacity(items.len());
-        for (n, item) in items.into_iter().enumerate() {
+        for (n, item) in items.enumerate() {
             match item.args {
                 Ok(args) => job_items.push(JobItem {
                     index: item.index,
