@@ -149,6 +149,45 @@ pub(crate) struct Chunk {
     pub reuse_instance: bool,
 }
 
+/// [`HostMsg::Run`] as the host sends it: encoded to the same bytes as
+/// `HostMsg::Run(Chunk { .. })`, but borrowing from the job instead of copying every argument
+/// into a [`Chunk`] first. `items` serializes as a sequence of [`Values`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunRef<'a, I> {
+    pub chunk_id: u64,
+    pub module: &'a ModuleId,
+    pub func: &'a str,
+    pub items: I,
+    pub limits: &'a Resolved,
+    pub grants: &'a Grants,
+    pub reuse_instance: bool,
+}
+
+/// The index of [`HostMsg::Run`] among `HostMsg`'s variants, as serde numbers them.
+const RUN_VARIANT: u32 = 2;
+
+impl<I: Serialize> Serialize for RunRef<'_, I> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct Fields<'b, 'a, I>(&'b RunRef<'a, I>);
+        impl<I: Serialize> Serialize for Fields<'_, '_, I> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let run = self.0;
+                let mut chunk = serializer.serialize_struct("Chunk", 7)?;
+                chunk.serialize_field("chunk_id", &run.chunk_id)?;
+                chunk.serialize_field("module", run.module)?;
+                chunk.serialize_field("func", run.func)?;
+                chunk.serialize_field("items", &run.items)?;
+                chunk.serialize_field("limits", run.limits)?;
+                chunk.serialize_field("grants", run.grants)?;
+                chunk.serialize_field("reuse_instance", &run.reuse_instance)?;
+                chunk.end()
+            }
+        }
+        serializer.serialize_newtype_variant("HostMsg", RUN_VARIANT, "Run", &Fields(self))
+    }
+}
+
 /// Worker to host.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum WorkerMsg {
@@ -382,6 +421,26 @@ mod tests {
             read_frame::<HostMsg>(&mut &huge[..], &mut buf),
             Err(WireError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn a_borrowed_run_encodes_as_the_owned_one() {
+        let HostMsg::Run(chunk) = sample_chunk() else {
+            unreachable!()
+        };
+        let borrowed = RunRef {
+            chunk_id: chunk.chunk_id,
+            module: &chunk.module,
+            func: &chunk.func,
+            items: &chunk.items,
+            limits: &chunk.limits,
+            grants: &chunk.grants,
+            reuse_instance: chunk.reuse_instance,
+        };
+        let (mut owned_bytes, mut borrowed_bytes) = (Vec::new(), Vec::new());
+        encode_frame(&HostMsg::Run(chunk.clone()), &mut owned_bytes).unwrap();
+        encode_frame(&borrowed, &mut borrowed_bytes).unwrap();
+        assert_eq!(owned_bytes, borrowed_bytes);
     }
 
     proptest! {

@@ -20,11 +20,11 @@ use crate::error::{Error, ExitCause, TaskError};
 use crate::limits::{Resolved, kill_grace};
 use crate::spin;
 use crate::wire::{
-    self, Chunk, Code, HostMsg, ItemOutcome, Metering, ModuleId, PROTOCOL_VERSION, WireError,
+    self, Code, HostMsg, ItemOutcome, Metering, ModuleId, PROTOCOL_VERSION, RunRef, WireError,
     WorkerMsg, WorkerSettings,
 };
 
-use super::scheduler::{self, Gather, Job};
+use super::scheduler::{self, Gather, Job, JobItem};
 use super::{OutputSink, Shared};
 
 /// How long a new worker may take to answer the handshake.
@@ -376,17 +376,18 @@ impl WorkerProcess {
                 }
                 self.loaded.insert((module.id(), metering));
             }
-            let chunk = HostMsg::Run(Chunk {
+            let id = module.id();
+            let chunk = RunRef {
                 chunk_id,
-                module: module.id(),
-                func: job.task.name().to_string(),
-                items: job.items.iter().map(|item| item.args.clone()).collect(),
-                limits: job.limits,
-                grants: (*job.grants).clone(),
+                module: &id,
+                func: job.task.name(),
+                items: ArgsOf(&job.items),
+                limits: &job.limits,
+                grants: &job.grants,
                 // Only the items of one caller's chunk may share an instance; gathered
                 // single submissions come from separate calls.
                 reuse_instance: job.task.reuses_instance() && job.gather == Gather::No,
-            });
+            };
             wire::encode_frame(&chunk, &mut self.write_buf)?;
             if fits_pipe && self.write_buf.len() > self.pipe_capacity / 2 {
                 return Ok(false);
@@ -451,6 +452,15 @@ impl Drop for WorkerProcess {
         self.release_slot();
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The arguments of a job's items, serialized as the [`crate::wire::Chunk`]'s `items`.
+struct ArgsOf<'a>(&'a [JobItem]);
+
+impl serde::Serialize for ArgsOf<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|item| &item.args))
     }
 }
 
