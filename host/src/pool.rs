@@ -625,6 +625,12 @@ impl Pool {
             .task_numbers
             .fetch_add(items.len() as u64, Ordering::Relaxed);
         let func = task.name();
+        // A chunk's items share its sink; a single submission's item (which the queue may
+        // gather with others) carries its own.
+        let (job_sink, item_sink) = match gather {
+            Gather::No => (Some(Arc::clone(&sink)), None),
+            Gather::Yes => (None, Some(Arc::clone(&sink))),
+        };
         let mut job_items = Vec::with_capacity(items.len());
         for (n, item) in items.enumerate() {
             match item.args {
@@ -633,7 +639,7 @@ impl Pool {
                     task_no: first + n as u64,
                     args,
                     crashes: 0,
-                    sink: Arc::clone(&sink),
+                    sink: item_sink.clone(),
                 }),
                 Err(detail) => sink.deliver(
                     item.index,
@@ -674,6 +680,7 @@ impl Pool {
             gather,
             limits: task.limits().or(self.limits).resolve(),
             grants,
+            sink: job_sink,
         };
         if let Err(job) = self.shared.queue.push(job) {
             job.fail_all(|func| TaskError::PoolClosed {

@@ -389,15 +389,27 @@ impl Batch {
     }
 }
 
+impl BatchState {
+    fn file(&mut self, index: usize, outcome: Outcome) {
+        if self.outcomes[index].is_none() {
+            self.outcomes[index] = Some(outcome);
+            self.remaining -= 1;
+        }
+    }
+}
+
 impl Sink for Batch {
     fn deliver(&self, index: usize, outcome: Outcome) {
+        self.deliver_all(&mut std::iter::once((index, outcome)));
+    }
+
+    fn deliver_all(&self, outcomes: &mut dyn Iterator<Item = (usize, Outcome)>) {
         let mut state = self.lock();
-        if state.outcomes[index].is_none() {
-            state.outcomes[index] = Some(outcome);
-            state.remaining -= 1;
-            if state.remaining == 0 {
-                self.done.notify_all();
-            }
+        for (index, outcome) in outcomes {
+            state.file(index, outcome);
+        }
+        if state.remaining == 0 {
+            self.done.notify_all();
         }
     }
 }

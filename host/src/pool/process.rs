@@ -84,11 +84,12 @@ impl Process {
                 task_no: 0,
                 args,
                 crashes: 0,
-                sink: self.slot.clone(),
+                sink: None,
             }],
             gather: scheduler::Gather::No,
             limits: self.task.limits().resolve(),
             grants: self.task.grants().cloned().unwrap_or_default(),
+            sink: Some(self.slot.clone()),
         };
         let settings = WorkerSettings {
             max_wasm_stack: DEFAULT_MAX_WASM_STACK,
@@ -109,15 +110,17 @@ impl Process {
                     return;
                 }
             };
-            let run = worker.run(&job, 0, |_, raw| {
-                let outcome =
-                    scheduler::finish(&job.task, &job.limits, settings.max_wasm_stack, raw);
-                job.items[0].sink.deliver(0, outcome);
+            let stack = settings.max_wasm_stack;
+            let run = worker.run(&job, 0, |first, raws| {
+                let outcomes = raws
+                    .into_iter()
+                    .map(|raw| scheduler::finish(&job.task, &job.limits, stack, raw));
+                job.deliver_from(first, outcomes);
             });
             if let Err(stop) = run {
                 let func = job.task.name().to_string();
                 let error = stop.error(func, worker.pid(), &job.limits, 1);
-                job.items[0].sink.deliver(0, Err(error));
+                job.deliver(&job.items[0], Err(error));
             }
             worker.shutdown();
         }));

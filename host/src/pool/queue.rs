@@ -166,12 +166,13 @@ mod tests {
                     task_no: i as u64,
                     args: Default::default(),
                     crashes: 0,
-                    sink: Arc::new(Nowhere),
+                    sink: Some(Arc::new(Nowhere)),
                 })
                 .collect(),
             gather,
             limits: Limits::new().resolve(),
             grants: Arc::clone(grants),
+            sink: None,
         }
     }
 

@@ -23,8 +23,9 @@ pub(crate) struct JobItem {
     pub(crate) args: Values,
     /// How many times the item was started on a worker that then died.
     pub(crate) crashes: u32,
-    /// Where its outcome goes (items of one chunk may come from different submissions).
-    pub(crate) sink: Arc<dyn Sink>,
+    /// Where its outcome goes, when not to its job's sink: the items of a chunk gathered
+    /// from single submissions each have their own.
+    pub(crate) sink: Option<Arc<dyn Sink>>,
 }
 
 impl std::fmt::Debug for dyn Sink {
@@ -38,7 +39,8 @@ impl std::fmt::Debug for dyn Sink {
 pub(crate) enum Gather {
     /// A single `submit`: worth sending with its neighbours when they queue up.
     Yes,
-    /// A chunk whose size the caller (or the chunking heuristic) chose: kept as it is.
+    /// A chunk whose size the caller (or the chunking heuristic) chose: kept as it is. Its
+    /// items cannot be cancelled one by one (`map` and `imap` handles have no such call).
     No,
 }
 
@@ -51,12 +53,22 @@ pub(crate) struct Job {
     pub(crate) limits: Resolved,
     /// What the task may reach.
     pub(crate) grants: Arc<Grants>,
+    /// Where the outcomes of items without a sink of their own go: one sink for a whole
+    /// `map` chunk costs no reference count per item.
+    pub(crate) sink: Option<Arc<dyn Sink>>,
 }
 
 /// Where outcomes go: a future's slot, a `map`'s result vector, an `imap`'s channel.
 pub(crate) trait Sink: Send + Sync {
     /// Files the outcome of the item at `index`. Called exactly once per item.
     fn deliver(&self, index: usize, outcome: Outcome);
+
+    /// Files several outcomes at once (a sink with a lock takes it once for all).
+    fn deliver_all(&self, outcomes: &mut dyn Iterator<Item = (usize, Outcome)>) {
+        for (index, outcome) in outcomes {
+            self.deliver(index, outcome);
+        }
+    }
 
     /// Whether the item was cancelled before it started; a cancelled item is not run
     /// (its outcome was already delivered by the canceller).
@@ -69,11 +81,40 @@ pub(crate) trait Sink: Send + Sync {
 }
 
 impl Job {
+    /// Where `item`'s outcome goes.
+    pub(crate) fn sink_of<'a>(&'a self, item: &'a JobItem) -> &'a dyn Sink {
+        match (&item.sink, &self.sink) {
+            (Some(sink), _) | (None, Some(sink)) => sink.as_ref(),
+            (None, None) => unreachable!("an item without a sink in a job without one"),
+        }
+    }
+
+    /// Files `item`'s outcome.
+    pub(crate) fn deliver(&self, item: &JobItem, outcome: Outcome) {
+        self.sink_of(item).deliver(item.index, outcome);
+    }
+
+    /// Files the outcomes of the items from `first` on, in order: in one go when they all
+    /// go to the job's own sink.
+    pub(crate) fn deliver_from(&self, first: usize, outcomes: impl Iterator<Item = Outcome>) {
+        let items = &self.items[first..];
+        match &self.sink {
+            Some(sink) if items.iter().all(|item| item.sink.is_none()) => {
+                sink.deliver_all(&mut items.iter().zip(outcomes).map(|(i, o)| (i.index, o)));
+            }
+            _ => {
+                for (item, outcome) in items.iter().zip(outcomes) {
+                    self.deliver(item, outcome);
+                }
+            }
+        }
+    }
+
     /// Fails every item of the job with the same error.
     pub(crate) fn fail_all(self, error: impl Fn(&str) -> TaskError) {
-        let func = self.task.name().to_string();
-        for item in self.items {
-            item.sink.deliver(item.index, Err(error(&func)));
+        let func = self.task.name();
+        for item in &self.items {
+            self.deliver(item, Err(error(func)));
         }
     }
 

@@ -248,7 +248,7 @@ impl WorkerProcess {
         &mut self,
         job: &Job,
         chunk_id: u64,
-        deliver: impl FnMut(usize, ItemOutcome),
+        deliver: impl FnMut(usize, Vec<ItemOutcome>),
     ) -> Result<(), Interrupted> {
         self.send(job, chunk_id)?;
         self.collect(job, chunk_id, deliver)
@@ -281,14 +281,14 @@ impl WorkerProcess {
         self.loaded.contains(&(job.task.module().id(), metering))
     }
 
-    /// Reads a sent job's outcomes, handing each to `deliver` with the item's index as it
-    /// arrives. Stops at the first item whose worker dies, or does not answer within the
-    /// item's timeout plus a grace period (the worker is then killed).
+    /// Reads a sent job's outcomes, handing each frame of them to `deliver` with the index of
+    /// its first item as it arrives. Stops at the first item whose worker dies, or does not
+    /// answer within the item's timeout plus a grace period (the worker is then killed).
     pub(crate) fn collect(
         &mut self,
         job: &Job,
         chunk_id: u64,
-        mut deliver: impl FnMut(usize, ItemOutcome),
+        mut deliver: impl FnMut(usize, Vec<ItemOutcome>),
     ) -> Result<(), Interrupted> {
         let mut next = 0;
         let result = (|| {
@@ -320,10 +320,9 @@ impl WorkerProcess {
                         let waited = progress.elapsed() / outcomes.len().max(1) as u32;
                         self.typical_wait = (self.typical_wait * 3 + waited) / 4;
                         self.outcomes_seen += outcomes.len() as u64;
-                        for outcome in outcomes {
-                            deliver(next, outcome);
-                            next += 1;
-                        }
+                        let first = next;
+                        next += outcomes.len();
+                        deliver(first, outcomes);
                         progress = Instant::now();
                     }
                     Ok(other) => {
@@ -563,22 +562,19 @@ pub(crate) fn drive(
             if held.len() == 1 && shared.max_tasks_per_worker.is_none() && worker.is_quick() {
                 send_ahead(&shared, &mut worker, &mut held);
             }
-            let front = held.front().expect("not empty");
-            worker.collect(&front.job, id, |i, raw| {
-                let item = &front.job.items[i];
-                shared.output.relay(
-                    item.task_no,
-                    front.job.task.name(),
-                    &raw.stdout,
-                    &raw.stderr,
-                );
-                let outcome = scheduler::finish(
-                    &front.job.task,
-                    &front.job.limits,
-                    shared.settings.max_wasm_stack,
-                    raw,
-                );
-                item.sink.deliver(item.index, outcome);
+            let job = &held.front().expect("not empty").job;
+            worker.collect(job, id, |first, raws| {
+                for (item, raw) in job.items[first..].iter().zip(&raws) {
+                    let name = job.task.name();
+                    shared
+                        .output
+                        .relay(item.task_no, name, &raw.stdout, &raw.stderr);
+                }
+                let stack = shared.settings.max_wasm_stack;
+                let outcomes = raws
+                    .into_iter()
+                    .map(|raw| scheduler::finish(&job.task, &job.limits, stack, raw));
+                job.deliver_from(first, outcomes);
             })
         });
         match result {
@@ -639,9 +635,16 @@ fn prepare(shared: &Shared, mut job: Job) -> Option<Job> {
         job.cancel();
         return None;
     }
-    job.items.retain(|item| !item.sink.is_cancelled(item.index));
-    for item in &job.items {
-        item.sink.start(item.index);
+    // Only single submissions can be cancelled (see `Gather::No`).
+    if job.gather == Gather::Yes {
+        let items = std::mem::take(&mut job.items);
+        job.items = items
+            .into_iter()
+            .filter(|item| !job.sink_of(item).is_cancelled(item.index))
+            .collect();
+        for item in &job.items {
+            job.sink_of(item).start(item.index);
+        }
     }
     (!job.items.is_empty()).then_some(job)
 }
@@ -675,8 +678,7 @@ fn settle(shared: &Shared, job: &mut Job, stop: Interrupted, pid: u32) -> bool {
     let mut item = rest.remove(0);
     let func = job.task.name().to_string();
     if shared.is_terminating() {
-        item.sink
-            .deliver(item.index, Err(TaskError::Cancelled { func }));
+        job.deliver(&item, Err(TaskError::Cancelled { func }));
         job.items = rest;
         return false;
     }
@@ -684,7 +686,7 @@ fn settle(shared: &Shared, job: &mut Job, stop: Interrupted, pid: u32) -> bool {
         Why::Overran => {
             log::warn!(target: "wasmpool::pool", "worker {pid} did not stop `{func}` at its timeout: killed");
             let error = stop.error(func, pid, &job.limits, item.crashes + 1);
-            item.sink.deliver(item.index, Err(error));
+            job.deliver(&item, Err(error));
         }
         Why::Crashed if item.crashes < shared.retries => {
             log::warn!(target: "wasmpool::pool", "worker {pid} {} running `{func}`: retrying it", stop.lost.cause);
@@ -694,7 +696,7 @@ fn settle(shared: &Shared, job: &mut Job, stop: Interrupted, pid: u32) -> bool {
         Why::Crashed => {
             log::warn!(target: "wasmpool::pool", "worker {pid} {} running `{func}` ({})", stop.lost.cause, stop.lost.detail);
             let error = stop.error(func, pid, &job.limits, item.crashes + 1);
-            item.sink.deliver(item.index, Err(error));
+            job.deliver(&item, Err(error));
         }
     }
     job.items = rest;
