@@ -9,15 +9,19 @@
 //! Because a worker speaks only this protocol on its stdin and stdout, it can as well be
 //! reached through ssh or a batch scheduler: the transport is any byte pipe.
 
+mod packed;
+
 use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::limits::{Grants, Resolved};
-use crate::values::Values;
+use crate::values::{Value, Values};
+
+pub(crate) use packed::Packed;
 
 /// The protocol version both sides must agree on. Bump it on any change to the messages.
-pub(crate) const PROTOCOL_VERSION: u32 = 2;
+pub(crate) const PROTOCOL_VERSION: u32 = 3;
 
 /// The largest frame either side accepts: bigger is a protocol error, not an allocation.
 pub(crate) const MAX_FRAME_BYTES: usize = 256 << 20;
@@ -139,7 +143,7 @@ pub(crate) struct Chunk {
     /// The export to call (`name`, or `interface#name`).
     pub func: String,
     /// The arguments of each call, already checked against the signature by the host.
-    pub items: Vec<Values>,
+    pub items: Items,
     /// The limits of each call.
     pub limits: Resolved,
     /// What each call may reach.
@@ -149,9 +153,54 @@ pub(crate) struct Chunk {
     pub reuse_instance: bool,
 }
 
+/// The arguments of a chunk's calls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Items {
+    /// One list of values per call.
+    Values(Vec<Values>),
+    /// Calls whose arguments are all numbers of the same kinds (most `map`s), packed.
+    Packed(Packed),
+}
+
+/// The index of [`Items::Packed`] among `Items`' variants, as serde numbers them.
+const PACKED_VARIANT: u32 = 1;
+
+impl Items {
+    /// How many calls.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Items::Values(items) => items.len(),
+            Items::Packed(packed) => packed.len(),
+        }
+    }
+
+    /// Encodes the calls `items` as [`Items`], packed when they are all numbers of the same
+    /// kinds (the host's side: the arguments stay where they are).
+    pub(crate) fn serialize_from<'a, S: serde::Serializer>(
+        items: impl Iterator<Item = &'a [Value]> + Clone,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match Packed::of(items.clone()) {
+            Some(packed) => {
+                serializer.serialize_newtype_variant("Items", PACKED_VARIANT, "Packed", &packed)
+            }
+            None => serializer.serialize_newtype_variant("Items", 0, "Values", &SeqOf(items)),
+        }
+    }
+}
+
+/// A sequence serialized from an iterator.
+struct SeqOf<I>(I);
+
+impl<'a, I: Iterator<Item = &'a [Value]> + Clone> Serialize for SeqOf<I> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.clone())
+    }
+}
+
 /// [`HostMsg::Run`] as the host sends it: encoded to the same bytes as
 /// `HostMsg::Run(Chunk { .. })`, but borrowing from the job instead of copying every argument
-/// into a [`Chunk`] first. `items` serializes as a sequence of [`Values`].
+/// into a [`Chunk`] first. `items` serializes as [`Items`] (see [`Items::serialize_from`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RunRef<'a, I> {
     pub chunk_id: u64,
@@ -219,6 +268,16 @@ pub(crate) enum WorkerMsg {
         /// One outcome per item, in order.
         outcomes: Vec<ItemOutcome>,
     },
+    /// Like `Outcomes`, for consecutive items that all succeeded, printed nothing, and
+    /// returned numbers of the same kinds: their results, packed.
+    Results {
+        /// The chunk's id.
+        chunk_id: u64,
+        /// The index in the chunk of the first item.
+        first: u32,
+        /// Each item's results.
+        results: Packed,
+    },
 }
 
 /// What one call produced: its results or why it failed, and what the guest printed.
@@ -230,6 +289,17 @@ pub(crate) struct ItemOutcome {
     pub stdout: Vec<u8>,
     /// What the guest wrote to its stderr.
     pub stderr: Vec<u8>,
+}
+
+impl ItemOutcome {
+    /// A call that failed before it could run (it printed nothing).
+    pub(crate) fn failed(why: RunFailure) -> Self {
+        ItemOutcome {
+            result: Err(why),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        }
+    }
 }
 
 /// Why a call failed inside the worker.
@@ -348,7 +418,6 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::values::Value;
     use proptest::prelude::*;
 
     fn sample_chunk() -> HostMsg {
@@ -356,11 +425,11 @@ mod tests {
             chunk_id: 7,
             module: [3; 32],
             func: "describe".into(),
-            items: vec![smallvec::smallvec![
+            items: Items::Values(vec![smallvec::smallvec![
                 Value::Record(vec![("name".into(), Value::String("Ada".into()))]),
                 Value::Option(Some(Box::new(Value::Char('λ')))),
                 Value::Result(Err(None)),
-            ]],
+            ]]),
             limits: Resolved::default(),
             grants: Grants::new().env("A", "1"),
             reuse_instance: true,
@@ -423,24 +492,47 @@ mod tests {
         ));
     }
 
+    /// The host's borrowed encoding of arguments.
+    struct Borrowed<'a>(&'a [Values]);
+
+    impl Serialize for Borrowed<'_> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            Items::serialize_from(self.0.iter().map(|v| v.as_slice()), serializer)
+        }
+    }
+
     #[test]
-    fn a_borrowed_run_encodes_as_the_owned_one() {
-        let HostMsg::Run(chunk) = sample_chunk() else {
+    fn a_borrowed_run_encodes_as_the_owned_one_packed_or_not() {
+        let HostMsg::Run(mut chunk) = sample_chunk() else {
             unreachable!()
         };
-        let borrowed = RunRef {
-            chunk_id: chunk.chunk_id,
-            module: &chunk.module,
-            func: &chunk.func,
-            items: &chunk.items,
-            limits: &chunk.limits,
-            grants: &chunk.grants,
-            reuse_instance: chunk.reuse_instance,
+        let numbers: Vec<Values> = (0..5)
+            .map(|i| smallvec::smallvec![Value::S64(i), Value::F32(0.5)])
+            .collect();
+        let mixed = vec![numbers[0].clone(), smallvec::smallvec![Value::S64(1)]];
+        let Items::Values(general) = chunk.items.clone() else {
+            unreachable!()
         };
-        let (mut owned_bytes, mut borrowed_bytes) = (Vec::new(), Vec::new());
-        encode_frame(&HostMsg::Run(chunk.clone()), &mut owned_bytes).unwrap();
-        encode_frame(&borrowed, &mut borrowed_bytes).unwrap();
-        assert_eq!(owned_bytes, borrowed_bytes);
+        for (args, packs) in [(general, false), (numbers, true), (mixed, false)] {
+            chunk.items = match Packed::of(args.iter().map(|v| v.as_slice())) {
+                Some(packed) => Items::Packed(packed),
+                None => Items::Values(args.clone()),
+            };
+            assert_eq!(matches!(chunk.items, Items::Packed(_)), packs);
+            let borrowed = RunRef {
+                chunk_id: chunk.chunk_id,
+                module: &chunk.module,
+                func: &chunk.func,
+                items: Borrowed(&args),
+                limits: &chunk.limits,
+                grants: &chunk.grants,
+                reuse_instance: chunk.reuse_instance,
+            };
+            let (mut owned_bytes, mut borrowed_bytes) = (Vec::new(), Vec::new());
+            encode_frame(&HostMsg::Run(chunk.clone()), &mut owned_bytes).unwrap();
+            encode_frame(&borrowed, &mut borrowed_bytes).unwrap();
+            assert_eq!(owned_bytes, borrowed_bytes);
+        }
     }
 
     proptest! {

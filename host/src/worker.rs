@@ -21,9 +21,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::limits::EPOCH_TICK;
+use crate::values::{Value, Values};
 use crate::wire::{
-    self, Chunk, HostMsg, ItemOutcome, Metering, PROTOCOL_VERSION, RunFailure, WorkerMsg,
-    WorkerSettings,
+    self, Chunk, HostMsg, ItemOutcome, Items, Metering, PROTOCOL_VERSION, Packed, RunFailure,
+    WorkerMsg, WorkerSettings,
 };
 use cache::ModuleCache;
 
@@ -198,44 +199,179 @@ fn run_chunk<W: Write>(
     chunk: &Chunk,
     output: &Output<W>,
 ) -> anyhow::Result<()> {
+    let mut reply = Reply::new(chunk.chunk_id, chunk.items.len());
+    match &chunk.items {
+        Items::Values(items) => run_items(
+            cache,
+            chunk,
+            items.iter().map(|args| Ok(Args::Borrowed(args))),
+            &mut reply,
+            output,
+        ),
+        Items::Packed(packed) => run_items(
+            cache,
+            chunk,
+            packed.items().map(|args| args.map(Args::Owned)),
+            &mut reply,
+            output,
+        ),
+    }
+}
+
+/// One call's arguments: borrowed from the chunk, or unpacked from it.
+enum Args<'a> {
+    Borrowed(&'a [Value]),
+    Owned(Values),
+}
+
+impl std::ops::Deref for Args<'_> {
+    type Target = [Value];
+    fn deref(&self) -> &[Value] {
+        match self {
+            Args::Borrowed(args) => args,
+            Args::Owned(args) => args,
+        }
+    }
+}
+
+fn run_items<'a, W: Write>(
+    cache: &ModuleCache,
+    chunk: &Chunk,
+    items: impl Iterator<Item = Result<Args<'a>, String>>,
+    reply: &mut Reply,
+    output: &Output<W>,
+) -> anyhow::Result<()> {
     let compiled = cache.get(&chunk.module, Metering::for_limits(&chunk.limits));
     let runner = cache.runner();
     // The instance kept between items, when the task asked for reuse.
     let mut live = None;
-    let mut batch = Vec::new();
-    let mut first = 0;
-    let mut started = std::time::Instant::now();
-    for (i, args) in chunk.items.iter().enumerate() {
-        let outcome = match &compiled {
-            Ok(compiled) if chunk.reuse_instance => runner.run_in(
+    for args in items {
+        let outcome = match (&compiled, args) {
+            (Ok(compiled), Ok(args)) if chunk.reuse_instance => runner.run_in(
                 &mut live,
                 compiled,
                 &chunk.func,
-                args,
+                &args,
                 &chunk.limits,
                 &chunk.grants,
             ),
-            Ok(compiled) => runner.run(compiled, &chunk.func, args, &chunk.limits, &chunk.grants),
-            Err(reason) => ItemOutcome {
-                result: Err(RunFailure::Module(reason.clone())),
-                stdout: Vec::new(),
-                stderr: Vec::new(),
-            },
+            (Ok(compiled), Ok(args)) => {
+                runner.run(compiled, &chunk.func, &args, &chunk.limits, &chunk.grants)
+            }
+            (Err(reason), _) => ItemOutcome::failed(RunFailure::Module(reason.clone())),
+            (_, Err(reason)) => ItemOutcome::failed(RunFailure::BadInput(reason)),
         };
-        batch.push(outcome);
-        let last = i + 1 == chunk.items.len();
-        if last || batch.len() >= BATCH_ITEMS || started.elapsed() >= BATCH_WAIT {
-            let msg = WorkerMsg::Outcomes {
-                chunk_id: chunk.chunk_id,
-                first: first as u32,
-                outcomes: std::mem::take(&mut batch),
-            };
-            send(output, &msg, last)?;
-            first = i + 1;
-            started = std::time::Instant::now();
-        }
+        reply.add(outcome, output)?;
     }
     Ok(())
+}
+
+/// The outcomes of a chunk on their way to the host: gathered while items finish quickly,
+/// packed while they are numbers of the same kinds.
+struct Reply {
+    chunk_id: u64,
+    /// Items in the chunk, and how many have been reported or gathered.
+    len: usize,
+    done: usize,
+    /// The index of the first gathered outcome.
+    first: usize,
+    gathered: Gathered,
+    /// When the first gathered outcome was ready.
+    since: std::time::Instant,
+}
+
+enum Gathered {
+    Nothing,
+    Outcomes(Vec<ItemOutcome>),
+    Results(Packed),
+}
+
+impl Reply {
+    fn new(chunk_id: u64, len: usize) -> Self {
+        Reply {
+            chunk_id,
+            len,
+            done: 0,
+            first: 0,
+            gathered: Gathered::Nothing,
+            since: std::time::Instant::now(),
+        }
+    }
+
+    fn gathered_len(&self) -> usize {
+        self.done - self.first
+    }
+
+    /// Adds the next item's outcome; sends what is gathered when the chunk is done, when
+    /// [`BATCH_ITEMS`] are gathered, or when the oldest has waited [`BATCH_WAIT`].
+    fn add<W: Write>(&mut self, outcome: ItemOutcome, output: &Output<W>) -> anyhow::Result<()> {
+        let packable = match &outcome {
+            ItemOutcome {
+                result: Ok(results),
+                stdout,
+                stderr,
+            } if stdout.is_empty() && stderr.is_empty() => Some(results),
+            _ => None,
+        };
+        // A change of form ends the frame gathered so far.
+        let fits = match (&self.gathered, packable) {
+            (Gathered::Nothing, _) => true,
+            (Gathered::Results(packed), Some(results)) => packed.fits(results),
+            (Gathered::Outcomes(_), None) => true,
+            _ => false,
+        };
+        if !fits {
+            self.send(output, false)?;
+        }
+        if self.gathered_len() == 0 {
+            self.since = std::time::Instant::now();
+        }
+        self.gathered = match (
+            std::mem::replace(&mut self.gathered, Gathered::Nothing),
+            packable,
+        ) {
+            (Gathered::Results(mut packed), Some(results)) => {
+                packed.push(results);
+                Gathered::Results(packed)
+            }
+            (Gathered::Nothing, Some(results)) if let Some(mut packed) = Packed::start(results) => {
+                packed.push(results);
+                Gathered::Results(packed)
+            }
+            (Gathered::Outcomes(mut outcomes), _) => {
+                outcomes.push(outcome);
+                Gathered::Outcomes(outcomes)
+            }
+            _ => Gathered::Outcomes(vec![outcome]),
+        };
+        self.done += 1;
+        let last = self.done == self.len;
+        if last || self.gathered_len() >= BATCH_ITEMS || self.since.elapsed() >= BATCH_WAIT {
+            self.send(output, last)?;
+        }
+        Ok(())
+    }
+
+    /// Sends what is gathered as one frame (flushed to the pipe with `flush`).
+    fn send<W: Write>(&mut self, output: &Output<W>, flush: bool) -> anyhow::Result<()> {
+        let chunk_id = self.chunk_id;
+        let first = self.first as u32;
+        let msg = match std::mem::replace(&mut self.gathered, Gathered::Nothing) {
+            Gathered::Nothing => return Ok(()),
+            Gathered::Outcomes(outcomes) => WorkerMsg::Outcomes {
+                chunk_id,
+                first,
+                outcomes,
+            },
+            Gathered::Results(results) => WorkerMsg::Results {
+                chunk_id,
+                first,
+                results,
+            },
+        };
+        self.first = self.done;
+        send(output, &msg, flush)
+    }
 }
 
 /// The worker's clock: every [`EPOCH_TICK`] it advances the engine's epoch (which interrupts
@@ -342,7 +478,7 @@ mod tests {
             chunk_id: 1,
             module,
             func: func.into(),
-            items: items.into_iter().map(Into::into).collect(),
+            items: Items::Values(items.into_iter().map(Into::into).collect()),
             limits,
             grants: Grants::new(),
             reuse_instance: false,
@@ -357,14 +493,22 @@ mod tests {
         HostMsg::Run(chunk)
     }
 
-    fn outcomes(replies: &[WorkerMsg]) -> Vec<&ItemOutcome> {
+    /// Every item's outcome, from both kinds of frames, in order.
+    fn outcomes(replies: &[WorkerMsg]) -> Vec<ItemOutcome> {
         replies
             .iter()
-            .filter_map(|m| match m {
-                WorkerMsg::Outcomes { outcomes, .. } => Some(outcomes),
-                _ => None,
+            .flat_map(|m| match m {
+                WorkerMsg::Outcomes { outcomes, .. } => outcomes.clone(),
+                WorkerMsg::Results { results, .. } => results
+                    .items()
+                    .map(|values| ItemOutcome {
+                        result: Ok(values.unwrap()),
+                        stdout: Vec::new(),
+                        stderr: Vec::new(),
+                    })
+                    .collect(),
+                _ => Vec::new(),
             })
-            .flatten()
             .collect()
     }
 

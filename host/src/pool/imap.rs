@@ -105,7 +105,8 @@ impl<'a, R: DeserializeOwned> Imap<'a, R> {
             }
             self.submitted += chunk.len();
             let sink: Arc<dyn Sink> = self.sink.clone();
-            self.pool.enqueue(&self.task, chunk.into_iter(), sink, Gather::No);
+            self.pool
+                .enqueue(&self.task, chunk.into_iter(), sink, Gather::No);
         }
     }
 }

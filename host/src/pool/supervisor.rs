@@ -308,22 +308,37 @@ impl WorkerProcess {
                         return Err(Why::Overran);
                     }
                 }
-                match wire::read_frame::<WorkerMsg>(&mut self.stdout, &mut self.read_buf) {
+                let left = job.items.len() - next;
+                let outcomes = match wire::read_frame::<WorkerMsg>(
+                    &mut self.stdout,
+                    &mut self.read_buf,
+                ) {
                     Ok(Some(WorkerMsg::Outcomes {
                         chunk_id: id,
                         first,
                         outcomes,
-                    })) if id == chunk_id
-                        && first as usize == next
-                        && next + outcomes.len() <= job.items.len() =>
-                    {
-                        let waited = progress.elapsed() / outcomes.len().max(1) as u32;
-                        self.typical_wait = (self.typical_wait * 3 + waited) / 4;
-                        self.outcomes_seen += outcomes.len() as u64;
-                        let first = next;
-                        next += outcomes.len();
-                        deliver(first, outcomes);
-                        progress = Instant::now();
+                    })) if id == chunk_id && first as usize == next && outcomes.len() <= left => {
+                        outcomes
+                    }
+                    Ok(Some(WorkerMsg::Results {
+                        chunk_id: id,
+                        first,
+                        results,
+                    })) if id == chunk_id && first as usize == next && results.len() <= left => {
+                        results
+                            .items()
+                            .map(|values| {
+                                values.map(|values| ItemOutcome {
+                                    result: Ok(values),
+                                    stdout: Vec::new(),
+                                    stderr: Vec::new(),
+                                })
+                            })
+                            .collect::<Result<_, _>>()
+                            .map_err(|e| {
+                                log::error!(target: "wasmpool::pool", "worker {}: {e}", self.pid);
+                                Why::Crashed
+                            })?
                     }
                     Ok(other) => {
                         log::error!(target: "wasmpool::pool", "worker {}: unexpected reply {other:?}", self.pid);
@@ -333,7 +348,14 @@ impl WorkerProcess {
                         log::debug!(target: "wasmpool::pool", "worker {}: {e}", self.pid);
                         return Err(Why::Crashed);
                     }
-                }
+                };
+                let waited = progress.elapsed() / outcomes.len().max(1) as u32;
+                self.typical_wait = (self.typical_wait * 3 + waited) / 4;
+                self.outcomes_seen += outcomes.len() as u64;
+                let first = next;
+                next += outcomes.len();
+                deliver(first, outcomes);
+                progress = Instant::now();
             }
             Ok(())
         })();
@@ -459,7 +481,7 @@ struct ArgsOf<'a>(&'a [JobItem]);
 
 impl serde::Serialize for ArgsOf<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(|item| &item.args))
+        wire::Items::serialize_from(self.0.iter().map(|item| item.args.as_slice()), serializer)
     }
 }
 
