@@ -96,8 +96,12 @@ impl Job {
 
     /// Files the outcomes of the items from `first` on, in order: in one go when they all
     /// go to the job's own sink.
-    pub(crate) fn deliver_from(&self, first: usize, outcomes: impl Iterator<Item = Outcome>) {
-        let items = &self.items[first..];
+    pub(crate) fn deliver_from(
+        &self,
+        first: usize,
+        outcomes: impl ExactSizeIterator<Item = Outcome>,
+    ) {
+        let items = &self.items[first..first + outcomes.len()];
         match &self.sink {
             Some(sink) if items.iter().all(|item| item.sink.is_none()) => {
                 sink.deliver_all(&mut items.iter().zip(outcomes).map(|(i, o)| (i.index, o)));
