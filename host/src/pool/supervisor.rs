@@ -257,8 +257,8 @@ impl WorkerProcess {
     /// Sends one job's items as a chunk (loading its module first if this worker has not
     /// seen it). The worker runs chunks in the order they were sent.
     pub(crate) fn send(&mut self, job: &Job, chunk_id: u64) -> Result<(), Interrupted> {
-        self.send_chunk(job, chunk_id, false)
-            .map(drop)
+        self.send_chunk(job, chunk_id, None)
+            .and_then(|_| self.flush())
             .map_err(|why| Interrupted {
                 at: 0,
                 why,
@@ -366,12 +366,18 @@ impl WorkerProcess {
         })
     }
 
-    /// Sends the job as a chunk (after its module, if needed). With `fits_pipe`, only if the
-    /// frame fits in the pipe at once, and says whether it did: a write that blocked while the
-    /// worker blocks writing outcomes the host is not reading would deadlock both.
-    fn send_chunk(&mut self, job: &Job, chunk_id: u64, fits_pipe: bool) -> Result<bool, Why> {
+    /// Writes the job as a chunk (after its module, if needed), without flushing it. With
+    /// `room`, only if its frame takes at most that many bytes: ahead of its turn, a write
+    /// that blocked while the worker blocks writing outcomes the host is not reading would
+    /// deadlock both. The frame's size, or `None` if it did not fit.
+    fn send_chunk(
+        &mut self,
+        job: &Job,
+        chunk_id: u64,
+        room: Option<usize>,
+    ) -> Result<Option<usize>, Why> {
         let module = job.task.module();
-        let result = (|| -> Result<bool, WireError> {
+        let result = (|| -> Result<Option<usize>, WireError> {
             let metering = Metering::for_limits(&job.limits);
             if !self.loaded.contains(&(module.id(), metering)) {
                 // The host's compiled code when it has it; the worker compiles otherwise.
@@ -410,14 +416,18 @@ impl WorkerProcess {
                 reuse_instance: job.task.reuses_instance() && job.gather == Gather::No,
             };
             wire::encode_frame(&chunk, &mut self.write_buf)?;
-            if fits_pipe && self.write_buf.len() > self.pipe_capacity / 2 {
-                return Ok(false);
+            if room.is_some_and(|room| self.write_buf.len() > room) {
+                return Ok(None);
             }
             self.stdin.write_all(&self.write_buf)?;
-            self.stdin.flush()?;
-            Ok(true)
+            Ok(Some(self.write_buf.len()))
         })();
         result.map_err(|_| Why::Crashed)
+    }
+
+    /// Sends what was written to the worker.
+    fn flush(&mut self) -> Result<(), Why> {
+        self.stdin.flush().map_err(|_| Why::Crashed)
     }
 
     /// Clears the pid slot before the child is reaped, so nobody signals a recycled pid; a
@@ -523,7 +533,13 @@ pub(crate) fn wait_readable(fd: &impl AsRawFd, timeout: Duration) -> bool {
 struct Held {
     job: Job,
     sent: Option<u64>,
+    /// The size of its frame, when it was sent ahead of its turn.
+    ahead_bytes: usize,
 }
+
+/// How many chunks a driver sends ahead of the running one, at most: enough for the worker
+/// to go on through a driver's wake-up (tens of microseconds) when items take a few.
+const MAX_AHEAD: usize = 8;
 
 /// A driver thread's life: start a worker, then run jobs from the queue on it, replacing it
 /// whenever it dies or has run its quota of tasks, until the queue is closed and empty or the
@@ -563,7 +579,11 @@ pub(crate) fn drive(
             match shared.next_job() {
                 Some(job) => {
                     if let Some(job) = prepare(&shared, job) {
-                        held.push_back(Held { job, sent: None });
+                        held.push_back(Held {
+                            job,
+                            sent: None,
+                            ahead_bytes: 0,
+                        });
                     }
                     continue;
                 }
@@ -581,7 +601,7 @@ pub(crate) fn drive(
             }
         };
         let result = sent.and_then(|id| {
-            if held.len() == 1 && shared.max_tasks_per_worker.is_none() && worker.is_quick() {
+            if shared.max_tasks_per_worker.is_none() && worker.is_quick() {
                 send_ahead(&shared, &mut worker, &mut held);
             }
             let job = &held.front().expect("not empty").job;
@@ -619,6 +639,7 @@ pub(crate) fn drive(
                 // The worker is gone: nothing held was sent to the next one.
                 for h in held.iter_mut() {
                     h.sent = None;
+                    h.ahead_bytes = 0;
                 }
                 let front = held.front_mut().expect("not empty");
                 if !settle(&shared, &mut front.job, stop, worker.pid()) {
@@ -671,25 +692,49 @@ fn prepare(shared: &Shared, mut job: Job) -> Option<Job> {
     (!job.items.is_empty()).then_some(job)
 }
 
-/// Takes a second job from the queue, if it is deep enough, and sends it behind the running
-/// one when the worker has its module (otherwise it is sent when its turn comes).
+/// Takes more jobs from the queue while it is deep enough, up to [`MAX_AHEAD`] behind the
+/// running one, and sends them behind it in one write, as long as the worker has their module
+/// and all that is ahead fits in half the pipe. The first job that cannot be sent now stays
+/// held, unsent, with none behind it: chunks are sent in the order they are collected.
 fn send_ahead(shared: &Shared, worker: &mut WorkerProcess, held: &mut VecDeque<Held>) {
-    let Some(job) = shared
-        .queue
-        .next_ahead(shared.workers)
-        .and_then(|job| prepare(shared, job))
-    else {
+    if held.back().is_some_and(|h| h.sent.is_none()) {
         return;
-    };
-    let mut ahead = Held { job, sent: None };
-    if worker.has_loaded(&ahead.job) {
-        let id = shared.next_chunk_id();
-        // A failed send means the worker died: collecting the running chunk will tell.
-        if let Ok(true) = worker.send_chunk(&ahead.job, id, true) {
-            ahead.sent = Some(id);
+    }
+    let mut in_pipe: usize = held.iter().map(|h| h.ahead_bytes).sum();
+    let mut wrote = false;
+    while held.len() <= MAX_AHEAD {
+        let Some(job) = shared
+            .queue
+            .next_ahead(shared.workers)
+            .and_then(|job| prepare(shared, job))
+        else {
+            break;
+        };
+        let mut ahead = Held {
+            job,
+            sent: None,
+            ahead_bytes: 0,
+        };
+        let room = (worker.pipe_capacity / 2).saturating_sub(in_pipe);
+        if worker.has_loaded(&ahead.job) {
+            let id = shared.next_chunk_id();
+            // A failed send means the worker died: collecting the running chunk will tell.
+            if let Ok(Some(bytes)) = worker.send_chunk(&ahead.job, id, Some(room)) {
+                ahead.sent = Some(id);
+                ahead.ahead_bytes = bytes;
+                in_pipe += bytes;
+                wrote = true;
+            }
+        }
+        let sent = ahead.sent.is_some();
+        held.push_back(ahead);
+        if !sent {
+            break;
         }
     }
-    held.push_back(ahead);
+    if wrote {
+        let _ = worker.flush();
+    }
 }
 
 /// Settles the item an interrupted chunk was running (a timeout, a crash, or a retry) and
