@@ -87,8 +87,11 @@ impl JobQueue {
     /// behind it folded in (up to a fair share of the queued items); `None` once the queue is
     /// closed and empty.
     pub(crate) fn next(&self, drivers: usize) -> Option<Job> {
-        self.spinning.fetch_add(1, Ordering::AcqRel);
-        crate::spin::spin_until(|| self.queued.load(Ordering::Acquire) > 0);
+        // One spinning driver is enough to catch the next job; a second would only take a
+        // core from the workers and the caller.
+        if self.spinning.fetch_add(1, Ordering::AcqRel) == 0 {
+            crate::spin::spin_until(|| self.queued.load(Ordering::Acquire) > 0);
+        }
         let mut state = self.lock();
         self.spinning.fetch_sub(1, Ordering::AcqRel);
         loop {
