@@ -540,6 +540,9 @@ struct Held {
 /// How many chunks a driver sends ahead of the running one, at most: enough for the worker
 /// to go on through a driver's wake-up (tens of microseconds) when items take a few.
 const MAX_AHEAD: usize = 8;
+/// About how much work a driver sends ahead beyond the first chunk: enough to cover a
+/// wake-up, little enough that the last chunks still spread over the workers.
+const AHEAD_WORK: Duration = Duration::from_micros(200);
 
 /// A driver thread's life: start a worker, then run jobs from the queue on it, replacing it
 /// whenever it dies or has run its quota of tasks, until the queue is closed and empty or the
@@ -692,17 +695,20 @@ fn prepare(shared: &Shared, mut job: Job) -> Option<Job> {
     (!job.items.is_empty()).then_some(job)
 }
 
-/// Takes more jobs from the queue while it is deep enough, up to [`MAX_AHEAD`] behind the
-/// running one, and sends them behind it in one write, as long as the worker has their module
-/// and all that is ahead fits in half the pipe. The first job that cannot be sent now stays
+/// Takes more jobs from the queue while it is deep enough, and sends them behind the running
+/// one in one write: one chunk, then more while what is ahead is less than [`AHEAD_WORK`]
+/// (by the worker's recent pace), up to [`MAX_AHEAD`] chunks, as long as the worker has their
+/// module and all that is ahead fits in half the pipe. The first job that cannot be sent now stays
 /// held, unsent, with none behind it: chunks are sent in the order they are collected.
 fn send_ahead(shared: &Shared, worker: &mut WorkerProcess, held: &mut VecDeque<Held>) {
     if held.back().is_some_and(|h| h.sent.is_none()) {
         return;
     }
     let mut in_pipe: usize = held.iter().map(|h| h.ahead_bytes).sum();
+    let items_ahead: usize = held.iter().skip(1).map(|h| h.job.items.len()).sum();
+    let mut work_ahead = worker.typical_wait.saturating_mul(items_ahead as u32);
     let mut wrote = false;
-    while held.len() <= MAX_AHEAD {
+    while held.len() == 1 || (held.len() <= MAX_AHEAD && work_ahead < AHEAD_WORK) {
         let Some(job) = shared
             .queue
             .next_ahead(shared.workers)
@@ -723,6 +729,9 @@ fn send_ahead(shared: &Shared, worker: &mut WorkerProcess, held: &mut VecDeque<H
                 ahead.sent = Some(id);
                 ahead.ahead_bytes = bytes;
                 in_pipe += bytes;
+                work_ahead += worker
+                    .typical_wait
+                    .saturating_mul(ahead.job.items.len() as u32);
                 wrote = true;
             }
         }
