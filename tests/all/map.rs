@@ -2,6 +2,8 @@
 
 use wasmpool::builtin::{POWER, PRIMES, SQUARE};
 
+use std::sync::Arc;
+
 use crate::support::{pool, task};
 
 #[test]
@@ -160,5 +162,73 @@ fn instance_reuse_is_per_chunk_and_never_across_submissions() {
             .iter()
             .enumerate()
             .all(|(i, &s)| s == (i * i) as i64)
+    );
+}
+
+/// Numbers of every core kind, and calls that print or trap amid calls that do not, in one
+/// chunk: the worker switches between packed results and full outcomes as it goes, and every
+/// item still gets its own outcome, in order.
+#[test]
+fn packed_numbers_and_full_outcomes_interleave_in_one_chunk() {
+    let wat = r#"(module
+        (import "wasi_snapshot_preview1" "fd_write"
+            (func $fd_write (param i32 i32 i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (data (i32.const 16) "odd\n")
+        (func (export "mix") (param i32 i64 f32 f64) (result f64)
+            ;; Prints for odd x, traps for x = 7 or 8 (a division by zero).
+            (if (i32.and (local.get 0) (i32.const 1))
+                (then
+                    (i32.store (i32.const 0) (i32.const 16))
+                    (i32.store (i32.const 4) (i32.const 4))
+                    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
+            (drop (i32.div_s (i32.const 1) (i32.sub (i32.const 1) (i32.shr_u (local.get 0) (i32.const 3)))))
+            (f64.add
+                (f64.add (f64.convert_i32_s (local.get 0)) (f64.convert_i64_s (local.get 1)))
+                (f64.add (f64.promote_f32 (local.get 2)) (local.get 3)))))"#;
+    let mix = wasmpool::Module::from_bytes(wat)
+        .unwrap()
+        .task("mix")
+        .unwrap();
+    let printed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&printed);
+    let pool = wasmpool::Pool::builder()
+        .workers(2)
+        .chunksize(12)
+        .on_output(move |out| seen.lock().unwrap().push((out.task, out.text.to_string())))
+        .build()
+        .unwrap();
+    let items: Vec<(i32, i64, f32, f64)> = (0..12)
+        .map(|x| (x, -10 * x as i64, 0.5, f64::from(x) / 4.0))
+        .collect();
+    for reuse in [false, true] {
+        let task = if reuse {
+            mix.clone().with_instance_reuse()
+        } else {
+            mix.clone()
+        };
+        let outcomes = pool.starmap_async::<_, f64>(&task, &items).results();
+        for (x, outcome) in outcomes.iter().enumerate() {
+            let (a, b, c, d) = items[x];
+            match x {
+                // x >> 3 == 1 makes the divisor zero.
+                8..=11 => assert!(
+                    matches!(outcome, Err(wasmpool::TaskError::Trap { .. })),
+                    "{x}: {outcome:?}"
+                ),
+                _ => assert_eq!(
+                    outcome.as_ref().ok(),
+                    Some(&(f64::from(a) + b as f64 + f64::from(c) + d)),
+                    "{x}"
+                ),
+            }
+        }
+    }
+    // Each odd x printed once per run, and only those.
+    let printed = printed.lock().unwrap();
+    assert_eq!(printed.len(), 12, "{printed:?}");
+    assert!(
+        printed.iter().all(|(_, text)| text == "odd\n"),
+        "{printed:?}"
     );
 }

@@ -231,6 +231,20 @@ mod tests {
         assert_eq!(packed.items().count(), 3);
     }
 
+    proptest::proptest! {
+        /// A pack from garbage (a hostile worker's results frame) decodes to items or errors,
+        /// never a panic.
+        #[test]
+        fn garbage_packs_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            if let Ok(packed) = postcard::from_bytes::<Packed>(&bytes) {
+                // The host reads no more items than the chunk holds.
+                for item in packed.items().take(1000) {
+                    let _ = item;
+                }
+            }
+        }
+    }
+
     #[test]
     fn inconsistent_packs_are_errors_not_panics() {
         let mut packed = Packed::of(std::iter::once([Value::Char('a')].as_slice())).unwrap();
