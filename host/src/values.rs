@@ -1,9 +1,11 @@
 //! Values that cross the pipe, the WIT types that check them, and their JSON forms.
 //!
-//! A caller's arguments travel as JSON (from serde on the Rust side, from the command line on
+//! A caller's arguments come as JSON (from serde on the Rust side, from the command line on
 //! the CLI side). On the host, where the export's [`Signature`] is known, [`args_from_json`]
 //! checks them against the WIT types and turns them into [`Value`]s; a wrong count or a wrong
-//! type is an error naming the parameter and the expected type, before anything is sent. The
+//! type is an error naming the parameter and the expected type, before anything is sent.
+//! Flat Rust arguments (numbers, strings, tuples of them) skip the JSON tree but not the
+//! checks ([`args_from_serialize`], in `direct`). The
 //! worker turns `Value`s into wasmtime values structurally. Results come back as `Value`s and
 //! become JSON again: [`to_json`] keeps WIT names (for the CLI), [`to_rust_json`] renames them
 //! to serde's defaults (snake_case fields, UpperCamelCase variants, `Ok`/`Err`) for Rust types.

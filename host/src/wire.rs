@@ -6,6 +6,10 @@
 //! host sends [`HostMsg::Hello`] with [`PROTOCOL_VERSION`]; the worker answers
 //! [`WorkerMsg::Ready`], or [`WorkerMsg::Refused`] and exits when the versions differ.
 //!
+//! Numbers take a shortcut: a chunk whose arguments are all numbers of the same kinds, and a
+//! run of results that are, travel packed ([`Packed`]: eight bytes a number, one copy a frame)
+//! instead of as [`Value`]s one by one.
+//!
 //! Because a worker speaks only this protocol on its stdin and stdout, it can as well be
 //! reached through ssh or a batch scheduler: the transport is any byte pipe.
 
