@@ -148,14 +148,12 @@ impl Packed {
                 return Err("a packed chunk whose size does not match its count".to_string());
             }
             let words = &self.words.0[i * arity * 8..(i + 1) * arity * 8];
-            words
-                .chunks_exact(8)
-                .zip(&self.kinds)
-                .map(|(bytes, &kind)| {
-                    let word = u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
-                    unpack(kind, word)
-                })
-                .collect()
+            let mut values = Values::new();
+            for (bytes, &kind) in words.chunks_exact(8).zip(&self.kinds) {
+                let word = u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
+                values.push(unpack(kind, word)?);
+            }
+            Ok(values)
         })
     }
 }
