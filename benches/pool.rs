@@ -3,7 +3,7 @@
 //! run, printing each figure and the ratio to the peer. Machines are noisy: only ratios
 //! measured side by side here mean anything.
 //!
-//! Run: `cargo bench --bench pool` (about two minutes; add `-- --no-python` to skip the
+//! Run: `cargo bench --bench pool` (about four minutes; add `-- --no-python` to skip the
 //! Python peer, whose run takes about 70 s).
 //!
 //! Besides the end-to-end figures it reports where a task's time goes: the cost of a fresh
@@ -18,7 +18,7 @@ use wasmpool::builtin::{PRIMES, SQUARE};
 use wasmpool::{Module, Pool, TaskFuture, as_completed};
 
 const WORKERS: usize = 2;
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 
 fn median(mut f: impl FnMut()) -> Duration {
     let mut times: Vec<Duration> = (0..RUNS)
