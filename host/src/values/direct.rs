@@ -248,45 +248,29 @@ impl ser::Serializer for Element {
     }
 }
 
-impl Elements {
-    fn push<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), NotFlat> {
-        self.0.push(value.serialize(Element)?);
-        Ok(())
-    }
+/// The three ways serde spells "a sequence": each adds an [`Element`] and ends in a
+/// [`Flat::Seq`].
+macro_rules! elements_as {
+    ($($trait:ident :: $method:ident),*) => {$(
+        impl ser::$trait for Elements {
+            type Ok = Flat;
+            type Error = NotFlat;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), NotFlat> {
+                self.0.push(value.serialize(Element)?);
+                Ok(())
+            }
+            fn end(self) -> Result<Flat, NotFlat> {
+                Ok(Flat::Seq(self.0))
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeSeq for Elements {
-    type Ok = Flat;
-    type Error = NotFlat;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), NotFlat> {
-        self.push(value)
-    }
-    fn end(self) -> Result<Flat, NotFlat> {
-        Ok(Flat::Seq(self.0))
-    }
-}
-
-impl ser::SerializeTuple for Elements {
-    type Ok = Flat;
-    type Error = NotFlat;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), NotFlat> {
-        self.push(value)
-    }
-    fn end(self) -> Result<Flat, NotFlat> {
-        Ok(Flat::Seq(self.0))
-    }
-}
-
-impl ser::SerializeTupleStruct for Elements {
-    type Ok = Flat;
-    type Error = NotFlat;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), NotFlat> {
-        self.push(value)
-    }
-    fn end(self) -> Result<Flat, NotFlat> {
-        Ok(Flat::Seq(self.0))
-    }
-}
+elements_as!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field
+);
 
 #[cfg(test)]
 mod tests {
