@@ -110,11 +110,13 @@ impl JobQueue {
         }
     }
 
-    /// A job to send ahead to a busy driver's worker, so that it never waits for the host
-    /// between chunks; only when at least one job per driver is queued, so that no idle
-    /// driver is left without work by it.
-    pub(crate) fn next_ahead(&self, drivers: usize) -> Option<Job> {
-        if self.queued.load(Ordering::Acquire) < drivers.max(1) {
+    /// A job to send ahead to a busy driver's worker that already holds `holding` jobs, so
+    /// that it never waits for the host between chunks; only while at least `holding` jobs
+    /// per driver are queued, so that no driver takes more than its share of the queue (a
+    /// driver's idea of how quick its items are comes from earlier items, which can mislead
+    /// it), and no idle driver is left without work.
+    pub(crate) fn next_ahead(&self, drivers: usize, holding: usize) -> Option<Job> {
+        if self.queued.load(Ordering::Acquire) < drivers.max(1) * holding.max(1) {
             return None;
         }
         let mut state = self.lock();
@@ -224,5 +226,23 @@ mod tests {
         queue.close();
         assert!(queue.push(job(&square, 1, Gather::Yes, &grants)).is_err());
         assert!(queue.next(2).is_none());
+    }
+
+    #[test]
+    fn a_driver_takes_ahead_only_its_share_of_the_queue() {
+        let module = Module::from_bytes(crate::builtin::SQUARE.wasm).unwrap();
+        let slow = module.task("slow-square").unwrap();
+        let grants = Arc::new(Grants::new());
+        let queue = JobQueue::new();
+        for _ in 0..7 {
+            assert!(queue.push(job(&slow, 1, Gather::No, &grants)).is_ok());
+        }
+        // Four drivers: one holding a job may take a second while four are queued per
+        // driver's one...
+        assert!(queue.next_ahead(4, 1).is_some());
+        // ...but a third only while eight are: six are left, for the other three drivers.
+        assert!(queue.next_ahead(4, 2).is_none());
+        assert_eq!(queue.queued.load(Ordering::Acquire), 6);
+        assert!(queue.next_ahead(2, 3).is_some());
     }
 }

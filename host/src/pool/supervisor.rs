@@ -695,8 +695,9 @@ fn prepare(shared: &Shared, mut job: Job) -> Option<Job> {
     (!job.items.is_empty()).then_some(job)
 }
 
-/// Takes more jobs from the queue while it is deep enough, and sends them behind the running
-/// one in one write: one chunk, then more while what is ahead is less than [`AHEAD_WORK`]
+/// Takes more jobs from the queue while it holds at least as many per driver as this driver
+/// holds (see [`super::queue::JobQueue::next_ahead`]), and sends them behind the running one
+/// in one write: one chunk, then more while what is ahead is less than [`AHEAD_WORK`]
 /// (by the worker's recent pace), up to [`MAX_AHEAD`] chunks, as long as the worker has their
 /// module and all that is ahead fits in half the pipe. The first job that cannot be sent now stays
 /// held, unsent, with none behind it: chunks are sent in the order they are collected.
@@ -711,7 +712,7 @@ fn send_ahead(shared: &Shared, worker: &mut WorkerProcess, held: &mut VecDeque<H
     while held.len() == 1 || (held.len() <= MAX_AHEAD && work_ahead < AHEAD_WORK) {
         let Some(job) = shared
             .queue
-            .next_ahead(shared.workers)
+            .next_ahead(shared.workers, held.len())
             .and_then(|job| prepare(shared, job))
         else {
             break;
