@@ -312,7 +312,7 @@ impl Reply {
     /// Adds the next item's outcome; sends what is gathered when the chunk is done, when
     /// [`BATCH_ITEMS`] are gathered, or when the oldest has waited [`BATCH_WAIT`].
     fn add<W: Write>(&mut self, outcome: ItemOutcome, output: &Output<W>) -> anyhow::Result<()> {
-        let packable = match &outcome {
+        let results = match &outcome {
             ItemOutcome {
                 result: Ok(results),
                 stdout,
@@ -320,37 +320,29 @@ impl Reply {
             } if stdout.is_empty() && stderr.is_empty() => Some(results),
             _ => None,
         };
-        // A change of form ends the frame gathered so far.
-        let fits = match (&self.gathered, packable) {
-            (Gathered::Nothing, _) => true,
-            (Gathered::Results(packed), Some(results)) => packed.fits(results),
-            (Gathered::Outcomes(_), None) => true,
+        // Into the packed frame being gathered, if the results are of its kinds.
+        let packed_in = match (&mut self.gathered, results) {
+            (Gathered::Results(packed), Some(results)) => packed.push(results),
             _ => false,
         };
-        if !fits {
-            self.send(output, false)?;
-        }
-        if self.gathered_len() == 0 {
-            self.since = std::time::Instant::now();
-        }
-        self.gathered = match (
-            std::mem::replace(&mut self.gathered, Gathered::Nothing),
-            packable,
-        ) {
-            (Gathered::Results(mut packed), Some(results)) => {
+        if !packed_in {
+            let packed = results.and_then(|results| {
+                let mut packed = Packed::start(results)?;
                 packed.push(results);
-                Gathered::Results(packed)
-            }
-            (Gathered::Nothing, Some(results)) if let Some(mut packed) = Packed::start(results) => {
-                packed.push(results);
-                Gathered::Results(packed)
-            }
-            (Gathered::Outcomes(mut outcomes), _) => {
+                Some(packed)
+            });
+            if let (None, Gathered::Outcomes(outcomes)) = (&packed, &mut self.gathered) {
                 outcomes.push(outcome);
-                Gathered::Outcomes(outcomes)
+            } else {
+                // A change of form ends the frame gathered so far, and starts the next.
+                self.send(output, false)?;
+                self.since = std::time::Instant::now();
+                self.gathered = match packed {
+                    Some(packed) => Gathered::Results(packed),
+                    None => Gathered::Outcomes(vec![outcome]),
+                };
             }
-            _ => Gathered::Outcomes(vec![outcome]),
-        };
+        }
         self.done += 1;
         let last = self.done == self.len;
         if last || self.gathered_len() >= BATCH_ITEMS || self.since.elapsed() >= BATCH_WAIT {

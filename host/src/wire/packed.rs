@@ -124,15 +124,6 @@ impl Packed {
         true
     }
 
-    /// Whether an item of these values would fit this pack.
-    pub(crate) fn fits(&self, values: &[Value]) -> bool {
-        values.len() == self.kinds.len()
-            && values
-                .iter()
-                .zip(&self.kinds)
-                .all(|(v, &kind)| pack(v).is_some_and(|(k, _)| k == kind))
-    }
-
     /// How many items.
     pub(crate) fn len(&self) -> usize {
         self.count as usize
@@ -216,7 +207,7 @@ mod tests {
         let items: Vec<Values> = back.items().collect::<Result<_, _>>().unwrap();
         // NaN is not equal to itself: compare the debug forms.
         assert_eq!(format!("{:?}", items[1].as_slice()), format!("{item:?}"));
-        assert!(!back.fits(&other));
+        assert!(!back.clone().push(&other));
         assert!(Packed::of([item.as_slice(), other.as_slice()].into_iter()).is_none());
         let text = [Value::String("x".into())];
         assert!(Packed::of(std::iter::once(text.as_slice())).is_none());
