@@ -298,9 +298,10 @@ impl Shared {
         self.chunk_ids.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The next job for a driver; `None` once the pool is closed and the queue drained.
-    pub(crate) fn next_job(&self) -> Option<Job> {
-        self.queue.next(self.workers)
+    /// The next job for a driver that took `turn` to spin for it; `None` once the pool is
+    /// closed and the queue drained.
+    pub(crate) fn next_job(&self, turn: queue::SpinTurn<'_>) -> Option<Job> {
+        self.queue.next(self.workers, turn)
     }
 }
 

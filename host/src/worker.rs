@@ -8,11 +8,14 @@
 //! the same loop explicitly, for workers reached through ssh or a batch scheduler.
 //!
 //! The loop: handshake, then read a frame, act, reply; modules are compiled once and kept in
-//! [`cache::ModuleCache`]; each call runs in a fresh store and instance ([`runner`]).
+//! [`cache::ModuleCache`]; each call runs in a fresh store and instance ([`runner`]), made
+//! ahead of time while the worker waits when it can be ([`spare`]).
 
 pub(crate) mod cache;
 mod capture;
 pub(crate) mod runner;
+mod sandbox;
+mod spare;
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -27,6 +30,7 @@ use crate::wire::{
     WorkerMsg, WorkerSettings,
 };
 use cache::ModuleCache;
+use spare::Spare;
 
 /// Set in a child's environment to make it a worker.
 pub(crate) const WORKER_ENV: &str = "WASMPOOL_WORKER";
@@ -105,10 +109,32 @@ fn fd_of(file: &File) -> i32 {
 /// sees progress within a tick even while the next task runs long.
 pub(crate) type Output<W> = Arc<Mutex<BufWriter<W>>>;
 
+/// The stream a worker reads its frames from, which can tell whether more bytes are already
+/// waiting: a worker with nothing to read uses the pause to make its next instance ([`spare`]).
+pub(crate) trait Input: Read {
+    /// Whether bytes are waiting to be read, buffered or in the pipe.
+    fn has_pending(&self) -> bool;
+}
+
+impl Input for BufReader<crate::spin::SpinRead<File>> {
+    fn has_pending(&self) -> bool {
+        !self.buffer().is_empty() || crate::spin::readable_now(&self.get_ref().0)
+    }
+}
+
+/// In memory (the unit tests), every frame boundary counts as a pause, so that the tests run
+/// each chunk after the first on an instance made ahead when one qualifies.
+#[cfg(test)]
+impl Input for &[u8] {
+    fn has_pending(&self) -> bool {
+        false
+    }
+}
+
 /// The whole conversation over any pair of byte streams (the unit tests use memory buffers).
 #[cfg(test)]
 pub(crate) fn serve<W: Write + Send + 'static>(
-    input: &mut impl Read,
+    input: &mut impl Input,
     output: &Output<W>,
 ) -> anyhow::Result<()> {
     match handshake(input, output)? {
@@ -159,7 +185,7 @@ fn handshake<W: Write>(
 /// The receive-run-reply loop, after the handshake.
 fn session<W: Write + Send + 'static>(
     settings: WorkerSettings,
-    input: &mut impl Read,
+    input: &mut impl Input,
     output: &Output<W>,
 ) -> anyhow::Result<()> {
     let mut cache = ModuleCache::new(settings)?;
@@ -167,8 +193,12 @@ fn session<W: Write + Send + 'static>(
     if settings.lock_down {
         crate::walls::lock_down(settings.allow_files)?;
     }
+    let mut spare = Spare::default();
     let mut buf = Vec::new();
     loop {
+        if !input.has_pending() {
+            spare.prepare(&cache);
+        }
         match wire::read_frame::<HostMsg>(input, &mut buf)? {
             None | Some(HostMsg::Shutdown) => return Ok(()),
             Some(HostMsg::Load {
@@ -180,7 +210,7 @@ fn session<W: Write + Send + 'static>(
                 cache.load(id, kind, &code, metering);
                 send(output, &WorkerMsg::Loaded { id }, true)?;
             }
-            Some(HostMsg::Run(chunk)) => run_chunk(&cache, &chunk, output)?,
+            Some(HostMsg::Run(chunk)) => run_chunk(&cache, &chunk, output, &mut spare)?,
             Some(HostMsg::Hello { .. }) => {
                 anyhow::bail!("a second Hello in the middle of the session")
             }
@@ -198,24 +228,30 @@ fn run_chunk<W: Write>(
     cache: &ModuleCache,
     chunk: &Chunk,
     output: &Output<W>,
+    spare: &mut Spare,
 ) -> anyhow::Result<()> {
     let mut reply = Reply::new(chunk.chunk_id, chunk.items.len());
-    match &chunk.items {
+    let ahead = spare.take(chunk);
+    let made_in = match &chunk.items {
         Items::Values(items) => run_items(
             cache,
             chunk,
             items.iter().map(|args| Ok(Args::Borrowed(args))),
+            ahead,
             &mut reply,
             output,
-        ),
+        )?,
         Items::Packed(packed) => run_items(
             cache,
             chunk,
             packed.items().map(|args| args.map(Args::Owned)),
+            ahead,
             &mut reply,
             output,
-        ),
-    }
+        )?,
+    };
+    spare.expect(chunk, made_in);
+    Ok(())
 }
 
 /// One call's arguments: borrowed from the chunk, or unpacked from it.
@@ -234,17 +270,21 @@ impl std::ops::Deref for Args<'_> {
     }
 }
 
+/// Runs the items, the first in `ahead` if an instance was made for it in advance; how long
+/// the last instance took to make (`None` if none was left, as after a failed call).
 fn run_items<'a, W: Write>(
     cache: &ModuleCache,
     chunk: &Chunk,
     items: impl Iterator<Item = Result<Args<'a>, String>>,
+    mut ahead: Option<runner::Live>,
     reply: &mut Reply,
     output: &Output<W>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<std::time::Duration>> {
     let compiled = cache.get(&chunk.module, Metering::for_limits(&chunk.limits));
     let runner = cache.runner();
     // The instance kept between items, when the task asked for reuse.
     let mut live = None;
+    let mut made_in = None;
     for args in items {
         // Without reuse, each item gets a fresh instance, dropped only once its outcome is on
         // its way: tearing an instance down (resetting its memory) takes a few microseconds
@@ -255,6 +295,9 @@ fn run_items<'a, W: Write>(
         } else {
             &mut fresh
         };
+        if slot.is_none() {
+            *slot = ahead.take();
+        }
         let outcome = match (&compiled, args) {
             (Ok(compiled), Ok(args)) => runner.run_in(
                 slot,
@@ -267,10 +310,11 @@ fn run_items<'a, W: Write>(
             (Err(reason), _) => ItemOutcome::failed(RunFailure::Module(reason.clone())),
             (_, Err(reason)) => ItemOutcome::failed(RunFailure::BadInput(reason)),
         };
+        made_in = slot.as_ref().map(runner::Live::made_in);
         reply.add(outcome, output)?;
         drop(fresh);
     }
-    Ok(())
+    Ok(made_in)
 }
 
 /// The outcomes of a chunk on their way to the host: gathered while items finish quickly,

@@ -17,14 +17,38 @@ use super::scheduler::Job;
 /// The most items a driver gathers from separate jobs into one chunk.
 const MAX_GATHERED_ITEMS: usize = 1024;
 
+/// A driver's turn to spin for the next job (see [`JobQueue::next`]). From the moment it is
+/// taken, the queue counts its driver as looking for work: a job pushed meanwhile wakes no
+/// sleeper, as this driver is on its way.
+pub(crate) struct SpinTurn<'a> {
+    queue: &'a JobQueue,
+    turn: usize,
+}
+
+impl std::fmt::Debug for SpinTurn<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SpinTurn").field(&self.turn).finish()
+    }
+}
+
+impl Drop for SpinTurn<'_> {
+    fn drop(&mut self) {
+        self.queue.spinning.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 pub(crate) struct JobQueue {
     state: Mutex<State>,
     available: Condvar,
     /// Jobs in the queue, readable without the lock, for spinning.
     queued: AtomicUsize,
-    /// Drivers spinning for a job: while one is, a new job needs no wake-up (waking a
-    /// sleeper too would only put a second thread on the cores to find nothing).
+    /// Drivers spinning for a job, or about to (holding a [`SpinTurn`]): while one is, a new
+    /// job needs no wake-up (waking a sleeper too would only put a second thread on the cores
+    /// to find nothing).
     spinning: AtomicUsize,
+    /// Bumped by each driver that goes idle: only the driver that went idle last spins (see
+    /// [`JobQueue::next`]).
+    spin_turn: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -44,6 +68,7 @@ impl JobQueue {
             available: Condvar::new(),
             queued: AtomicUsize::new(0),
             spinning: AtomicUsize::new(0),
+            spin_turn: AtomicUsize::new(0),
         }
     }
 
@@ -83,17 +108,38 @@ impl JobQueue {
         state.jobs.drain(..).collect()
     }
 
+    /// Takes the turn to spin for the next job (see [`JobQueue::next`]), for a driver about
+    /// to go idle: it takes it before it hands out its last outcome, because the caller who
+    /// gets that outcome may submit the next task at once.
+    pub(crate) fn take_spin_turn(&self) -> SpinTurn<'_> {
+        self.spinning.fetch_add(1, Ordering::AcqRel);
+        SpinTurn {
+            queue: self,
+            turn: self
+                .spin_turn
+                .fetch_add(1, Ordering::AcqRel)
+                .wrapping_add(1),
+        }
+    }
+
     /// The next job for one of `drivers` drivers, with the compatible jobs queued right
     /// behind it folded in (up to a fair share of the queued items); `None` once the queue is
-    /// closed and empty.
-    pub(crate) fn next(&self, drivers: usize) -> Option<Job> {
+    /// closed and empty. `turn` is the driver's from [`JobQueue::take_spin_turn`].
+    pub(crate) fn next(&self, drivers: usize, turn: SpinTurn<'_>) -> Option<Job> {
         // One spinning driver is enough to catch the next job; a second would only take a
-        // core from the workers and the caller.
-        if self.spinning.fetch_add(1, Ordering::AcqRel) == 0 {
-            crate::spin::spin_until(|| self.queued.load(Ordering::Acquire) > 0);
-        }
+        // core from the workers and the caller. It is the driver that went idle last, which
+        // takes the spin over from any other: its worker has just finished and still spins
+        // on its pipe, so a caller who submits one task at a time keeps one driver and one
+        // worker awake, instead of waking the two of them in turn (on two cores, the extra
+        // spinners made the round trip slower).
+        crate::spin::spin_until(|| {
+            self.queued.load(Ordering::Acquire) > 0
+                || self.spin_turn.load(Ordering::Acquire) != turn.turn
+        });
         let mut state = self.lock();
-        self.spinning.fetch_sub(1, Ordering::AcqRel);
+        // Under the lock, so that a push either sees this driver still looking, or sees it
+        // asleep below.
+        drop(turn);
         loop {
             if let Some(job) = self.take(&mut state, drivers) {
                 return Some(job);
@@ -207,7 +253,7 @@ mod tests {
         // queue drains (the share is taken of what is left).
         let mut taken = Vec::new();
         while queue.queued.load(Ordering::Acquire) > 0 {
-            let j = queue.next(2).unwrap();
+            let j = queue.next(2, queue.take_spin_turn()).unwrap();
             taken.push((j.task.name().to_string(), j.gather, j.items.len()));
         }
         let sizes: Vec<usize> = taken.iter().map(|t| t.2).collect();
@@ -225,7 +271,25 @@ mod tests {
         );
         queue.close();
         assert!(queue.push(job(&square, 1, Gather::Yes, &grants)).is_err());
-        assert!(queue.next(2).is_none());
+        assert!(queue.next(2, queue.take_spin_turn()).is_none());
+    }
+
+    #[test]
+    fn a_driver_holding_the_spin_turn_counts_as_looking_for_work() {
+        let module = Module::from_bytes(crate::builtin::SQUARE.wasm).unwrap();
+        let square = module.task("square").unwrap();
+        let grants = Arc::new(Grants::new());
+        let queue = JobQueue::new();
+        let older = queue.take_spin_turn();
+        let newer = queue.take_spin_turn();
+        // Both are on their way to the queue: a push wakes nobody.
+        assert_eq!(queue.spinning.load(Ordering::Acquire), 2);
+        assert!(queue.push(job(&square, 1, Gather::Yes, &grants)).is_ok());
+        // The older turn no longer spins, but still takes a job that is there.
+        assert!(queue.next(2, older).is_some());
+        assert_eq!(queue.spinning.load(Ordering::Acquire), 1);
+        drop(newer);
+        assert_eq!(queue.spinning.load(Ordering::Acquire), 0);
     }
 
     #[test]

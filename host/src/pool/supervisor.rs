@@ -570,8 +570,10 @@ pub(crate) fn drive(
     };
     drop(ready);
     let mut ran_here = 0u64;
-    // At most two: the running chunk, and the one sent ahead.
+    // The running chunk, and those sent ahead.
     let mut held: VecDeque<Held> = VecDeque::new();
+    // Taken before the last outcome this driver holds is handed out (see `JobQueue::next`).
+    let mut turn = None;
     loop {
         if shared.is_terminating() {
             for h in held.drain(..) {
@@ -579,7 +581,8 @@ pub(crate) fn drive(
             }
         }
         if held.is_empty() {
-            match shared.next_job() {
+            let turn = turn.take().unwrap_or_else(|| shared.queue.take_spin_turn());
+            match shared.next_job(turn) {
                 Some(job) => {
                     if let Some(job) = prepare(&shared, job) {
                         held.push_back(Held {
@@ -607,6 +610,9 @@ pub(crate) fn drive(
             if shared.max_tasks_per_worker.is_none() && worker.is_quick() {
                 send_ahead(&shared, &mut worker, &mut held);
             }
+            // A driver whose last held chunk ends goes idle right after handing out its
+            // outcomes, unless it is to replace its worker first.
+            let last_held = held.len() == 1 && shared.max_tasks_per_worker.is_none();
             let job = &held.front().expect("not empty").job;
             worker.collect(job, id, |first, raws| {
                 for (item, raw) in job.items[first..].iter().zip(&raws) {
@@ -614,6 +620,9 @@ pub(crate) fn drive(
                     shared
                         .output
                         .relay(item.task_no, name, &raw.stdout, &raw.stderr);
+                }
+                if last_held && first + raws.len() == job.items.len() {
+                    turn = Some(shared.queue.take_spin_turn());
                 }
                 let stack = shared.settings.max_wasm_stack;
                 let outcomes = raws

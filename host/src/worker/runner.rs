@@ -4,16 +4,19 @@
 //! A fresh instance per call means no state leaks from one task to the next: a task sees
 //! memory exactly as the module initialises it, whatever ran before it in this worker.
 
+use std::time::{Duration, Instant};
+
 use wasmtime::component::{self, ResourceTable, Val};
 use wasmtime::{Engine, ResourceLimiter, Store, Trap, WasmBacktrace};
 use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::limits::{EPOCH_TICK, Grants, Resolved};
 use crate::values::{Value, Values};
 use crate::wire::{Code, ItemOutcome, Metering, ModuleKind, RunFailure, WorkerSettings};
 
 use super::capture::Capture;
+use super::sandbox::Sandbox;
 
 /// A module compiled and linked, ready to be instantiated many times.
 pub(crate) enum Compiled {
@@ -23,7 +26,7 @@ pub(crate) enum Compiled {
 
 /// The store data of a component task: its WASI context, resource table and limiter.
 pub(crate) struct ComponentState {
-    ctx: WasiCtx,
+    wasi: Sandbox<WasiCtx>,
     table: ResourceTable,
     limiter: TaskLimiter,
 }
@@ -31,7 +34,7 @@ pub(crate) struct ComponentState {
 impl WasiView for ComponentState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
-            ctx: &mut self.ctx,
+            ctx: self.wasi.get(),
             table: &mut self.table,
         }
     }
@@ -39,7 +42,7 @@ impl WasiView for ComponentState {
 
 /// The store data of a core-module task: a WASI preview 1 context and its limiter.
 pub(crate) struct CoreState {
-    wasi: WasiP1Ctx,
+    wasi: Sandbox<WasiP1Ctx>,
     limiter: TaskLimiter,
 }
 
@@ -136,7 +139,7 @@ impl Flavor {
         let mut component_linker = component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut component_linker)?;
         let mut core_linker = wasmtime::Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut core_linker, |s: &mut CoreState| &mut s.wasi)?;
+        wasmtime_wasi::p1::add_to_linker_sync(&mut core_linker, |s: &mut CoreState| s.wasi.get())?;
         Ok(Flavor {
             engine,
             component_linker,
@@ -238,10 +241,9 @@ impl Runner {
         limits: &Resolved,
         grants: &Grants,
     ) -> ItemOutcome {
-        let cap = usize::try_from(limits.max_output_bytes).unwrap_or(usize::MAX);
         let instance = match live.take() {
             Some(instance) => Ok(instance),
-            None => self.instantiate(compiled, func, limits, grants, cap),
+            None => self.instantiate(compiled, func, limits, grants),
         };
         let (result, stdout, stderr) = match instance {
             Ok(mut instance) => {
@@ -277,6 +279,20 @@ impl Runner {
         }
     }
 
+    /// A fresh instance of `compiled` with `func` looked up, made ahead of its first call (see
+    /// [`super::spare`]): its time and fuel budgets are set when that call starts, not now.
+    pub(crate) fn prepare(
+        &self,
+        compiled: &Compiled,
+        func: &str,
+        limits: &Resolved,
+        grants: &Grants,
+    ) -> Result<Live, RunFailure> {
+        let mut live = self.instantiate(compiled, func, limits, grants)?;
+        live.armed = false;
+        Ok(live)
+    }
+
     /// A fresh instance of `compiled`, with `func` looked up, ready for calls.
     fn instantiate(
         &self,
@@ -284,11 +300,11 @@ impl Runner {
         func: &str,
         limits: &Resolved,
         grants: &Grants,
-        cap: usize,
     ) -> Result<Live, RunFailure> {
+        let started = Instant::now();
+        let cap = usize::try_from(limits.max_output_bytes).unwrap_or(usize::MAX);
         let stdout = Capture::new(cap);
         let stderr = Capture::new(cap);
-        let mut wasi = sandbox(grants, &stdout, &stderr)?;
         let limiter = TaskLimiter {
             max_memory: limits.max_memory,
             max_table_elements: limits.max_table_elements,
@@ -298,7 +314,7 @@ impl Runner {
         let callee = match compiled {
             Compiled::Component(pre) => {
                 let state = ComponentState {
-                    ctx: wasi.build(),
+                    wasi: Sandbox::new(grants, &stdout, &stderr)?,
                     table: ResourceTable::new(),
                     limiter,
                 };
@@ -322,7 +338,7 @@ impl Runner {
             }
             Compiled::Core(pre) => {
                 let state = CoreState {
-                    wasi: wasi.build_p1(),
+                    wasi: Sandbox::new(grants, &stdout, &stderr)?,
                     limiter,
                 };
                 let mut store = limited_store(engine, state, limits);
@@ -339,7 +355,8 @@ impl Runner {
             callee,
             stdout,
             stderr,
-            calls: 0,
+            armed: true,
+            made_in: started.elapsed(),
             params: Vec::new(),
         })
     }
@@ -350,9 +367,12 @@ pub(crate) struct Live {
     callee: Callee,
     stdout: Capture,
     stderr: Capture,
-    /// Calls made so far: the first runs on the budgets set at instantiation, the next ones
-    /// get theirs afresh.
-    calls: u32,
+    /// Whether the store's time and fuel budgets are set for the next call: those set at
+    /// instantiation serve the first call (they also bound the module's start function); every
+    /// later call, and the first call of an instance made ahead of it, gets them afresh.
+    armed: bool,
+    /// How long making the instance took (its start function included).
+    made_in: Duration,
     /// A component call's parameters, kept between calls.
     params: Vec<Val>,
 }
@@ -366,8 +386,8 @@ enum Callee {
 impl Live {
     /// Calls the export once with `args`, within `limits` (time and fuel are per call).
     fn call(&mut self, args: &[Value], limits: &Resolved) -> Result<Values, RunFailure> {
-        let rearm = self.calls > 0;
-        self.calls += 1;
+        let rearm = !self.armed;
+        self.armed = false;
         match &mut self.callee {
             Callee::Component(store, f, results) => {
                 if rearm {
@@ -421,6 +441,11 @@ impl Live {
         }
     }
 
+    /// How long making this instance took.
+    pub(crate) fn made_in(&self) -> Duration {
+        self.made_in
+    }
+
     /// What the last call printed (the output since the call before it), and whether stdout
     /// or stderr reached the output cap (the instance's, over all its calls).
     fn take_output(&mut self) -> (Vec<u8>, Vec<u8>, bool) {
@@ -428,32 +453,6 @@ impl Live {
         let (err, err_full) = self.stderr.take();
         (out, err, out_full || err_full)
     }
-}
-
-/// The WASI context of one task: nothing but what `grants` allow (no files, no environment,
-/// no arguments, no network, an empty stdin), and stdout and stderr captured in memory.
-fn sandbox(
-    grants: &Grants,
-    stdout: &Capture,
-    stderr: &Capture,
-) -> Result<WasiCtxBuilder, RunFailure> {
-    let mut wasi = WasiCtxBuilder::new();
-    wasi.stdout(stdout.clone()).stderr(stderr.clone());
-    for (key, value) in &grants.env {
-        wasi.env(key, value);
-    }
-    for dir in &grants.dirs {
-        let perms = if dir.read_only {
-            FsPerms::ReadOnly
-        } else {
-            FsPerms::ReadWrite
-        };
-        wasi.preopened_dir(&dir.host, &dir.guest, perms)
-            .map_err(|e| {
-                RunFailure::Sandbox(format!("cannot grant {}: {e:#}", dir.host.display()))
-            })?;
-    }
-    Ok(wasi)
 }
 
 /// Sets a fresh store's time and fuel budgets.
