@@ -14,10 +14,22 @@ use std::time::{Duration, Instant};
 pub(crate) const SPIN: Duration = Duration::from_micros(100);
 
 /// Polls `ready` until it says yes (true) or [`SPIN`] has passed (false).
-pub(crate) fn spin_until(mut ready: impl FnMut() -> bool) -> bool {
+pub(crate) fn spin_until(ready: impl FnMut() -> bool) -> bool {
+    spin_rounds(16, ready)
+}
+
+/// Spins until `fd` has data to read (or is closed), for at most [`SPIN`]. Each look is a
+/// system call, so it looks once between yields, not in a tight loop: the calls took CPU
+/// time that the worker (or, in a worker, the host) needed.
+pub(crate) fn spin_until_readable(fd: &impl AsRawFd) -> bool {
+    spin_rounds(1, || readable_now(fd))
+}
+
+/// Polls `ready` `per_round` times, then yields, until it says yes or [`SPIN`] has passed.
+fn spin_rounds(per_round: u32, mut ready: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     loop {
-        for _ in 0..16 {
+        for _ in 0..per_round {
             if ready() {
                 return true;
             }
@@ -49,7 +61,7 @@ pub(crate) struct SpinRead<R>(pub(crate) R);
 
 impl<R: std::io::Read + AsRawFd> std::io::Read for SpinRead<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        spin_until(|| readable_now(&self.0));
+        spin_until_readable(&self.0);
         self.0.read(buf)
     }
 }

@@ -299,7 +299,7 @@ impl WorkerProcess {
                 // long items, spinning would only take a core from the workers.
                 let spin = self.typical_wait <= spin::SPIN;
                 if self.stdout.buffer().is_empty()
-                    && !(spin && spin::spin_until(|| spin::readable_now(fd)))
+                    && !(spin && spin::spin_until_readable(fd))
                     && let Some(timeout) = job.limits.timeout
                 {
                     let deadline = progress + timeout + kill_grace(timeout);
