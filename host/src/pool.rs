@@ -14,7 +14,7 @@ pub(crate) mod supervisor;
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -29,7 +29,7 @@ use crate::wire::WorkerSettings;
 
 use handle::{Batch, MapResult, Slot, TaskFuture};
 use imap::Imap;
-use queue::JobQueue;
+use queue::{JobQueue, Refused};
 use scheduler::{Gather, Job, JobItem, Sink, default_chunksize};
 use supervisor::{PidSlot, WorkerProgram, kill_slot};
 
@@ -228,6 +228,7 @@ impl PoolBuilder {
             max_tasks_per_worker: self.max_tasks_per_worker,
             queue: JobQueue::new(),
             workers,
+            drivers_left: AtomicUsize::new(workers),
             terminating: AtomicBool::new(false),
             chunk_ids: AtomicU64::new(0),
             output: self.output.unwrap_or_else(OutputSink::relay_to_stderr),
@@ -284,6 +285,8 @@ pub(crate) struct Shared {
     queue: JobQueue,
     /// How many drivers share the queue.
     workers: usize,
+    /// Drivers that have not given up (see [`Shared::driver_lost`]).
+    drivers_left: AtomicUsize,
     terminating: AtomicBool,
     chunk_ids: AtomicU64,
     output: OutputSink,
@@ -296,6 +299,20 @@ impl Shared {
 
     pub(crate) fn next_chunk_id(&self) -> u64 {
         self.chunk_ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A driver gives up, as it could not start a worker (`detail` says why). The pool goes on
+    /// with the others; when it was the last, every queued task fails with `detail`, and so
+    /// does every task submitted later, instead of waiting for a worker that will never come.
+    pub(crate) fn driver_lost(&self, detail: &str) {
+        if self.drivers_left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            for job in self.queue.abandon(detail.to_string()) {
+                job.fail_all(|func| TaskError::Internal {
+                    func: func.to_string(),
+                    detail: detail.to_string(),
+                });
+            }
+        }
     }
 
     /// The next job for a driver that took `turn` to spin for it; `None` once the pool is
@@ -683,10 +700,15 @@ impl Pool {
             grants,
             sink: job_sink,
         };
-        if let Err(job) = self.shared.queue.push(job) {
-            job.fail_all(|func| TaskError::PoolClosed {
+        match self.shared.queue.push(job) {
+            Ok(()) => {}
+            Err((job, Refused::Closed)) => job.fail_all(|func| TaskError::PoolClosed {
                 func: func.to_string(),
-            });
+            }),
+            Err((job, Refused::NoWorkers(detail))) => job.fail_all(|func| TaskError::Internal {
+                func: func.to_string(),
+                detail: detail.clone(),
+            }),
         }
     }
 }

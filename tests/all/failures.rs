@@ -179,3 +179,61 @@ fn a_killed_worker_fails_its_task_and_is_replaced() {
     assert_eq!(pool.apply::<_, i64>(&square, (5,)).unwrap(), 25);
     assert_ne!(pool.worker_pids(), vec![victim]);
 }
+
+#[test]
+fn when_no_worker_can_be_started_any_more_tasks_fail_instead_of_waiting() {
+    // A worker program that starts once: every later start fails.
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("started");
+    let script = dir.path().join("worker-once.sh");
+    let exe = std::env::current_exe().unwrap();
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ -e '{marker}' ]; then exit 3; fi\n: > '{marker}'\nexec '{exe}'\n",
+            marker = marker.display(),
+            exe = exe.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let pool = wasmpool::Pool::builder()
+        .workers(1)
+        .worker_command(&script, &[])
+        .on_output(|_| {})
+        .build()
+        .unwrap();
+    let sleep = task(wasmpool::builtin::SLEEP, "sleep");
+    let square = task(SQUARE, "square");
+    let running = pool.submit::<_, u64>(&sleep, (5000u32,));
+    let queued = pool.submit::<_, i64>(&square, (3,));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let victim = pool.worker_pids()[0];
+    // SAFETY: SIGKILL to our own worker child.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    let wait = std::time::Duration::from_secs(20);
+    let err = running
+        .result_timeout(wait)
+        .expect("an outcome")
+        .unwrap_err();
+    assert!(matches!(err, TaskError::WorkerCrashed { .. }), "{err:?}");
+    // The replacement never starts: the queued task and a later one fail, and say why.
+    for err in [
+        queued
+            .result_timeout(wait)
+            .expect("an outcome")
+            .unwrap_err(),
+        pool.submit::<_, i64>(&square, (4,))
+            .result_timeout(wait)
+            .expect("an outcome")
+            .unwrap_err(),
+    ] {
+        let TaskError::Internal { detail, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert!(
+            detail.contains("no worker process could be started"),
+            "{detail}"
+        );
+    }
+}

@@ -51,12 +51,23 @@ pub(crate) struct JobQueue {
     spin_turn: AtomicUsize,
 }
 
+/// Why the queue refused a job.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// The pool was closed.
+    Closed,
+    /// No driver is left to run jobs: none could start a worker (the reason says why).
+    NoWorkers(String),
+}
+
 #[derive(Default)]
 struct State {
     jobs: VecDeque<Job>,
     /// Items in `jobs`, for sharing a burst fairly among the drivers.
     items: usize,
     closed: bool,
+    /// Set once no driver is left: why.
+    abandoned: Option<String>,
     /// Drivers blocked on the condition variable (only they need a wake-up).
     sleepers: usize,
 }
@@ -76,12 +87,15 @@ impl JobQueue {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues a job; hands it back if the queue is closed.
+    /// Queues a job; hands it back, with why, if the queue no longer takes jobs.
     #[allow(clippy::result_large_err)] // the job is handed back whole, to fail its items
-    pub(crate) fn push(&self, job: Job) -> Result<(), Job> {
+    pub(crate) fn push(&self, job: Job) -> Result<(), (Job, Refused)> {
         let mut state = self.lock();
+        if let Some(reason) = &state.abandoned {
+            return Err((job, Refused::NoWorkers(reason.clone())));
+        }
         if state.closed {
-            return Err(job);
+            return Err((job, Refused::Closed));
         }
         state.items += job.items.len();
         state.jobs.push_back(job);
@@ -98,6 +112,20 @@ impl JobQueue {
     pub(crate) fn close(&self) {
         self.lock().closed = true;
         self.available.notify_all();
+    }
+
+    /// For the last driver, giving up because no worker could be started: hands back every
+    /// queued job (to fail them), and refuses every job pushed from now on with `reason`,
+    /// instead of leaving them to wait for a driver that will never come.
+    pub(crate) fn abandon(&self, reason: String) -> Vec<Job> {
+        let mut state = self.lock();
+        state.abandoned = Some(reason);
+        state.items = 0;
+        self.queued.store(0, Ordering::Release);
+        let jobs = state.jobs.drain(..).collect();
+        drop(state);
+        self.available.notify_all();
+        jobs
     }
 
     /// Takes every queued job (to cancel them).
@@ -144,7 +172,7 @@ impl JobQueue {
             if let Some(job) = self.take(&mut state, drivers) {
                 return Some(job);
             }
-            if state.closed {
+            if state.closed || state.abandoned.is_some() {
                 return None;
             }
             state.sleepers += 1;
@@ -270,7 +298,28 @@ mod tests {
             "{taken:?}"
         );
         queue.close();
-        assert!(queue.push(job(&square, 1, Gather::Yes, &grants)).is_err());
+        assert!(matches!(
+            queue.push(job(&square, 1, Gather::Yes, &grants)),
+            Err((_, Refused::Closed))
+        ));
+        assert!(queue.next(2, queue.take_spin_turn()).is_none());
+    }
+
+    #[test]
+    fn an_abandoned_queue_hands_back_its_jobs_and_refuses_new_ones() {
+        let module = Module::from_bytes(crate::builtin::SQUARE.wasm).unwrap();
+        let square = module.task("square").unwrap();
+        let grants = Arc::new(Grants::new());
+        let queue = JobQueue::new();
+        for _ in 0..3 {
+            assert!(queue.push(job(&square, 1, Gather::No, &grants)).is_ok());
+        }
+        assert_eq!(queue.abandon("no workers".into()).len(), 3);
+        let Err((_, Refused::NoWorkers(why))) = queue.push(job(&square, 1, Gather::No, &grants))
+        else {
+            panic!("accepted a job with no driver left")
+        };
+        assert_eq!(why, "no workers");
         assert!(queue.next(2, queue.take_spin_turn()).is_none());
     }
 

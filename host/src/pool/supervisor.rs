@@ -642,7 +642,10 @@ pub(crate) fn drive(
                     worker.shutdown();
                     match respawn(&shared, &slot) {
                         Ok(w) => worker = w,
-                        Err(_) => return,
+                        Err(e) => {
+                            shared.driver_lost(&format!("no worker process could be started: {e}"));
+                            return;
+                        }
                     }
                     ran_here = 0;
                 }
@@ -674,6 +677,7 @@ pub(crate) fn drive(
                                 detail: detail.clone(),
                             });
                         }
+                        shared.driver_lost(&detail);
                         return;
                     }
                 }
