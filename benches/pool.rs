@@ -3,7 +3,7 @@
 //! run, printing each figure and the ratio to the peer. Machines are noisy: only ratios
 //! measured side by side here mean anything.
 //!
-//! Run: `cargo bench --bench pool` (about four minutes; add `-- --no-python` to skip the
+//! Run: `cargo bench --bench pool` (about three minutes; add `-- --no-python` to skip the
 //! Python peer, whose run takes about 70 s).
 //!
 //! Besides the end-to-end figures it reports where a task's time goes: the cost of a fresh
@@ -18,10 +18,23 @@ use wasmpool::builtin::{PRIMES, SQUARE};
 use wasmpool::{Module, Pool, TaskFuture, as_completed};
 
 const WORKERS: usize = 2;
+/// Runs of each workload that takes a second or more; shorter ones get more (see
+/// [`runs_for`]), as a spike of the machine's noise moves a 5 ms figure more.
 const RUNS: usize = 5;
 
-fn median(mut f: impl FnMut()) -> Duration {
-    let mut times: Vec<Duration> = (0..RUNS)
+/// How many runs a workload of about `each` gets: enough that its median is not one spike.
+fn runs_for(each: Duration) -> usize {
+    if each < Duration::from_millis(20) {
+        21
+    } else if each < Duration::from_millis(300) {
+        9
+    } else {
+        RUNS
+    }
+}
+
+fn median(runs: usize, mut f: impl FnMut()) -> Duration {
+    let mut times: Vec<Duration> = (0..runs)
         .map(|_| {
             let t = Instant::now();
             f();
@@ -29,7 +42,7 @@ fn median(mut f: impl FnMut()) -> Duration {
         })
         .collect();
     times.sort();
-    times[RUNS / 2]
+    times[runs / 2]
 }
 
 fn pool() -> Pool {
@@ -89,7 +102,7 @@ fn host_cpu() -> Duration {
 /// The median of `RUNS` runs of `f`, and the host CPU time per run it took (over all runs).
 fn median_and_cpu(mut f: impl FnMut()) -> (Duration, Duration) {
     let before = host_cpu();
-    let t = median(&mut f);
+    let t = median(RUNS, &mut f);
     (t, (host_cpu() - before) / RUNS as u32)
 }
 
@@ -182,7 +195,7 @@ fn main() {
 
     // 2. map with chunksize 1.
     let n1 = 20_000i64;
-    let t = median(|| {
+    let t = median(RUNS, || {
         let r: Vec<i64> = p.map_chunked(&square, 0..n1, 1).unwrap();
         assert_eq!(r.len(), n1 as usize);
     });
@@ -216,10 +229,24 @@ fn main() {
         higher_is_better: false,
         target: "<= 30 us",
     });
+    for (name, at) in [
+        ("  the same, 10th percentile", calls / 10),
+        ("  the same, 90th percentile", calls * 9 / 10),
+    ] {
+        rows.push(Row {
+            name,
+            ours: lat[at].as_secs_f64() * 1e6,
+            unit: "us",
+            peer: None,
+            peer_name: "",
+            higher_is_better: false,
+            target: "",
+        });
+    }
 
     // 4. submit + as_completed, 20k tasks.
     let tasks = 20_000i64;
-    let t = median(|| {
+    let t = median(RUNS, || {
         let futures: Vec<TaskFuture<i64>> = (0..tasks).map(|i| p.submit(&square, (i,))).collect();
         let sum: i64 = as_completed(&futures).map(|f| f.result().unwrap()).sum();
         assert_eq!(sum, 2_666_466_670_000);
@@ -244,7 +271,13 @@ fn main() {
             .build()
             .unwrap();
         let _: Vec<u32> = one.starmap(&count, &rs).unwrap();
-        let wasm_one = median(|| {
+        // About 5 ms (200k) and 100 ms (2M) on two workers.
+        let runs = runs_for(Duration::from_millis(if limit == 200_000 {
+            5
+        } else {
+            100
+        }));
+        let wasm_one = median(runs, || {
             let c: Vec<u32> = one.starmap(&count, &rs).unwrap();
             assert_eq!(c.iter().sum::<u32>(), expected);
         });
@@ -253,7 +286,7 @@ fn main() {
             .num_threads(WORKERS)
             .build()
             .unwrap();
-        let native = median(|| {
+        let native = median(runs, || {
             let c: u32 =
                 rayon_pool.install(|| rs.par_iter().map(|&(a, b)| count_primes_range(a, b)).sum());
             assert_eq!(c, expected);
@@ -265,7 +298,7 @@ fn main() {
             .build()
             .unwrap();
         let _: Vec<u32> = two.starmap(&count, &rs).unwrap();
-        let wasm_two = median(|| {
+        let wasm_two = median(runs, || {
             let c: Vec<u32> = two.starmap(&count, &rs).unwrap();
             assert_eq!(c.iter().sum::<u32>(), expected);
         });
@@ -321,7 +354,8 @@ fn main() {
     // includes its close and join).
     let mut shutdowns = Vec::new();
     let mut start_up = |fresh_cache: bool| {
-        let mut times: Vec<Duration> = (0..RUNS)
+        let runs = 9;
+        let mut times: Vec<Duration> = (0..runs)
             .map(|_| {
                 if fresh_cache {
                     let _ = std::fs::remove_dir_all(cache.path());
@@ -347,7 +381,7 @@ fn main() {
             })
             .collect();
         times.sort();
-        times[RUNS / 2]
+        times[runs / 2]
     };
     for (name, fresh_cache, target) in [
         ("start-up to first result, first ever run", true, "<= 60 ms"),
