@@ -203,6 +203,38 @@ mod tests {
     }
 
     #[test]
+    fn an_instance_made_ahead_gets_its_time_budget_when_its_call_starts() {
+        let id = [4; 32];
+        let cache = cache_with(id, 1);
+        let limits = Resolved {
+            timeout: Some(Duration::from_millis(50)),
+            ..Resolved::default()
+        };
+        let f = chunk(id, "f", limits);
+        let mut spare = Spare::default();
+        spare.expect(&f, QUICK);
+        spare.prepare(&cache);
+        // The worker waits far longer than the timeout before the call comes.
+        for engine in cache.runner().engines() {
+            for _ in 0..1000 {
+                engine.increment_epoch();
+            }
+        }
+        let mut ahead = spare.take(&f);
+        assert!(ahead.is_some());
+        let compiled = cache.get(&id, Metering::Epochs).unwrap();
+        let args = [crate::values::Value::S32(7)];
+        let outcome =
+            cache
+                .runner()
+                .run_in(&mut ahead, compiled, "f", &args, &limits, &Grants::new());
+        assert_eq!(
+            outcome.result,
+            Ok(smallvec::smallvec![crate::values::Value::S32(7)])
+        );
+    }
+
+    #[test]
     fn fuel_limited_and_slow_to_make_instances_are_not_made_ahead() {
         let id = [2; 32];
         let cache = cache_with(id, 1);
