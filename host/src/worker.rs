@@ -476,6 +476,15 @@ fn msg_name(msg: &HostMsg) -> &'static str {
     }
 }
 
+/// The settings of the in-process unit tests of the worker: no seccomp filter (it would
+/// apply to the whole test process), a small wasm stack.
+#[cfg(test)]
+pub(crate) const TEST_SETTINGS: WorkerSettings = WorkerSettings {
+    max_wasm_stack: 512 << 10,
+    allow_files: false,
+    lock_down: false,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,11 +492,7 @@ mod tests {
     use crate::values::Value;
     use crate::wire::{Code, ModuleKind};
 
-    const SETTINGS: WorkerSettings = WorkerSettings {
-        max_wasm_stack: 512 << 10,
-        allow_files: false,
-        lock_down: false,
-    };
+    const SETTINGS: WorkerSettings = TEST_SETTINGS;
 
     fn session(msgs: &[HostMsg]) -> Vec<WorkerMsg> {
         let mut input = Vec::new();

@@ -123,13 +123,8 @@ impl Spare {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Code, Items, ModuleKind, WorkerSettings};
-
-    const SETTINGS: WorkerSettings = WorkerSettings {
-        max_wasm_stack: 512 << 10,
-        allow_files: false,
-        lock_down: false,
-    };
+    use crate::wire::{Code, Items, ModuleKind};
+    use crate::worker::TEST_SETTINGS;
 
     /// A core module with `id`: its start function counts to `start_loops` first.
     fn cache_with(id: ModuleId, start_loops: u32) -> ModuleCache {
@@ -145,7 +140,7 @@ mod tests {
                 (func (export "g") (param i32) (result i32) local.get 0))"#
         );
         let bytes = wat::parse_str(wat).unwrap();
-        let mut cache = ModuleCache::new(SETTINGS).unwrap();
+        let mut cache = ModuleCache::new(TEST_SETTINGS).unwrap();
         for metering in Metering::ALL {
             cache.load(id, ModuleKind::Core, &Code::Wasm(bytes.clone()), metering);
         }
