@@ -13,18 +13,29 @@
 //! Artifacts from users are never accepted: the cache holds only what this host produced.
 //!
 //! The directory: `$WASMPOOL_CACHE_DIR` if set (`off` turns the cache off), else
-//! `$XDG_CACHE_HOME/wasmpool`, else `~/.cache/wasmpool`. Created with mode 0700.
+//! `$XDG_CACHE_HOME/wasmpool`, else `~/.cache/wasmpool`. Created with mode 0700. It holds at
+//! most [`MAX_CACHE_BYTES`]: storing an entry past that removes the least recently used ones
+//! (a read counts as a use), which also clears out, in time, the entries of other wasmpool
+//! versions and engine configurations, as nothing reads those any more.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 
 use crate::wire::{Metering, ModuleId, ModuleKind};
+
+/// How many bytes of entries the cache keeps at most.
+pub(crate) const MAX_CACHE_BYTES: u64 = 1 << 30;
+
+/// A temporary file this old was left by a writer that died: it is removed when the cache is
+/// pruned.
+const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
 
 /// The first bytes of every cache file, with the format's version.
 const MAGIC: &[u8; 8] = b"WPCODE01";
@@ -86,10 +97,13 @@ pub(crate) fn precompiled(
         ModuleKind::Core => engine.precompile_module(wasm),
     }
     .map_err(|e| format!("{e:#}"))?;
-    if let Some(path) = &path
-        && let Err(e) = write_entry(path, &code)
-    {
-        log::warn!(target: "wasmpool::cache", "cannot store {}: {e}", path.display());
+    if let (Some(dir), Some(path)) = (dir, &path) {
+        match write_entry(path, &code) {
+            Ok(()) => prune(dir, path, MAX_CACHE_BYTES),
+            Err(e) => {
+                log::warn!(target: "wasmpool::cache", "cannot store {}: {e}", path.display())
+            }
+        }
     }
     Ok(code)
 }
@@ -132,14 +146,17 @@ fn entry_path(
 }
 
 /// The code stored at `path`: `None` if there is no entry, an error if there is one that
-/// cannot be trusted.
+/// cannot be trusted. A sound entry is marked as just used (its modification time), for
+/// [`prune`].
 fn read_entry(path: &Path) -> Result<Option<Vec<u8>>, String> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.to_string()),
     };
-    let owner = std::fs::metadata(path).map_err(|e| e.to_string())?.uid();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| e.to_string())?;
+    let owner = file.metadata().map_err(|e| e.to_string())?.uid();
     // SAFETY: geteuid cannot fail.
     if owner != unsafe { libc::geteuid() } {
         return Err(format!("owned by uid {owner}, not by this user"));
@@ -151,7 +168,41 @@ fn read_entry(path: &Path) -> Result<Option<Vec<u8>>, String> {
     if Sha256::digest(code).as_slice() != sum {
         return Err("its checksum does not match its contents".into());
     }
+    let _ = file.set_modified(SystemTime::now());
     Ok(Some(code.to_vec()))
+}
+
+/// Keeps the entries under `dir` within `max` bytes in all, removing the least recently used
+/// first (never `keep`, the entry just stored), and the temporary files of writers that died.
+fn prune(dir: &Path, keep: &Path, max: u64) {
+    let now = SystemTime::now();
+    let mut entries = Vec::new();
+    let subdirs = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    for file in subdirs.flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten()) {
+        let path = file.path();
+        let Ok(meta) = file.metadata() else { continue };
+        let used = meta.modified().unwrap_or(now);
+        let name = file.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            if now.duration_since(used).unwrap_or_default() > STALE_TEMP_AGE {
+                let _ = std::fs::remove_file(&path);
+            }
+        } else if name.ends_with(".cwasm") {
+            entries.push((used, meta.len(), path));
+        }
+    }
+    let mut total: u64 = entries.iter().map(|(_, len, _)| len).sum();
+    entries.sort();
+    for (_, len, path) in entries {
+        if total <= max {
+            break;
+        }
+        if path != keep && std::fs::remove_file(&path).is_ok() {
+            log::debug!(target: "wasmpool::cache", "removed {} (the cache holds at most {max} bytes)", path.display());
+            total -= len;
+        }
+    }
 }
 
 /// Stores `code` at `path` atomically (a temporary file in the same directory, renamed).
@@ -240,6 +291,53 @@ mod tests {
         forged.extend_from_slice(b"junk");
         std::fs::write(&path, &forged).unwrap();
         assert_eq!(compile(dir.path()), good);
+    }
+
+    #[test]
+    fn the_cache_keeps_its_most_recently_used_entries_within_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let old_config = dir.path().join("0000000000000001");
+        let config = dir.path().join("0000000000000002");
+        std::fs::create_dir_all(&old_config).unwrap();
+        std::fs::create_dir_all(&config).unwrap();
+        let hours_ago = |h: u64| SystemTime::now() - Duration::from_secs(h * 3600);
+        let entry = |dir: &Path, name: &str, used: SystemTime| {
+            let path = dir.join(name);
+            std::fs::write(&path, [0u8; 100]).unwrap();
+            std::fs::File::open(&path)
+                .unwrap()
+                .set_modified(used)
+                .unwrap();
+            path
+        };
+        let oldest = entry(&old_config, "a-Plain.cwasm", hours_ago(50));
+        let older = entry(&config, "b-Plain.cwasm", hours_ago(40));
+        let recent = entry(&config, "c-Plain.cwasm", hours_ago(1));
+        let dead_writer = entry(&config, ".c-Plain.cwasm.1.0.tmp", hours_ago(2));
+        let live_writer = entry(&config, ".c-Plain.cwasm.2.0.tmp", SystemTime::now());
+        // The entry just stored is kept even if it is the oldest.
+        let stored = entry(&config, "d-Plain.cwasm", hours_ago(100));
+        prune(dir.path(), &stored, 250);
+        for (path, kept) in [
+            (&oldest, false),
+            (&older, false),
+            (&recent, true),
+            (&stored, true),
+            (&dead_writer, false),
+            (&live_writer, true),
+        ] {
+            assert_eq!(path.exists(), kept, "{}", path.display());
+        }
+        // Reading an entry marks it as used.
+        let path = the_entry(dir.path());
+        compile(dir.path());
+        std::fs::File::open(&path)
+            .unwrap()
+            .set_modified(hours_ago(500))
+            .unwrap();
+        assert!(read_entry(&path).unwrap().is_some());
+        let used = std::fs::metadata(&path).unwrap().modified().unwrap();
+        assert!(used > hours_ago(1));
     }
 
     #[test]
