@@ -113,11 +113,9 @@ const BASE_SYSCALLS: &[libc::c_long] = &[
     libc::SYS_dup3,
     libc::SYS_pipe2,
     libc::SYS_eventfd2,
-    libc::SYS_poll,
     libc::SYS_ppoll,
     libc::SYS_epoll_create1,
     libc::SYS_epoll_ctl,
-    libc::SYS_epoll_wait,
     libc::SYS_epoll_pwait,
     libc::SYS_epoll_pwait2,
     libc::SYS_futex,
@@ -148,6 +146,13 @@ const BASE_SYSCALLS: &[libc::c_long] = &[
     libc::SYS_exit,
     libc::SYS_exit_group,
 ];
+
+/// The older forms of calls in [`BASE_SYSCALLS`] that only some architectures have (aarch64 and
+/// newer ones have only `ppoll` and `epoll_pwait`, which the C library uses there instead).
+#[cfg(target_arch = "x86_64")]
+const LEGACY_SYSCALLS: &[libc::c_long] = &[libc::SYS_poll, libc::SYS_epoll_wait];
+#[cfg(not(target_arch = "x86_64"))]
+const LEGACY_SYSCALLS: &[libc::c_long] = &[];
 
 /// The file-system calls added when the pool grants directories (wasmtime-wasi reaches the
 /// granted directories through `openat` and friends relative to their descriptors).
@@ -191,6 +196,7 @@ pub(crate) fn lock_down(allow_files: bool) -> anyhow::Result<()> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     let allowed = BASE_SYSCALLS
         .iter()
+        .chain(LEGACY_SYSCALLS)
         .chain(if allow_files { FILE_SYSCALLS } else { &[] });
     for &call in allowed {
         rules.insert(call, Vec::new());
