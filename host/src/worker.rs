@@ -492,8 +492,6 @@ mod tests {
     use crate::values::Value;
     use crate::wire::{Code, ModuleKind};
 
-    const SETTINGS: WorkerSettings = TEST_SETTINGS;
-
     fn session(msgs: &[HostMsg]) -> Vec<WorkerMsg> {
         let mut input = Vec::new();
         for m in msgs {
@@ -564,7 +562,7 @@ mod tests {
     fn a_mismatched_version_is_refused() {
         let replies = session(&[HostMsg::Hello {
             version: PROTOCOL_VERSION + 1,
-            settings: SETTINGS,
+            settings: TEST_SETTINGS,
         }]);
         let [WorkerMsg::Refused { reason }] = replies.as_slice() else {
             panic!("{replies:?}")
@@ -586,7 +584,7 @@ mod tests {
         let replies = session(&[
             HostMsg::Hello {
                 version: PROTOCOL_VERSION,
-                settings: SETTINGS,
+                settings: TEST_SETTINGS,
             },
             load(id, &bytes, Metering::Plain),
             run(
@@ -629,7 +627,7 @@ mod tests {
         let replies = session(&[
             HostMsg::Hello {
                 version: PROTOCOL_VERSION,
-                settings: SETTINGS,
+                settings: TEST_SETTINGS,
             },
             load(id, &bytes, Metering::Plain),
             run(id, "next", items(&[0, 0, 0]), Resolved::default()),
@@ -680,7 +678,7 @@ mod tests {
         let replies = session(&[
             HostMsg::Hello {
                 version: PROTOCOL_VERSION,
-                settings: SETTINGS,
+                settings: TEST_SETTINGS,
             },
             load(id, &bytes, Metering::Epochs),
             load(id, &bytes, Metering::EpochsAndFuel),
