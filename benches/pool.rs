@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
-use wasmpool::builtin::{PRIMES, SQUARE};
+use wasmpool::builtin::{PRIMES, PURE, SQUARE};
 use wasmpool::{Module, Pool, TaskFuture, as_completed};
 
 const WORKERS: usize = 2;
@@ -145,6 +145,11 @@ fn python_baseline() -> Option<serde_json::Value> {
 fn main() {
     let square_module = Module::from_bytes(SQUARE.wasm).unwrap();
     let square = square_module.task("square").unwrap();
+    // The same function in a guest without std, which imports nothing (see `guest-tasks/pure`).
+    let pure_square = Module::from_bytes(PURE.wasm)
+        .unwrap()
+        .task("square")
+        .unwrap();
     let count = Module::from_bytes(PRIMES.wasm)
         .unwrap()
         .task("count-primes-range")
@@ -160,7 +165,7 @@ fn main() {
     let mut rows = Vec::new();
 
     // 1. tiny map, default chunks: a fresh instance per item (the default), then with instance
-    // reuse within each chunk.
+    // reuse within each chunk, then fresh instances of a guest that imports nothing.
     let p = pool();
     let _: Vec<i64> = p.map(&square, 0..10_000i64).unwrap();
     let n = 200_000i64;
@@ -176,7 +181,13 @@ fn main() {
             square.clone().with_instance_reuse(),
             ">= 1.0x",
         ),
+        (
+            "map(square, 200k), fresh, guest without WASI",
+            pure_square.clone(),
+            ">= 150k/s",
+        ),
     ] {
+        let _: Vec<i64> = p.map(&task, 0..10_000i64).unwrap();
         let (t, cpu) = median_and_cpu(|| {
             let r: Vec<i64> = p.map(&task, 0..n).unwrap();
             assert_eq!(r[(n - 1) as usize], (n - 1) * (n - 1));
@@ -429,20 +440,26 @@ fn main() {
 
     // 8. where the time goes: a fresh instance and the call, inside a worker (no pipe), and the
     // host's CPU time per item of the maps above.
-    let per_call =
-        wasmpool::benching::instantiate_and_call(&square, &[wasmpool::Value::S64(7)], 20_000);
-    rows.push(Row {
-        name: "fresh instance + call, in a worker's runner",
-        ours: per_call.as_secs_f64() * 1e6,
-        unit: "us",
-        peer: None,
-        peer_name: "",
-        higher_is_better: false,
-        target: "",
-    });
+    for (name, task) in [
+        ("fresh instance + call, in a worker's runner", &square),
+        ("  the same, guest without WASI", &pure_square),
+    ] {
+        let per_call =
+            wasmpool::benching::instantiate_and_call(task, &[wasmpool::Value::S64(7)], 20_000);
+        rows.push(Row {
+            name,
+            ours: per_call.as_secs_f64() * 1e6,
+            unit: "us",
+            peer: None,
+            peer_name: "",
+            higher_is_better: false,
+            target: "",
+        });
+    }
     for (name, cpu) in [
         "host CPU per item, map (fresh instances)",
         "host CPU per item, map (instance reuse)",
+        "host CPU per item, map (fresh, without WASI)",
     ]
     .into_iter()
     .zip(host_cpu_rows)

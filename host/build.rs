@@ -26,6 +26,10 @@ const COMPONENTS: &[(&str, &str)] = &[
         "square(x) = x * x on s64, the tiny task; slow-square(x, millis) sleeps first",
     ),
     (
+        "pure",
+        "square(x) = x * x on s64, written without std so that it imports nothing: a fresh instance costs half as much",
+    ),
+    (
         "power",
         "power(base, exponent) on s64, trapping on overflow",
     ),

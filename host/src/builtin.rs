@@ -6,6 +6,7 @@
 //! | name       | exports                                                              |
 //! |------------|----------------------------------------------------------------------|
 //! | `square`   | `square(x: s64) -> s64`, `slow-square(x: s64, millis: u32) -> s64`   |
+//! | `pure`     | `square(x: s64) -> s64`, in a `no_std` guest that imports nothing    |
 //! | `power`    | `power(base: s64, exponent: u32) -> s64`                             |
 //! | `primes`   | `count-primes-range(lo: u32, hi: u32) -> u32`                        |
 //! | `sleep`    | `sleep(millis: u32) -> u64`                                          |
@@ -46,7 +47,7 @@ mod tests {
 
     #[test]
     fn all_tasks_are_listed_once() {
-        assert_eq!(ALL.len(), 11);
+        assert_eq!(ALL.len(), 12);
         let names: HashSet<&str> = ALL.iter().map(|task| task.name).collect();
         assert_eq!(names.len(), ALL.len(), "duplicate names in ALL");
         for task in ALL {
@@ -67,6 +68,25 @@ mod tests {
                 &task.wasm[..task.wasm.len().min(8)]
             );
         }
+    }
+
+    /// The point of `pure`: a component with no imports, where `square` (std) imports WASI.
+    #[test]
+    fn pure_imports_nothing_and_square_imports_wasi() {
+        let engine = crate::engine::host_engine(crate::wire::Metering::Plain);
+        let imports = |task: BuiltinTask| {
+            let component = wasmtime::component::Component::new(engine, task.wasm).unwrap();
+            let ty = component.component_type();
+            ty.imports(engine)
+                .map(|(name, _)| name.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(imports(PURE), Vec::<String>::new());
+        assert!(
+            imports(SQUARE).iter().any(|name| name.starts_with("wasi:")),
+            "{:?}",
+            imports(SQUARE)
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! map, starmap, chunking, imap: many items, in order, correct.
 
-use wasmpool::builtin::{POWER, PRIMES, SQUARE};
+use wasmpool::TaskError;
+use wasmpool::builtin::{POWER, PRIMES, PURE, SQUARE};
 
 use std::sync::Arc;
 
@@ -18,6 +19,36 @@ fn map_10_000_items_in_order() {
             .enumerate()
             .all(|(i, &s)| s == (i as i64) * (i as i64))
     );
+}
+
+/// The `no_std` guest, which imports nothing, runs like any other, fresh or reused, and its
+/// overflow is a trap whose backtrace says so.
+#[test]
+fn a_guest_without_imports_maps_and_traps() {
+    let pool = pool(2);
+    let square = task(PURE, "square");
+    let expected: Vec<i64> = (-500..500i64).map(|x| x * x).collect();
+    let fresh: Vec<i64> = pool.map(&square, -500..500i64).unwrap();
+    assert_eq!(fresh, expected);
+    let reused: Vec<i64> = pool
+        .map(&square.clone().with_instance_reuse(), -500..500i64)
+        .unwrap();
+    assert_eq!(reused, expected);
+    match pool.apply::<_, i64>(&square, (i64::MAX,)) {
+        Err(TaskError::Trap {
+            message, backtrace, ..
+        }) => {
+            assert!(message.contains("unreachable"), "{message}");
+            assert!(
+                backtrace
+                    .as_deref()
+                    .is_some_and(|bt| bt.contains("overflow")),
+                "{backtrace:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pool.apply::<_, i64>(&square, (-3,)).unwrap(), 9);
 }
 
 #[test]
