@@ -36,7 +36,7 @@ enum Command {
     Run(run::RunCommand),
     /// Call one export for every JSON line of input, in parallel.
     Map(map::MapCommand),
-    /// List a module's exports with their WIT signatures.
+    /// List a module's exports with their WIT signatures, and its imports.
     Inspect(inspect::InspectCommand),
     /// Run the built-in demo: the tutorial's pool example on wasm tasks, with timings.
     Demo(demo::DemoCommand),
@@ -222,7 +222,7 @@ fn with_interrupts<T>(
 fn load_module(path: &str) -> Result<crate::Module, crate::Error> {
     match path.strip_prefix("builtin:") {
         Some(name) => match crate::builtin::get(name) {
-            Some(task) => crate::Module::from_bytes(task.wasm),
+            Some(task) => crate::Module::new(task.wasm.to_vec(), path.to_string()),
             None => Err(crate::Error::Read {
                 path: path.to_string(),
                 source: io::Error::new(

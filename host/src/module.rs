@@ -37,6 +37,7 @@ struct ModuleInner {
     bytes: Arc<Vec<u8>>,
     origin: String,
     exports: Vec<Signature>,
+    imports: Vec<String>,
     /// The compiled code for each metering variant, made on first use (the plain one at
     /// load time): what workers load instead of compiling.
     code: [OnceLock<Result<Arc<Vec<u8>>, String>>; 3],
@@ -77,7 +78,8 @@ impl Module {
         Self::new(bytes.into(), "(from bytes)".to_string())
     }
 
-    fn new(bytes: Vec<u8>, origin: String) -> Result<Module, Error> {
+    /// As [`Module::from_bytes`], with `origin` naming the module in messages.
+    pub(crate) fn new(bytes: Vec<u8>, origin: String) -> Result<Module, Error> {
         let invalid = |detail: String| Error::InvalidModule {
             origin: origin.clone(),
             detail,
@@ -118,14 +120,14 @@ impl Module {
                 .map_err(&invalid)
         };
         let mut code = compile(cache.as_deref())?;
-        let exports = match read_exports(kind, &code) {
-            Ok(exports) => exports,
+        let (exports, imports) = match read_interface(kind, &code) {
+            Ok(interface) => interface,
             Err(why) => {
                 // wasmtime refused a cached artifact (say, from another build): start over.
                 log::warn!(target: "wasmpool::cache", "a cached artifact was refused ({why}); compiling again");
                 crate::artifacts::evict(cache.as_deref(), engine, Metering::Plain, &id, kind);
                 code = compile(cache.as_deref())?;
-                read_exports(kind, &code).map_err(&invalid)?
+                read_interface(kind, &code).map_err(&invalid)?
             }
         };
         let plain = OnceLock::new();
@@ -137,6 +139,7 @@ impl Module {
                 bytes: Arc::new(bytes),
                 origin,
                 exports,
+                imports,
                 code: [plain, OnceLock::new(), OnceLock::new()],
             }),
         })
@@ -188,6 +191,14 @@ impl Module {
     /// The callable exports and their signatures.
     pub fn exports(&self) -> &[Signature] {
         &self.inner.exports
+    }
+
+    /// What the module imports: for a component, the interfaces (`wasi:cli/stdout@0.2.6`, ...);
+    /// for a core module, `module.name` per import. Every import is paid for at every
+    /// instantiation, so a task that imports nothing gets the cheapest fresh instances (see
+    /// the built-in `pure` task).
+    pub fn imports(&self) -> &[String] {
+        &self.inner.imports
     }
 
     /// Component or core module.
@@ -365,20 +376,31 @@ fn core_exports(module: &wasmtime::Module) -> Vec<Signature> {
         .collect()
 }
 
-/// The exports of a module from its compiled code.
-fn read_exports(kind: ModuleKind, code: &[u8]) -> Result<Vec<Signature>, String> {
+/// The exports and the imports of a module, from its compiled code.
+fn read_interface(kind: ModuleKind, code: &[u8]) -> Result<(Vec<Signature>, Vec<String>), String> {
     let engine = host_engine(Metering::Plain);
     // SAFETY: `code` is this host's own compiler output, just made or read from the cache,
     // whose entries are checksummed and owned by this user (see `crate::artifacts`).
-    let exports = match kind {
-        ModuleKind::Core => unsafe { wasmtime::Module::deserialize(engine, code) }
-            .map(|module| core_exports(&module)),
+    let interface = match kind {
+        ModuleKind::Core => unsafe { wasmtime::Module::deserialize(engine, code) }.map(|module| {
+            let imports = module
+                .imports()
+                .map(|import| format!("{}.{}", import.module(), import.name()))
+                .collect();
+            (core_exports(&module), imports)
+        }),
         ModuleKind::Component => {
-            unsafe { wasmtime::component::Component::deserialize(engine, code) }
-                .map(|component| component_exports(&component))
+            unsafe { wasmtime::component::Component::deserialize(engine, code) }.map(|component| {
+                let imports = component
+                    .component_type()
+                    .imports(engine)
+                    .map(|(name, _)| name.to_string())
+                    .collect();
+                (component_exports(&component), imports)
+            })
         }
     };
-    exports.map_err(|e| format!("{e:#}"))
+    interface.map_err(|e| format!("{e:#}"))
 }
 
 fn component_exports(component: &wasmtime::component::Component) -> Vec<Signature> {

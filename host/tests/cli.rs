@@ -221,9 +221,17 @@ fn inspect_lists_signatures() {
         ),
         "{text}"
     );
+    assert!(text.contains("imports: wasi:"), "{text}");
+    let out = wasmpool(&["inspect", "builtin:pure"], "");
+    assert!(
+        stdout(&out).contains("imports: nothing"),
+        "{}",
+        stdout(&out)
+    );
     let out = wasmpool(&["inspect", "--json", "builtin:arith"], "");
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["kind"], "core module");
+    assert_eq!(doc["imports"], serde_json::json!([]));
     assert_eq!(
         doc["exports"][0]["signature"],
         "add: func(p0: s32, p1: s32) -> s32"

@@ -1,4 +1,4 @@
-//! `wasmpool inspect MODULE`: what a module is and what it exports.
+//! `wasmpool inspect MODULE`: what a module is, what it exports and what it imports.
 
 use std::io::Write;
 
@@ -6,7 +6,7 @@ use clap::Args;
 
 use crate::ModuleKind;
 
-/// List a module's exports with their WIT signatures.
+/// List a module's exports with their WIT signatures, and its imports.
 #[derive(Debug, Args)]
 pub(super) struct InspectCommand {
     /// A .wasm component or core module, a .wat file, or builtin:NAME.
@@ -42,6 +42,7 @@ impl InspectCommand {
                 "kind": kind,
                 "sha256": module.hash_hex(),
                 "exports": exports,
+                "imports": module.imports(),
             });
             writeln!(out, "{doc}")?;
         } else {
@@ -56,6 +57,10 @@ impl InspectCommand {
             }
             for sig in module.exports() {
                 writeln!(out, "  {sig}")?;
+            }
+            match module.imports() {
+                [] => writeln!(out, "imports: nothing")?,
+                imports => writeln!(out, "imports: {}", imports.join(", "))?,
             }
         }
         Ok(0)
