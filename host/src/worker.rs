@@ -219,6 +219,8 @@ fn session<W: Write + Send + 'static>(
 }
 
 /// Most outcomes sent in one frame, and the longest a finished outcome waits for its frame.
+/// An item that took at least `BATCH_WAIT` is sent at once: the next one will likely take as
+/// long, and its outcome would wait for it.
 const BATCH_ITEMS: usize = 256;
 const BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
 
@@ -329,6 +331,8 @@ struct Reply {
     gathered: Gathered,
     /// When the first gathered outcome was ready.
     since: std::time::Instant,
+    /// When the last outcome was added (or the chunk started): how long an item took.
+    last: std::time::Instant,
 }
 
 enum Gathered {
@@ -339,13 +343,15 @@ enum Gathered {
 
 impl Reply {
     fn new(chunk_id: u64, len: usize) -> Self {
+        let now = std::time::Instant::now();
         Reply {
             chunk_id,
             len,
             done: 0,
             first: 0,
             gathered: Gathered::Nothing,
-            since: std::time::Instant::now(),
+            since: now,
+            last: now,
         }
     }
 
@@ -354,8 +360,12 @@ impl Reply {
     }
 
     /// Adds the next item's outcome; sends what is gathered when the chunk is done, when
-    /// [`BATCH_ITEMS`] are gathered, or when the oldest has waited [`BATCH_WAIT`].
+    /// [`BATCH_ITEMS`] are gathered, when the oldest has waited [`BATCH_WAIT`], or when this
+    /// item took that long (one clock reading per item serves both).
     fn add<W: Write>(&mut self, outcome: ItemOutcome, output: &Output<W>) -> anyhow::Result<()> {
+        let now = std::time::Instant::now();
+        let slow = now.duration_since(self.last) >= BATCH_WAIT;
+        self.last = now;
         let results = match &outcome {
             ItemOutcome {
                 result: Ok(results),
@@ -380,7 +390,7 @@ impl Reply {
             } else {
                 // A change of form ends the frame gathered so far, and starts the next.
                 self.send(output, false)?;
-                self.since = std::time::Instant::now();
+                self.since = now;
                 self.gathered = match packed {
                     Some(packed) => Gathered::Results(packed),
                     None => Gathered::Outcomes(vec![outcome]),
@@ -389,7 +399,11 @@ impl Reply {
         }
         self.done += 1;
         let last = self.done == self.len;
-        if last || self.gathered_len() >= BATCH_ITEMS || self.since.elapsed() >= BATCH_WAIT {
+        if last
+            || slow
+            || self.gathered_len() >= BATCH_ITEMS
+            || now.duration_since(self.since) >= BATCH_WAIT
+        {
             self.send(output, last)?;
         }
         Ok(())
@@ -655,6 +669,46 @@ mod tests {
                 "S32(1)"
             ]
         );
+    }
+
+    /// Outcomes of quick items share frames; an item that takes a millisecond or more is sent
+    /// as soon as it is done, not held until the next one finishes.
+    #[test]
+    fn slow_items_are_sent_one_by_one_and_quick_ones_together() {
+        // `busy(n)` counts down from n: 50 million rounds take well over a millisecond.
+        let wat = r#"(module
+            (func (export "busy") (param i32) (result i32)
+                (loop local.get 0 i32.const 1 i32.sub local.tee 0 br_if 0)
+                local.get 0))"#;
+        let bytes = wat::parse_str(wat).unwrap();
+        let id = [3; 32];
+        let items = |n: i32, count: usize| vec![vec![Value::S32(n)]; count];
+        let replies = session(&[
+            HostMsg::Hello {
+                version: PROTOCOL_VERSION,
+                settings: TEST_SETTINGS,
+            },
+            load(id, &bytes, Metering::Plain),
+            run(id, "busy", items(50_000_000, 3), Resolved::default()),
+            run(id, "busy", items(1, 100), Resolved::default()),
+        ]);
+        let frames: Vec<(u32, usize)> = replies
+            .iter()
+            .filter_map(|m| match m {
+                WorkerMsg::Results { first, results, .. } => {
+                    Some((*first, results.items().count()))
+                }
+                WorkerMsg::Outcomes {
+                    first, outcomes, ..
+                } => Some((*first, outcomes.len())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(frames[..3], [(0, 1), (1, 1), (2, 1)], "{frames:?}");
+        // The quick chunk: fewer frames than items (how many depends on the machine's pace).
+        let quick = &frames[3..];
+        assert_eq!(quick.iter().map(|f| f.1).sum::<usize>(), 100, "{frames:?}");
+        assert!(quick.len() < 100, "{frames:?}");
     }
 
     #[test]

@@ -241,29 +241,28 @@ impl Runner {
         limits: &Resolved,
         grants: &Grants,
     ) -> ItemOutcome {
-        let instance = match live.take() {
-            Some(instance) => Ok(instance),
-            None => self.instantiate(compiled, func, limits, grants),
+        // The instance stays in `live` (not moved out and back: it is large, and this is the
+        // per-item path of a reused instance).
+        let instance = match live {
+            Some(instance) => instance,
+            None => match self.instantiate(compiled, func, limits, grants) {
+                Ok(instance) => live.insert(instance),
+                Err(failure) => return ItemOutcome::failed(failure),
+            },
         };
-        let (result, stdout, stderr) = match instance {
-            Ok(mut instance) => {
-                let result = instance.call(args, limits);
-                let (stdout, stderr, overflowed) = instance.take_output();
-                let result = match result {
-                    Err(RunFailure::Trap { ref message, .. })
-                        if message.contains("beyond capacity") || overflowed =>
-                    {
-                        Err(RunFailure::OutputLimit)
-                    }
-                    other => other,
-                };
-                if result.is_ok() {
-                    *live = Some(instance);
-                }
-                (result, stdout, stderr)
+        let result = instance.call(args, limits);
+        let (stdout, stderr, overflowed) = instance.take_output();
+        let result = match result {
+            Err(RunFailure::Trap { ref message, .. })
+                if message.contains("beyond capacity") || overflowed =>
+            {
+                Err(RunFailure::OutputLimit)
             }
-            Err(failure) => (Err(failure), Vec::new(), Vec::new()),
+            other => other,
         };
+        if result.is_err() {
+            *live = None;
+        }
         let result = result.and_then(|values| {
             let size: u64 = values.iter().map(Value::approx_size).sum();
             if size > limits.max_result_bytes {
