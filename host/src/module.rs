@@ -1,9 +1,10 @@
 //! Loading a `.wasm` (or `.wat`) file: validating it, hashing it, telling a component from a
-//! core module, and listing its callable exports with their WIT signatures.
+//! core module, listing its callable exports with their WIT signatures and its imports, and
+//! checking that a worker can link it.
 //!
-//! This happens once, on the host, before any task runs: a garbage, truncated or non-wasm file
-//! is an [`Error::InvalidModule`] at load time, and every task's arguments are later checked
-//! against the signatures read here.
+//! This happens once, on the host, before any task runs: a garbage, truncated or non-wasm file,
+//! or one that imports what workers do not provide, is an [`Error::InvalidModule`] at load
+//! time, and every task's arguments are later checked against the signatures read here.
 
 use std::fmt;
 use std::path::Path;
@@ -120,7 +121,7 @@ impl Module {
                 .map_err(&invalid)
         };
         let mut code = compile(cache.as_deref())?;
-        let (exports, imports) = match read_interface(kind, &code) {
+        let interface = match read_interface(kind, &code) {
             Ok(interface) => interface,
             Err(why) => {
                 // wasmtime refused a cached artifact (say, from another build): start over.
@@ -130,6 +131,17 @@ impl Module {
                 read_interface(kind, &code).map_err(&invalid)?
             }
         };
+        let Interface {
+            exports,
+            imports,
+            link_error,
+        } = interface;
+        if let Some(why) = link_error {
+            return Err(invalid(format!(
+                "a worker cannot link it: {why} (workers provide WASI 0.2 to components and \
+                 WASI preview 1 to core modules, nothing else)"
+            )));
+        }
         let plain = OnceLock::new();
         let _ = plain.set(Ok(Arc::new(code)));
         Ok(Module {
@@ -376,29 +388,43 @@ fn core_exports(module: &wasmtime::Module) -> Vec<Signature> {
         .collect()
 }
 
-/// The exports and the imports of a module, from its compiled code.
-fn read_interface(kind: ModuleKind, code: &[u8]) -> Result<(Vec<Signature>, Vec<String>), String> {
+/// What the host reads of a module from its compiled code.
+struct Interface {
+    exports: Vec<Signature>,
+    imports: Vec<String>,
+    /// Why a worker could not link the module, if it could not.
+    link_error: Option<String>,
+}
+
+/// The exports and the imports of a module, from its compiled code, and whether a worker can
+/// link it.
+fn read_interface(kind: ModuleKind, code: &[u8]) -> Result<Interface, String> {
     let engine = host_engine(Metering::Plain);
     // SAFETY: `code` is this host's own compiler output, just made or read from the cache,
     // whose entries are checksummed and owned by this user (see `crate::artifacts`).
     let interface = match kind {
-        ModuleKind::Core => unsafe { wasmtime::Module::deserialize(engine, code) }.map(|module| {
-            let imports = module
-                .imports()
-                .map(|import| format!("{}.{}", import.module(), import.name()))
-                .collect();
-            (core_exports(&module), imports)
-        }),
-        ModuleKind::Component => {
-            unsafe { wasmtime::component::Component::deserialize(engine, code) }.map(|component| {
-                let imports = component
-                    .component_type()
-                    .imports(engine)
-                    .map(|(name, _)| name.to_string())
-                    .collect();
-                (component_exports(&component), imports)
+        ModuleKind::Core => {
+            unsafe { wasmtime::Module::deserialize(engine, code) }.map(|module| Interface {
+                exports: core_exports(&module),
+                imports: module
+                    .imports()
+                    .map(|import| format!("{}.{}", import.module(), import.name()))
+                    .collect(),
+                link_error: crate::worker::runner::core_link_error(&module),
             })
         }
+        ModuleKind::Component => unsafe {
+            wasmtime::component::Component::deserialize(engine, code)
+        }
+        .map(|component| Interface {
+            exports: component_exports(&component),
+            imports: component
+                .component_type()
+                .imports(engine)
+                .map(|(name, _)| name.to_string())
+                .collect(),
+            link_error: crate::worker::runner::component_link_error(&component),
+        }),
     };
     interface.map_err(|e| format!("{e:#}"))
 }

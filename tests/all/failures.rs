@@ -102,6 +102,39 @@ fn garbage_modules_are_clear_errors_at_load_time() {
     assert!(err.to_string().contains("square, slow-square"), "{err}");
 }
 
+/// A module that imports what no worker provides is refused when it is loaded, naming the
+/// import, instead of failing every call; WASI imports load.
+#[test]
+fn imports_a_worker_cannot_provide_are_refused_at_load_time() {
+    let component = r#"(component
+        (import "my:host/log" (instance (export "log" (func (param "msg" string)))))
+        (core module $m (func (export "one") (result i32) i32.const 1))
+        (core instance $i (instantiate $m))
+        (func (export "one") (result s32) (canon lift (core func $i "one"))))"#;
+    let core = r#"(module
+        (import "env" "host_time" (func (result i64)))
+        (func (export "one") (result i32) i32.const 1))"#;
+    for (text, import) in [(component, "my:host/log"), (core, "host_time")] {
+        let err = Module::from_bytes(text).unwrap_err();
+        assert!(matches!(err, Error::InvalidModule { .. }), "{err}");
+        let message = err.to_string();
+        assert!(message.contains(import), "{message}");
+        assert!(message.contains("WASI"), "{message}");
+    }
+    let wasi_core = r#"(module
+        (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (func (export "one") (result i32) i32.const 1))"#;
+    let module = Module::from_bytes(wasi_core).unwrap();
+    assert_eq!(module.imports(), ["wasi_snapshot_preview1.fd_write"]);
+    assert_eq!(
+        pool(1)
+            .apply::<_, i32>(&module.task("one").unwrap(), ())
+            .unwrap(),
+        1
+    );
+}
+
 #[test]
 fn wrong_arguments_name_the_parameter_and_its_type() {
     let pool = pool(1);

@@ -136,16 +136,47 @@ impl Flavor {
         config.max_wasm_stack(settings.max_wasm_stack);
         config.allocation_strategy(crate::engine::worker_instance_pool());
         let engine = Engine::new(&config)?;
-        let mut component_linker = component::Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut component_linker)?;
-        let mut core_linker = wasmtime::Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut core_linker, |s: &mut CoreState| s.wasi.get())?;
         Ok(Flavor {
+            component_linker: component_linker(&engine)?,
+            core_linker: core_linker(&engine)?,
             engine,
-            component_linker,
-            core_linker,
         })
     }
+}
+
+/// What a component task can import: WASI 0.2 (each task gets only what it was granted; see
+/// [`Sandbox`]).
+fn component_linker(engine: &Engine) -> anyhow::Result<component::Linker<ComponentState>> {
+    let mut linker = component::Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    Ok(linker)
+}
+
+/// What a core-module task can import: WASI preview 1.
+fn core_linker(engine: &Engine) -> anyhow::Result<wasmtime::Linker<CoreState>> {
+    let mut linker = wasmtime::Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut CoreState| s.wasi.get())?;
+    Ok(linker)
+}
+
+/// Why a worker could not link this component, if it could not: an import its linker does not
+/// provide, or provides with another type. The host asks at load time (on its own engine; only
+/// types are compared), so that such a module is refused then, not at every call.
+pub(crate) fn component_link_error(component: &component::Component) -> Option<String> {
+    let linker = component_linker(component.engine()).ok()?;
+    linker
+        .instantiate_pre(component)
+        .err()
+        .map(|e| format!("{e:#}"))
+}
+
+/// As [`component_link_error`], for a core module.
+pub(crate) fn core_link_error(module: &wasmtime::Module) -> Option<String> {
+    let linker = core_linker(module.engine()).ok()?;
+    linker
+        .instantiate_pre(module)
+        .err()
+        .map(|e| format!("{e:#}"))
 }
 
 impl Runner {
