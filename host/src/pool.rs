@@ -72,6 +72,11 @@ impl OutputSink {
     }
 }
 
+/// Items per worker that `imap` keeps in flight by default, whatever its chunk size: measured
+/// with 1-item chunks on two workers, 2 items per worker streamed 31 k items/s, 8 gave 45 k,
+/// 32 gave 60 k, 128 gave 69 k. Memory stays bounded either way.
+const IMAP_ITEMS_IN_FLIGHT_PER_WORKER: usize = 64;
+
 /// Configures and starts a [`Pool`].
 ///
 /// # Examples
@@ -183,7 +188,9 @@ impl PoolBuilder {
         self
     }
 
-    /// How many chunks `imap` keeps in flight at most (default: 2 per worker).
+    /// How many chunks `imap` keeps in flight at most (default: 2 per worker, and with small
+    /// chunks as many as make 64 items per worker: with one or two items each, a worker would
+    /// sit idle through every round trip).
     pub fn max_chunks_in_flight(mut self, n: usize) -> Self {
         self.max_chunks_in_flight = Some(n.max(1));
         self
@@ -242,7 +249,9 @@ impl PoolBuilder {
             workers,
             chunksize: self.chunksize,
             imap_chunksize: self.imap_chunksize,
-            max_chunks_in_flight: self.max_chunks_in_flight.unwrap_or(2 * workers),
+            max_chunks_in_flight: self.max_chunks_in_flight.unwrap_or_else(|| {
+                (2 * workers).max(IMAP_ITEMS_IN_FLIGHT_PER_WORKER * workers / self.imap_chunksize)
+            }),
         };
         let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
         for i in 0..workers {

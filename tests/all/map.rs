@@ -136,6 +136,16 @@ fn imap_is_lazy_ordered_and_bounded() {
     assert_eq!(first, (0..20i64).map(|x| x * x).collect::<Vec<_>>());
     // At most 2 chunks of 3 items beyond what was consumed were ever pulled.
     assert!(pulled.get() <= 20 + 6, "pulled {} items", pulled.get());
+    // By default, 1-item chunks, up to 64 items per worker in flight.
+    pulled.set(0);
+    let input = (0i64..).inspect(|_| pulled.set(pulled.get() + 1));
+    let first: Vec<i64> = crate::support::pool(2)
+        .imap(&square, input)
+        .take(20)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(first.len(), 20);
+    assert!(pulled.get() <= 20 + 128, "pulled {} items", pulled.get());
 }
 
 #[test]
