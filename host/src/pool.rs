@@ -10,6 +10,7 @@ pub(crate) mod imap;
 pub(crate) mod process;
 pub(crate) mod queue;
 pub(crate) mod scheduler;
+mod spares;
 pub(crate) mod supervisor;
 
 use std::io::Write;
@@ -30,7 +31,8 @@ use crate::wire::WorkerSettings;
 use handle::{Batch, MapResult, Slot, TaskFuture};
 use imap::Imap;
 use queue::{JobQueue, Refused};
-use scheduler::{Gather, Job, JobItem, Sink, default_chunksize};
+use scheduler::{Gather, Job, JobItem, Outcome, Sink, default_chunksize};
+use spares::Shelf;
 use supervisor::{PidSlot, WorkerProgram, kill_slot};
 
 /// Which stream a guest wrote to.
@@ -239,6 +241,8 @@ impl PoolBuilder {
             terminating: AtomicBool::new(false),
             chunk_ids: AtomicU64::new(0),
             output: self.output.unwrap_or_else(OutputSink::relay_to_stderr),
+            job_items: Shelf::default(),
+            outcome_slots: Arc::default(),
         });
         let pool = Pool {
             shared,
@@ -299,11 +303,20 @@ pub(crate) struct Shared {
     terminating: AtomicBool,
     chunk_ids: AtomicU64,
     output: OutputSink,
+    /// Emptied item vectors of finished chunks, and outcome slots of finished maps, for the
+    /// next map (see [`spares`]).
+    job_items: Shelf<JobItem>,
+    outcome_slots: Arc<Shelf<Option<Outcome>>>,
 }
 
 impl Shared {
     pub(crate) fn is_terminating(&self) -> bool {
         self.terminating.load(Ordering::Acquire)
+    }
+
+    /// Keeps a finished job's item vector for a later one.
+    pub(crate) fn recycle(&self, items: Vec<JobItem>) {
+        self.job_items.put(items);
     }
 
     pub(crate) fn next_chunk_id(&self) -> u64 {
@@ -595,7 +608,7 @@ impl Pool {
         shape: ArgsShape,
         chunksize: Option<usize>,
     ) -> MapResult<R> {
-        let batch = Batch::open(task.name(), len);
+        let batch = Batch::open(task.name(), len, &self.shared.outcome_slots);
         let chunksize = chunksize.unwrap_or_else(|| default_chunksize(len, self.workers));
         let mut items = items.peekable();
         let mut queued = 0;
@@ -658,7 +671,7 @@ impl Pool {
             Gather::No => (Some(Arc::clone(&sink)), None),
             Gather::Yes => (None, Some(Arc::clone(&sink))),
         };
-        let mut job_items = Vec::with_capacity(items.len());
+        let mut job_items = self.shared.job_items.take(items.len());
         for (n, item) in items.enumerate() {
             match item.args {
                 Ok(args) => job_items.push(JobItem {

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use crate::error::TaskError;
 
 use super::scheduler::{Outcome, Sink, typed};
+use super::spares::Shelf;
 
 /// The shared state of one task: its outcome once known, and who waits for it.
 pub(crate) struct Slot {
@@ -342,6 +343,8 @@ pub(crate) struct Batch {
     func: String,
     state: Mutex<BatchState>,
     done: Condvar,
+    /// Where the outcome slots go back when the batch is dropped, for the pool's next map.
+    shelf: Arc<Shelf<Option<Outcome>>>,
 }
 
 struct BatchState {
@@ -352,11 +355,14 @@ struct BatchState {
 impl Batch {
     /// A batch expecting about `len` items (the input's size hint), open for more or fewer
     /// until [`Batch::seal`]: it cannot complete before then.
-    pub(crate) fn open(func: &str, len: usize) -> Arc<Batch> {
+    pub(crate) fn open(func: &str, len: usize, shelf: &Arc<Shelf<Option<Outcome>>>) -> Arc<Batch> {
+        let mut outcomes = shelf.take(len);
+        outcomes.resize_with(len, || None);
         Arc::new(Batch {
             func: func.to_string(),
+            shelf: Arc::clone(shelf),
             state: Mutex::new(BatchState {
-                outcomes: (0..len).map(|_| None).collect(),
+                outcomes,
                 // One more than the items: the submission itself, released by `seal`.
                 remaining: len + 1,
             }),
@@ -386,6 +392,13 @@ impl Batch {
         if state.remaining == 0 {
             self.done.notify_all();
         }
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        self.shelf.put(std::mem::take(&mut state.outcomes));
     }
 }
 

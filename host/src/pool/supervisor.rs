@@ -635,6 +635,7 @@ pub(crate) fn drive(
             Ok(()) => {
                 let done = held.pop_front().expect("not empty");
                 ran_here += done.job.items.len() as u64;
+                shared.recycle(done.job.items);
                 if shared
                     .max_tasks_per_worker
                     .is_some_and(|max| ran_here >= max)
