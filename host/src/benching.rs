@@ -8,7 +8,7 @@ use crate::limits::{Grants, Resolved};
 use crate::module::Task;
 use crate::values::Value;
 use crate::wire::{Code, Metering, WorkerSettings};
-use crate::worker::runner::Runner;
+use crate::worker::runner::{Args, Runner};
 
 /// Runs `task(args)` `iterations` times the way a worker does (a fresh store and instance per
 /// call, default limits, no grants) and returns the mean time per call.
@@ -28,7 +28,7 @@ pub fn instantiate_and_call(task: &Task, args: &[Value], iterations: u32) -> Dur
     let grants = Grants::new();
     let start = Instant::now();
     for _ in 0..iterations {
-        let outcome = runner.run(&compiled, task.name(), args, &limits, &grants);
+        let outcome = runner.run(&compiled, task.name(), Args::Values(args), &limits, &grants);
         assert!(outcome.result.is_ok(), "{:?}", outcome.result);
     }
     start.elapsed() / iterations.max(1)

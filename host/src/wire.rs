@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use crate::limits::{Grants, Resolved};
 use crate::values::{Value, Values};
 
-pub(crate) use packed::Packed;
+pub(crate) use packed::{Packed, Row};
 
 /// The protocol version both sides must agree on. Bump it on any change to the messages.
 pub(crate) const PROTOCOL_VERSION: u32 = 3;

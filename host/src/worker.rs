@@ -25,12 +25,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::limits::EPOCH_TICK;
-use crate::values::{Value, Values};
 use crate::wire::{
     self, Chunk, HostMsg, ItemOutcome, Items, Metering, PROTOCOL_VERSION, Packed, RunFailure,
     WorkerMsg, WorkerSettings,
 };
 use cache::ModuleCache;
+use runner::Args;
 use spare::Spare;
 
 /// Set in a child's environment to make it a worker.
@@ -239,7 +239,7 @@ fn run_chunk<W: Write>(
         Items::Values(items) => run_items(
             cache,
             chunk,
-            items.iter().map(|args| Ok(Args::Borrowed(args))),
+            items.iter().map(|args| Ok(Args::Values(args))),
             ahead,
             &mut reply,
             output,
@@ -247,7 +247,7 @@ fn run_chunk<W: Write>(
         Items::Packed(packed) => run_items(
             cache,
             chunk,
-            packed.items().map(|args| args.map(Args::Owned)),
+            packed.rows().map(|row| row.map(Args::Packed)),
             ahead,
             &mut reply,
             output,
@@ -255,22 +255,6 @@ fn run_chunk<W: Write>(
     };
     spare.expect(chunk, made_in);
     Ok(())
-}
-
-/// One call's arguments: borrowed from the chunk, or unpacked from it.
-enum Args<'a> {
-    Borrowed(&'a [Value]),
-    Owned(Values),
-}
-
-impl std::ops::Deref for Args<'_> {
-    type Target = [Value];
-    fn deref(&self) -> &[Value] {
-        match self {
-            Args::Borrowed(args) => args,
-            Args::Owned(args) => args,
-        }
-    }
 }
 
 /// Runs the items, the first in `ahead` if an instance was made for it in advance; how long
@@ -306,7 +290,7 @@ fn run_items<'a, W: Write>(
                 slot,
                 compiled,
                 &chunk.func,
-                &args,
+                args,
                 &chunk.limits,
                 &chunk.grants,
             ),

@@ -129,23 +129,51 @@ impl Packed {
         self.count as usize
     }
 
-    /// Each item's values, in order; an error for a pack that does not hold what it says
-    /// (bytes for a different count, an invalid character).
-    pub(crate) fn items(&self) -> impl Iterator<Item = Result<Values, String>> + '_ {
+    /// Each item's numbers, in order, read in place; an error for a pack whose bytes do not
+    /// match its count.
+    pub(crate) fn rows(&self) -> impl Iterator<Item = Result<Row<'_>, String>> + '_ {
         let arity = self.kinds.len();
         let consistent = self.words.0.len() == arity * 8 * self.len();
         (0..self.len()).map(move |i| {
             if !consistent {
                 return Err("a packed chunk whose size does not match its count".to_string());
             }
-            let words = &self.words.0[i * arity * 8..(i + 1) * arity * 8];
+            Ok(Row {
+                kinds: &self.kinds,
+                words: &self.words.0[i * arity * 8..(i + 1) * arity * 8],
+            })
+        })
+    }
+
+    /// Each item's values, in order; an error for a pack that does not hold what it says
+    /// (bytes for a different count, an invalid character).
+    pub(crate) fn items(&self) -> impl Iterator<Item = Result<Values, String>> + '_ {
+        self.rows().map(|row| {
+            // A plain loop: collecting into a `Result` costs more than the unpacking.
             let mut values = Values::new();
-            for (bytes, &kind) in words.chunks_exact(8).zip(&self.kinds) {
-                let word = u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
-                values.push(unpack(kind, word)?);
+            for value in row?.values() {
+                values.push(value?);
             }
             Ok(values)
         })
+    }
+}
+
+/// One item of a [`Packed`]: its numbers, still in the pack's bytes. A worker calls a guest
+/// with them without building [`Values`] first.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Row<'a> {
+    kinds: &'a [Kind],
+    words: &'a [u8],
+}
+
+impl Row<'_> {
+    /// The values; an error for an invalid character.
+    pub(crate) fn values(&self) -> impl Iterator<Item = Result<Value, String>> + '_ {
+        self.words
+            .chunks_exact(8)
+            .zip(self.kinds)
+            .map(|(bytes, &kind)| unpack(kind, u64::from_le_bytes(bytes.try_into().expect("8"))))
     }
 }
 

@@ -13,7 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::limits::{EPOCH_TICK, Grants, Resolved};
 use crate::values::{Value, Values};
-use crate::wire::{Code, ItemOutcome, Metering, ModuleKind, RunFailure, WorkerSettings};
+use crate::wire::{Code, ItemOutcome, Metering, ModuleKind, Row, RunFailure, WorkerSettings};
 
 use super::capture::Capture;
 use super::sandbox::Sandbox;
@@ -252,7 +252,7 @@ impl Runner {
         &self,
         compiled: &Compiled,
         func: &str,
-        args: &[Value],
+        args: Args<'_>,
         limits: &Resolved,
         grants: &Grants,
     ) -> ItemOutcome {
@@ -268,7 +268,7 @@ impl Runner {
         live: &mut Option<Live>,
         compiled: &Compiled,
         func: &str,
-        args: &[Value],
+        args: Args<'_>,
         limits: &Resolved,
         grants: &Grants,
     ) -> ItemOutcome {
@@ -281,7 +281,7 @@ impl Runner {
                 Err(failure) => return ItemOutcome::failed(failure),
             },
         };
-        let result = instance.call(args, limits);
+        let result = instance.call(&args, limits);
         let (stdout, stderr, overflowed) = instance.take_output();
         let result = match result {
             Err(RunFailure::Trap { ref message, .. })
@@ -392,6 +392,13 @@ impl Runner {
     }
 }
 
+/// One call's arguments: values, or numbers read in place from a packed chunk.
+#[derive(Clone, Copy)]
+pub(crate) enum Args<'a> {
+    Values(&'a [Value]),
+    Packed(Row<'a>),
+}
+
 /// An instance ready to be called, with its captured output.
 pub(crate) struct Live {
     callee: Callee,
@@ -415,7 +422,7 @@ enum Callee {
 
 impl Live {
     /// Calls the export once with `args`, within `limits` (time and fuel are per call).
-    fn call(&mut self, args: &[Value], limits: &Resolved) -> Result<Values, RunFailure> {
+    fn call(&mut self, args: &Args<'_>, limits: &Resolved) -> Result<Values, RunFailure> {
         let rearm = !self.armed;
         self.armed = false;
         match &mut self.callee {
@@ -425,7 +432,14 @@ impl Live {
                 }
                 let params = &mut self.params;
                 params.clear();
-                params.extend(args.iter().map(to_val));
+                match args {
+                    Args::Values(args) => params.extend(args.iter().map(to_val)),
+                    Args::Packed(row) => {
+                        for value in row.values() {
+                            params.push(to_val(&value.map_err(RunFailure::BadInput)?));
+                        }
+                    }
+                }
                 f.call(&mut *store, params, results)
                     .map_err(|e| failure(e, store.data().limiter().hit))?;
                 // A plain loop: collecting into a `Result` costs more than the call's own
@@ -440,18 +454,13 @@ impl Live {
                 if rearm {
                     arm(store, limits);
                 }
-                let params = args
-                    .iter()
-                    .map(|v| match v {
-                        Value::S32(x) => Ok(wasmtime::Val::I32(*x)),
-                        Value::S64(x) => Ok(wasmtime::Val::I64(*x)),
-                        Value::F32(x) => Ok(wasmtime::Val::F32(x.to_bits())),
-                        Value::F64(x) => Ok(wasmtime::Val::F64(x.to_bits())),
-                        other => Err(RunFailure::BadInput(format!(
-                            "a core module takes numbers, not {other:?}"
-                        ))),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
+                let params = match args {
+                    Args::Values(args) => args.iter().map(core_val).collect::<Result<Vec<_>, _>>(),
+                    Args::Packed(row) => row
+                        .values()
+                        .map(|value| core_val(&value.map_err(RunFailure::BadInput)?))
+                        .collect(),
+                }?;
                 let mut results = vec![wasmtime::Val::I32(0); f.ty(&*store).results().len()];
                 f.call(&mut *store, &params, &mut results)
                     .map_err(|e| failure(e, store.data().limiter().hit))?;
@@ -527,6 +536,19 @@ fn failure(err: wasmtime::Error, limit_hit: bool) -> RunFailure {
         .unwrap_or(&message)
         .to_string();
     RunFailure::Trap { message, backtrace }
+}
+
+/// A core module's parameter: a number of one of wasm's four types.
+fn core_val(value: &Value) -> Result<wasmtime::Val, RunFailure> {
+    match value {
+        Value::S32(x) => Ok(wasmtime::Val::I32(*x)),
+        Value::S64(x) => Ok(wasmtime::Val::I64(*x)),
+        Value::F32(x) => Ok(wasmtime::Val::F32(x.to_bits())),
+        Value::F64(x) => Ok(wasmtime::Val::F64(x.to_bits())),
+        other => Err(RunFailure::BadInput(format!(
+            "a core module takes numbers, not {other:?}"
+        ))),
+    }
 }
 
 fn to_val(value: &Value) -> Val {

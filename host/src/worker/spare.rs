@@ -219,10 +219,11 @@ mod tests {
         assert!(ahead.is_some());
         let compiled = cache.get(&id, Metering::Epochs).unwrap();
         let args = [crate::values::Value::S32(7)];
+        let args = crate::worker::runner::Args::Values(&args);
         let outcome =
             cache
                 .runner()
-                .run_in(&mut ahead, compiled, "f", &args, &limits, &Grants::new());
+                .run_in(&mut ahead, compiled, "f", args, &limits, &Grants::new());
         assert_eq!(
             outcome.result,
             Ok(smallvec::smallvec![crate::values::Value::S32(7)])
