@@ -219,9 +219,9 @@ fn session<W: Write + Send + 'static>(
     }
 }
 
-/// Most outcomes sent in one frame, and the longest a finished outcome waits for its frame.
-/// An item that took at least `BATCH_WAIT` is sent at once: the next one will likely take as
-/// long, and its outcome would wait for it.
+/// Most outcomes sent in one frame, and the longest a finished outcome waits for its frame
+/// (up to a clock tick more: see [`Pace`]). An item that took at least `BATCH_WAIT` is sent at
+/// once: the next one will likely take as long, and its outcome would wait for it.
 const BATCH_ITEMS: usize = 256;
 const BATCH_WAIT: Duration = Duration::from_millis(1);
 
@@ -713,11 +713,11 @@ mod tests {
         );
     }
 
-    /// Outcomes of quick items share frames; an item that takes a millisecond or more is sent
-    /// as soon as it is done, not held until the next one finishes.
+    /// Outcomes of quick items share frames; an item that takes a clock tick (1 to 4 ms) or
+    /// more is sent as soon as it is done, not held until the next one finishes.
     #[test]
     fn slow_items_are_sent_one_by_one_and_quick_ones_together() {
-        // `busy(n)` counts down from n: 50 million rounds take well over a millisecond.
+        // `busy(n)` counts down from n: 50 million rounds take well over a tick.
         let wat = r#"(module
             (func (export "busy") (param i32) (result i32)
                 (loop local.get 0 i32.const 1 i32.sub local.tee 0 br_if 0)
