@@ -111,11 +111,8 @@ impl Process {
                 }
             };
             let stack = settings.max_wasm_stack;
-            let run = worker.run(&job, 0, |first, raws| {
-                let outcomes = raws
-                    .into_iter()
-                    .map(|raw| scheduler::finish(&job.task, &job.limits, stack, raw));
-                job.deliver_from(first, outcomes);
+            let run = worker.run(&job, 0, |first, reported| {
+                reported.deliver(&job, first, stack);
             });
             if let Err(stop) = run {
                 let func = job.task.name().to_string();

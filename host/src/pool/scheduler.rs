@@ -8,7 +8,7 @@ use crate::error::TaskError;
 use crate::limits::{Grants, Resolved};
 use crate::module::Task;
 use crate::values::{self, Value, Values, WitType};
-use crate::wire::{ItemOutcome, RunFailure};
+use crate::wire::{ItemOutcome, Packed, RunFailure};
 
 /// The outcome of one task: its results (zero, one, or several values) or why it failed.
 pub(crate) type Outcome = Result<Values, TaskError>;
@@ -147,6 +147,59 @@ pub(crate) fn default_chunksize(len: usize, workers: usize) -> usize {
     len.div_ceil(4 * workers.max(1)).max(1)
 }
 
+/// One frame of a chunk's outcomes, as its worker reported them.
+pub(crate) enum Reported {
+    /// Each item's outcome, with what it printed.
+    Outcomes(Vec<ItemOutcome>),
+    /// Results alone, packed; checked to decode (see [`Packed::check`]) when read, so that a
+    /// worker that sends garbage is caught before any of the frame is delivered.
+    Results(Packed),
+}
+
+impl Reported {
+    /// How many items the frame reports.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Reported::Outcomes(outcomes) => outcomes.len(),
+            Reported::Results(results) => results.len(),
+        }
+    }
+
+    /// Each item's printed output with its index in the chunk (none from packed results).
+    pub(crate) fn output(&self) -> impl Iterator<Item = (usize, &[u8], &[u8])> {
+        let outcomes = match self {
+            Reported::Outcomes(outcomes) => outcomes.as_slice(),
+            Reported::Results(_) => &[],
+        };
+        outcomes
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| (i, raw.stdout.as_slice(), raw.stderr.as_slice()))
+    }
+
+    /// Files each item's outcome (see [`finish`]) into `job`'s sinks, the first as item
+    /// `first` of the job. Packed results go straight from the frame's bytes to outcomes.
+    pub(crate) fn deliver(self, job: &Job, first: usize, max_wasm_stack: usize) {
+        match self {
+            Reported::Outcomes(raws) => job.deliver_from(
+                first,
+                raws.into_iter()
+                    .map(|raw| finish(&job.task, &job.limits, max_wasm_stack, raw)),
+            ),
+            Reported::Results(results) => job.deliver_from(
+                first,
+                results.items().map(|values| match values {
+                    Ok(values) => finish_results(&job.task, values),
+                    Err(detail) => Err(TaskError::Internal {
+                        func: job.task.name().to_string(),
+                        detail,
+                    }),
+                }),
+            ),
+        }
+    }
+}
+
 /// Turns a worker's reply for one item into the task's outcome. A task whose one result is a
 /// `result<T, E>` fails with [`TaskError::Guest`] when it returns `err`, and yields `T` when it
 /// returns `ok`, the way a Python function raises or returns.
@@ -188,7 +241,7 @@ pub(crate) fn finish(
             func: func(),
             detail,
         }),
-        Ok(results) => unwrap_guest_result(task.name(), &task.signature().results, results),
+        Ok(results) => finish_results(task, results),
         Err(RunFailure::Trap { message, backtrace }) => Err(TaskError::Trap {
             func: func(),
             message,
@@ -203,6 +256,11 @@ pub(crate) fn finish(
             detail,
         }),
     }
+}
+
+/// The outcome of a call that returned `results`.
+fn finish_results(task: &Task, results: Values) -> Outcome {
+    unwrap_guest_result(task.name(), &task.signature().results, results)
 }
 
 fn unwrap_guest_result(func: &str, types: &[WitType], mut results: Values) -> Outcome {

@@ -20,11 +20,11 @@ use crate::error::{Error, ExitCause, TaskError};
 use crate::limits::{Resolved, kill_grace};
 use crate::spin;
 use crate::wire::{
-    self, Code, HostMsg, ItemOutcome, Metering, ModuleId, PROTOCOL_VERSION, RunRef, WireError,
-    WorkerMsg, WorkerSettings,
+    self, Code, HostMsg, Metering, ModuleId, PROTOCOL_VERSION, RunRef, WireError, WorkerMsg,
+    WorkerSettings,
 };
 
-use super::scheduler::{self, Gather, Job, JobItem};
+use super::scheduler::{Gather, Job, JobItem, Reported};
 use super::{OutputSink, Shared};
 
 /// How long a new worker may take to answer the handshake.
@@ -248,7 +248,7 @@ impl WorkerProcess {
         &mut self,
         job: &Job,
         chunk_id: u64,
-        deliver: impl FnMut(usize, Vec<ItemOutcome>),
+        deliver: impl FnMut(usize, Reported),
     ) -> Result<(), Interrupted> {
         self.send(job, chunk_id)?;
         self.collect(job, chunk_id, deliver)
@@ -288,7 +288,7 @@ impl WorkerProcess {
         &mut self,
         job: &Job,
         chunk_id: u64,
-        mut deliver: impl FnMut(usize, Vec<ItemOutcome>),
+        mut deliver: impl FnMut(usize, Reported),
     ) -> Result<(), Interrupted> {
         let mut next = 0;
         let result = (|| {
@@ -309,7 +309,7 @@ impl WorkerProcess {
                     }
                 }
                 let left = job.items.len() - next;
-                let outcomes = match wire::read_frame::<WorkerMsg>(
+                let reported = match wire::read_frame::<WorkerMsg>(
                     &mut self.stdout,
                     &mut self.read_buf,
                 ) {
@@ -318,27 +318,18 @@ impl WorkerProcess {
                         first,
                         outcomes,
                     })) if id == chunk_id && first as usize == next && outcomes.len() <= left => {
-                        outcomes
+                        Reported::Outcomes(outcomes)
                     }
                     Ok(Some(WorkerMsg::Results {
                         chunk_id: id,
                         first,
                         results,
                     })) if id == chunk_id && first as usize == next && results.len() <= left => {
-                        results
-                            .items()
-                            .map(|values| {
-                                values.map(|values| ItemOutcome {
-                                    result: Ok(values),
-                                    stdout: Vec::new(),
-                                    stderr: Vec::new(),
-                                })
-                            })
-                            .collect::<Result<_, _>>()
-                            .map_err(|e| {
-                                log::error!(target: "wasmpool::pool", "worker {}: {e}", self.pid);
-                                Why::Crashed
-                            })?
+                        results.check().map_err(|e| {
+                            log::error!(target: "wasmpool::pool", "worker {}: {e}", self.pid);
+                            Why::Crashed
+                        })?;
+                        Reported::Results(results)
                     }
                     Ok(other) => {
                         log::error!(target: "wasmpool::pool", "worker {}: unexpected reply {other:?}", self.pid);
@@ -349,12 +340,12 @@ impl WorkerProcess {
                         return Err(Why::Crashed);
                     }
                 };
-                let waited = progress.elapsed() / outcomes.len().max(1) as u32;
+                let waited = progress.elapsed() / reported.len().max(1) as u32;
                 self.typical_wait = (self.typical_wait * 3 + waited) / 4;
-                self.outcomes_seen += outcomes.len() as u64;
+                self.outcomes_seen += reported.len() as u64;
                 let first = next;
-                next += outcomes.len();
-                deliver(first, outcomes);
+                next += reported.len();
+                deliver(first, reported);
                 progress = Instant::now();
             }
             Ok(())
@@ -614,21 +605,16 @@ pub(crate) fn drive(
             // outcomes, unless it is to replace its worker first.
             let last_held = held.len() == 1 && shared.max_tasks_per_worker.is_none();
             let job = &held.front().expect("not empty").job;
-            worker.collect(job, id, |first, raws| {
-                for (item, raw) in job.items[first..].iter().zip(&raws) {
+            worker.collect(job, id, |first, reported| {
+                for (i, stdout, stderr) in reported.output() {
+                    let item = &job.items[first + i];
                     let name = job.task.name();
-                    shared
-                        .output
-                        .relay(item.task_no, name, &raw.stdout, &raw.stderr);
+                    shared.output.relay(item.task_no, name, stdout, stderr);
                 }
-                if last_held && first + raws.len() == job.items.len() {
+                if last_held && first + reported.len() == job.items.len() {
                     turn = Some(shared.queue.take_spin_turn());
                 }
-                let stack = shared.settings.max_wasm_stack;
-                let outcomes = raws
-                    .into_iter()
-                    .map(|raw| scheduler::finish(&job.task, &job.limits, stack, raw));
-                job.deliver_from(first, outcomes);
+                reported.deliver(job, first, shared.settings.max_wasm_stack);
             })
         });
         match result {

@@ -131,7 +131,7 @@ impl Packed {
 
     /// Each item's numbers, in order, read in place; an error for a pack whose bytes do not
     /// match its count.
-    pub(crate) fn rows(&self) -> impl Iterator<Item = Result<Row<'_>, String>> + '_ {
+    pub(crate) fn rows(&self) -> impl ExactSizeIterator<Item = Result<Row<'_>, String>> + '_ {
         let arity = self.kinds.len();
         let consistent = self.words.0.len() == arity * 8 * self.len();
         (0..self.len()).map(move |i| {
@@ -145,9 +145,23 @@ impl Packed {
         })
     }
 
+    /// Whether every item decodes: the bytes match the count, and every character is one.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let chars = self.kinds.contains(&Kind::Char);
+        for row in self.rows() {
+            let row = row?;
+            if chars {
+                for value in row.values() {
+                    value?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Each item's values, in order; an error for a pack that does not hold what it says
     /// (bytes for a different count, an invalid character).
-    pub(crate) fn items(&self) -> impl Iterator<Item = Result<Values, String>> + '_ {
+    pub(crate) fn items(&self) -> impl ExactSizeIterator<Item = Result<Values, String>> + '_ {
         self.rows().map(|row| {
             // A plain loop: collecting into a `Result` costs more than the unpacking.
             let mut values = Values::new();
@@ -265,9 +279,12 @@ mod tests {
     #[test]
     fn inconsistent_packs_are_errors_not_panics() {
         let mut packed = Packed::of(std::iter::once([Value::Char('a')].as_slice())).unwrap();
+        assert_eq!(packed.check(), Ok(()));
         packed.words.0[0..4].copy_from_slice(&0xD800u32.to_le_bytes());
         assert!(packed.items().next().unwrap().is_err());
+        assert!(packed.check().is_err(), "a surrogate is not a character");
         packed.count = 5;
         assert!(packed.items().all(|item| item.is_err()));
+        assert!(packed.check().is_err(), "five items in the bytes of one");
     }
 }
