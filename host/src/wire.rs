@@ -116,6 +116,7 @@ impl Metering {
         }
     }
 
+    #[cfg(test)]
     pub(crate) const ALL: [Metering; 3] =
         [Metering::Plain, Metering::Epochs, Metering::EpochsAndFuel];
 

@@ -482,7 +482,7 @@ struct Ticker {
 
 impl Ticker {
     fn start<W: Write + Send + 'static>(
-        engines: Vec<wasmtime::Engine>,
+        engines: runner::Engines,
         output: Output<W>,
     ) -> anyhow::Result<Ticker> {
         let stop = Arc::new(AtomicBool::new(false));
@@ -496,7 +496,7 @@ impl Ticker {
                     if flag.load(Ordering::Relaxed) {
                         break;
                     }
-                    for engine in &engines {
+                    for engine in engines.iter().filter_map(std::sync::OnceLock::get) {
                         engine.increment_epoch();
                     }
                     if let Ok(mut out) = output.try_lock()

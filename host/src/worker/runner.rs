@@ -4,6 +4,7 @@
 //! A fresh instance per call means no state leaks from one task to the next: a task sees
 //! memory exactly as the module initialises it, whatever ran before it in this worker.
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{self, ResourceTable, Val};
@@ -120,8 +121,18 @@ impl ResourceLimiter for TaskLimiter {
 /// Compiles and runs modules, with one engine per [`Metering`] variant: a task pays for the
 /// instrumentation its limits need, and no more.
 pub(crate) struct Runner {
-    flavors: Vec<Flavor>,
+    settings: WorkerSettings,
+    /// Each variant's engine and linkers, made on first use: making one takes about a
+    /// millisecond (its instance pool's reservations, the WASI linkers), which a worker that
+    /// never sees a timeout or a fuel limit need not pay at start-up, where it delays the
+    /// first task.
+    flavors: [OnceLock<Flavor>; 3],
+    /// The engines made so far, shared with the ticker that advances their epochs.
+    engines: Engines,
 }
+
+/// A worker's engines, by [`Metering::index`], as they are made.
+pub(crate) type Engines = Arc<[OnceLock<Engine>; 3]>;
 
 /// One engine and its linkers.
 struct Flavor {
@@ -181,17 +192,32 @@ pub(crate) fn core_link_error(module: &wasmtime::Module) -> Option<String> {
 
 impl Runner {
     pub(crate) fn new(settings: WorkerSettings) -> anyhow::Result<Self> {
-        Ok(Runner {
-            flavors: Metering::ALL
-                .iter()
-                .map(|&m| Flavor::new(settings, m))
-                .collect::<anyhow::Result<_>>()?,
-        })
+        let runner = Runner {
+            settings,
+            flavors: Default::default(),
+            engines: Arc::default(),
+        };
+        // The plain variant, which tasks without limits use, is made now, so that a worker
+        // that cannot make an engine says so at start-up.
+        runner.flavor(Metering::Plain).map_err(anyhow::Error::msg)?;
+        Ok(runner)
     }
 
-    /// Both engines, for the ticker that advances their epochs.
-    pub(crate) fn engines(&self) -> Vec<Engine> {
-        self.flavors.iter().map(|f| f.engine.clone()).collect()
+    /// The engines made so far (and those made later), for the ticker.
+    pub(crate) fn engines(&self) -> Engines {
+        Arc::clone(&self.engines)
+    }
+
+    /// The engine and linkers of one metering variant, made if this is its first use.
+    fn flavor(&self, metering: Metering) -> Result<&Flavor, String> {
+        let cell = &self.flavors[metering.index()];
+        if let Some(flavor) = cell.get() {
+            return Ok(flavor);
+        }
+        let flavor = Flavor::new(self.settings, metering)
+            .map_err(|e| format!("the worker cannot make its {metering:?} engine: {e:#}"))?;
+        let _ = self.engines[metering.index()].set(flavor.engine.clone());
+        Ok(cell.get_or_init(|| flavor))
     }
 
     /// Loads (or compiles) a module for the engine of one metering variant.
@@ -201,7 +227,7 @@ impl Runner {
         code: &Code,
         metering: Metering,
     ) -> Result<Compiled, String> {
-        let flavor = &self.flavors[metering.index()];
+        let flavor = self.flavor(metering)?;
         let engine = &flavor.engine;
         let compiled = match kind {
             ModuleKind::Component => {
@@ -243,8 +269,10 @@ impl Runner {
 
     /// The engine a task with these limits runs on (the cache picks the matching compiled
     /// variant by the same rule).
-    fn engine_for(&self, limits: &Resolved) -> &Engine {
-        &self.flavors[Metering::for_limits(limits).index()].engine
+    fn engine_for(&self, limits: &Resolved) -> Result<&Engine, RunFailure> {
+        self.flavor(Metering::for_limits(limits))
+            .map(|flavor| &flavor.engine)
+            .map_err(RunFailure::Module)
     }
 
     /// Runs `func(args)` in a fresh instance, within `limits`, with only what `grants` allow.
@@ -340,7 +368,7 @@ impl Runner {
             max_table_elements: limits.max_table_elements,
             hit: false,
         };
-        let engine = self.engine_for(limits);
+        let engine = self.engine_for(limits)?;
         let callee = match compiled {
             Compiled::Component(pre) => {
                 let state = ComponentState {

@@ -125,6 +125,7 @@ mod tests {
     use super::*;
     use crate::wire::{Code, Items, ModuleKind};
     use crate::worker::TEST_SETTINGS;
+    use std::sync::OnceLock;
 
     /// A core module with `id`: its start function counts to `start_loops` first.
     fn cache_with(id: ModuleId, start_loops: u32) -> ModuleCache {
@@ -210,7 +211,7 @@ mod tests {
         spare.expect(&f, QUICK);
         spare.prepare(&cache);
         // The worker waits far longer than the timeout before the call comes.
-        for engine in cache.runner().engines() {
+        for engine in cache.runner().engines().iter().filter_map(OnceLock::get) {
             for _ in 0..1000 {
                 engine.increment_epoch();
             }
