@@ -16,8 +16,9 @@ use std::io;
 
 /// The worker's address-space limit. Generous, because wasmtime reserves virtual space up
 /// front: each engine's instance pool ([`crate::engine::worker_instance_pool`]) holds
-/// [`crate::engine::WORKER_POOL_MEMORIES`] slots of 4 GiB plus guards, and a worker has one
-/// engine per metering variant (about 49 GiB in all, none of it resident). It is a backstop
+/// [`crate::engine::WORKER_POOL_MEMORIES`] slots of 4 GiB plus guards, and a worker makes up
+/// to one engine per metering variant, each on first use (about 49 GiB for all three, none of
+/// it resident). It is a backstop
 /// against a runaway worker, while the per-task memory cap is the [`crate::Limits::max_memory`]
 /// limiter.
 pub(crate) const WORKER_ADDRESS_SPACE: u64 = 96 << 30;
