@@ -340,7 +340,12 @@ impl Shared {
     /// The next job for a driver that took `turn` to spin for it; `None` once the pool is
     /// closed and the queue drained.
     pub(crate) fn next_job(&self, turn: queue::SpinTurn<'_>) -> Option<Job> {
-        self.queue.next(self.workers, turn)
+        let give_back_spares = || {
+            self.job_items.clear();
+            self.outcome_slots.clear();
+        };
+        self.queue
+            .next(self.workers, turn, (spares::IDLE, give_back_spares))
     }
 }
 

@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use super::scheduler::Job;
 
@@ -152,8 +153,14 @@ impl JobQueue {
 
     /// The next job for one of `drivers` drivers, with the compatible jobs queued right
     /// behind it folded in (up to a fair share of the queued items); `None` once the queue is
-    /// closed and empty. `turn` is the driver's from [`JobQueue::take_spin_turn`].
-    pub(crate) fn next(&self, drivers: usize, turn: SpinTurn<'_>) -> Option<Job> {
+    /// closed and empty. `turn` is the driver's from [`JobQueue::take_spin_turn`]. A driver
+    /// that has waited `idle.0` with nothing to do calls `idle.1` once, outside the lock.
+    pub(crate) fn next(
+        &self,
+        drivers: usize,
+        turn: SpinTurn<'_>,
+        idle: (Duration, impl FnOnce()),
+    ) -> Option<Job> {
         // One spinning driver is enough to catch the next job; a second would only take a
         // core from the workers and the caller. It is the driver that went idle last, which
         // takes the spin over from any other: its worker has just finished and still spins
@@ -164,6 +171,8 @@ impl JobQueue {
             self.queued.load(Ordering::Acquire) > 0
                 || self.spin_turn.load(Ordering::Acquire) != turn.turn
         });
+        let (patience, on_idle) = idle;
+        let mut on_idle = Some(on_idle);
         let mut state = self.lock();
         // Under the lock, so that a push either sees this driver still looking, or sees it
         // asleep below.
@@ -176,11 +185,28 @@ impl JobQueue {
                 return None;
             }
             state.sleepers += 1;
-            state = self
-                .available
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner());
+            let timed_out;
+            (state, timed_out) = match &on_idle {
+                Some(_) => {
+                    let (state, waited) = self
+                        .available
+                        .wait_timeout(state, patience)
+                        .unwrap_or_else(|e| e.into_inner());
+                    (state, waited.timed_out())
+                }
+                None => (
+                    self.available
+                        .wait(state)
+                        .unwrap_or_else(|e| e.into_inner()),
+                    false,
+                ),
+            };
             state.sleepers -= 1;
+            if let Some(on_idle) = on_idle.take_if(|_| timed_out) {
+                drop(state);
+                on_idle();
+                state = self.lock();
+            }
         }
     }
 
@@ -227,6 +253,9 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+
+    /// A driver that never gets bored.
+    const NOT_IDLE: (Duration, fn()) = (Duration::from_secs(3600), || {});
     use crate::limits::{Grants, Limits};
     use crate::module::{Module, Task};
     use crate::pool::scheduler::{Gather, JobItem, Outcome, Sink};
@@ -281,7 +310,7 @@ mod tests {
         // queue drains (the share is taken of what is left).
         let mut taken = Vec::new();
         while queue.queued.load(Ordering::Acquire) > 0 {
-            let j = queue.next(2, queue.take_spin_turn()).unwrap();
+            let j = queue.next(2, queue.take_spin_turn(), NOT_IDLE).unwrap();
             taken.push((j.task.name().to_string(), j.gather, j.items.len()));
         }
         let sizes: Vec<usize> = taken.iter().map(|t| t.2).collect();
@@ -302,7 +331,7 @@ mod tests {
             queue.push(job(&square, 1, Gather::Yes, &grants)),
             Err((_, Refused::Closed))
         ));
-        assert!(queue.next(2, queue.take_spin_turn()).is_none());
+        assert!(queue.next(2, queue.take_spin_turn(), NOT_IDLE).is_none());
     }
 
     #[test]
@@ -320,7 +349,38 @@ mod tests {
             panic!("accepted a job with no driver left")
         };
         assert_eq!(why, "no workers");
-        assert!(queue.next(2, queue.take_spin_turn()).is_none());
+        assert!(queue.next(2, queue.take_spin_turn(), NOT_IDLE).is_none());
+    }
+
+    #[test]
+    fn a_driver_idle_for_its_patience_calls_back_once_and_still_takes_work() {
+        let module = Module::from_bytes(crate::builtin::SQUARE.wasm).unwrap();
+        let square = module.task("square").unwrap();
+        let grants = Arc::new(Grants::new());
+        let queue = Arc::new(JobQueue::new());
+        let bored = Arc::new(AtomicUsize::new(0));
+        let driver = {
+            let (queue, bored) = (Arc::clone(&queue), Arc::clone(&bored));
+            std::thread::spawn(move || {
+                let on_idle = || {
+                    bored.fetch_add(1, Ordering::AcqRel);
+                };
+                let patience = Duration::from_millis(20);
+                queue
+                    .next(2, queue.take_spin_turn(), (patience, on_idle))
+                    .map(|job| job.items.len())
+            })
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while bored.load(Ordering::Acquire) == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Five more patience periods: the callback runs once, not once per period.
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(bored.load(Ordering::Acquire), 1);
+        assert!(queue.push(job(&square, 2, Gather::No, &grants)).is_ok());
+        assert_eq!(driver.join().unwrap(), Some(2));
+        assert_eq!(bored.load(Ordering::Acquire), 1);
     }
 
     #[test]
@@ -335,7 +395,7 @@ mod tests {
         assert_eq!(queue.spinning.load(Ordering::Acquire), 2);
         assert!(queue.push(job(&square, 1, Gather::Yes, &grants)).is_ok());
         // The older turn no longer spins, but still takes a job that is there.
-        assert!(queue.next(2, older).is_some());
+        assert!(queue.next(2, older, NOT_IDLE).is_some());
         assert_eq!(queue.spinning.load(Ordering::Acquire), 1);
         drop(newer);
         assert_eq!(queue.spinning.load(Ordering::Acquire), 0);

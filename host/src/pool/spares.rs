@@ -5,9 +5,11 @@
 //! memory that large back to the operating system as soon as it is freed, so every `map`
 //! faulted all those pages in again: a tenth of the whole machine's CPU in a map of tiny tasks,
 //! on the thread that feeds the workers. A pool keeps such vectors, emptied, for its next map
-//! instead: up to [`SHELF_BYTES`] of each kind, so an idle pool holds at most that much.
+//! instead: up to [`SHELF_BYTES`] of each kind, and gives them back once it has been idle
+//! for [`IDLE`].
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// Vectors smaller than this come cheaply from the allocator's free lists (glibc's threshold
 /// for serving an allocation with its own `mmap` starts at 128 KiB) and are not kept.
@@ -15,6 +17,10 @@ const MIN_BYTES: usize = 128 << 10;
 
 /// The most memory one shelf keeps.
 pub(crate) const SHELF_BYTES: usize = 32 << 20;
+
+/// How long a pool's drivers wait with nothing to do before they empty the shelves: a
+/// program that maps again and again keeps its vectors, a pool left idle frees them.
+pub(crate) const IDLE: Duration = Duration::from_secs(1);
 
 /// Emptied vectors of `T`, kept for reuse.
 pub(crate) struct Shelf<T> {
@@ -46,6 +52,12 @@ impl<T> Shelf<T> {
             }
         }
         Vec::with_capacity(len)
+    }
+
+    /// Drops every kept vector.
+    pub(crate) fn clear(&self) {
+        let spares = std::mem::take(&mut *self.spares.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(spares);
     }
 
     /// Empties `spare` (dropping its items) and keeps it if it is big enough to be worth it
@@ -95,5 +107,7 @@ mod tests {
             shelf.put(Vec::with_capacity(SHELF_BYTES / 2));
         }
         assert_eq!(shelf.spares.lock().unwrap().len(), 2, "at most SHELF_BYTES");
+        shelf.clear();
+        assert!(shelf.spares.lock().unwrap().is_empty());
     }
 }
