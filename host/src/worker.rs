@@ -190,7 +190,7 @@ fn session<W: Write + Send + 'static>(
     output: &Output<W>,
 ) -> anyhow::Result<()> {
     let mut cache = ModuleCache::new(settings)?;
-    let _ticker = Ticker::start(cache.runner().engines(), Arc::clone(output))?;
+    let _ticker = Ticker::start(cache.runner().flavors(), Arc::clone(output))?;
     if settings.lock_down {
         crate::walls::lock_down(settings.allow_files)?;
     }
@@ -482,7 +482,7 @@ struct Ticker {
 
 impl Ticker {
     fn start<W: Write + Send + 'static>(
-        engines: runner::Engines,
+        engines: runner::Flavors,
         output: Output<W>,
     ) -> anyhow::Result<Ticker> {
         let stop = Arc::new(AtomicBool::new(false));
@@ -496,9 +496,7 @@ impl Ticker {
                     if flag.load(Ordering::Relaxed) {
                         break;
                     }
-                    for engine in engines.iter().filter_map(std::sync::OnceLock::get) {
-                        engine.increment_epoch();
-                    }
+                    engines.increment_epochs();
                     if let Ok(mut out) = output.try_lock()
                         && !out.buffer().is_empty()
                     {

@@ -253,12 +253,12 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-
-    /// A driver that never gets bored.
-    const NOT_IDLE: (Duration, fn()) = (Duration::from_secs(3600), || {});
     use crate::limits::{Grants, Limits};
     use crate::module::{Module, Task};
     use crate::pool::scheduler::{Gather, JobItem, Outcome, Sink};
+
+    /// A driver that never gets bored.
+    const NOT_IDLE: (Duration, fn()) = (Duration::from_secs(3600), || {});
 
     struct Nowhere;
     impl Sink for Nowhere {

@@ -122,20 +122,27 @@ impl ResourceLimiter for TaskLimiter {
 /// instrumentation its limits need, and no more.
 pub(crate) struct Runner {
     settings: WorkerSettings,
-    /// Each variant's engine and linkers, made on first use: making one takes about a
-    /// millisecond (its instance pool's reservations, the WASI linkers), which a worker that
-    /// never sees a timeout or a fuel limit need not pay at start-up, where it delays the
-    /// first task.
-    flavors: [OnceLock<Flavor>; 3],
-    /// The engines made so far, shared with the ticker that advances their epochs.
-    engines: Engines,
+    flavors: Flavors,
 }
 
-/// A worker's engines, by [`Metering::index`], as they are made.
-pub(crate) type Engines = Arc<[OnceLock<Engine>; 3]>;
+/// Each metering variant's engine and linkers, by [`Metering::index`], made on first use:
+/// making one takes about a millisecond (its instance pool's reservations, the WASI linkers),
+/// which a worker that never sees a timeout or a fuel limit need not pay at start-up, where it
+/// delays the first task. Clones share them, with the ticker that advances their epochs.
+#[derive(Clone, Default)]
+pub(crate) struct Flavors(Arc<[OnceLock<Flavor>; 3]>);
+
+impl Flavors {
+    /// Advances the epoch of every engine made so far.
+    pub(crate) fn increment_epochs(&self) {
+        for flavor in self.0.iter().filter_map(OnceLock::get) {
+            flavor.engine.increment_epoch();
+        }
+    }
+}
 
 /// One engine and its linkers.
-struct Flavor {
+pub(crate) struct Flavor {
     engine: Engine,
     component_linker: component::Linker<ComponentState>,
     core_linker: wasmtime::Linker<CoreState>,
@@ -194,8 +201,7 @@ impl Runner {
     pub(crate) fn new(settings: WorkerSettings) -> anyhow::Result<Self> {
         let runner = Runner {
             settings,
-            flavors: Default::default(),
-            engines: Arc::default(),
+            flavors: Flavors::default(),
         };
         // The plain variant, which tasks without limits use, is made now, so that a worker
         // that cannot make an engine says so at start-up.
@@ -204,19 +210,18 @@ impl Runner {
     }
 
     /// The engines made so far (and those made later), for the ticker.
-    pub(crate) fn engines(&self) -> Engines {
-        Arc::clone(&self.engines)
+    pub(crate) fn flavors(&self) -> Flavors {
+        self.flavors.clone()
     }
 
     /// The engine and linkers of one metering variant, made if this is its first use.
     fn flavor(&self, metering: Metering) -> Result<&Flavor, String> {
-        let cell = &self.flavors[metering.index()];
+        let cell = &self.flavors.0[metering.index()];
         if let Some(flavor) = cell.get() {
             return Ok(flavor);
         }
         let flavor = Flavor::new(self.settings, metering)
             .map_err(|e| format!("the worker cannot make its {metering:?} engine: {e:#}"))?;
-        let _ = self.engines[metering.index()].set(flavor.engine.clone());
         Ok(cell.get_or_init(|| flavor))
     }
 

@@ -125,7 +125,6 @@ mod tests {
     use super::*;
     use crate::wire::{Code, Items, ModuleKind};
     use crate::worker::TEST_SETTINGS;
-    use std::sync::OnceLock;
 
     /// A core module with `id`: its start function counts to `start_loops` first.
     fn cache_with(id: ModuleId, start_loops: u32) -> ModuleCache {
@@ -211,10 +210,9 @@ mod tests {
         spare.expect(&f, QUICK);
         spare.prepare(&cache);
         // The worker waits far longer than the timeout before the call comes.
-        for engine in cache.runner().engines().iter().filter_map(OnceLock::get) {
-            for _ in 0..1000 {
-                engine.increment_epoch();
-            }
+        let engines = cache.runner().flavors();
+        for _ in 0..1000 {
+            engines.increment_epochs();
         }
         let mut ahead = spare.take(&f);
         assert!(ahead.is_some());
