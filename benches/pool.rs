@@ -14,8 +14,8 @@
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
-use wasmpool::builtin::{PRIMES, PURE, SQUARE};
 use wasmpool::{Module, Pool, TaskFuture, as_completed};
+use wasmpool_artifacts::{PRIMES, PURE, SQUARE};
 
 const WORKERS: usize = 2;
 /// Runs of each workload that takes a second or more; shorter ones get more (see
@@ -225,7 +225,7 @@ fn main() {
     let mut lat: Vec<Duration> = (0..calls)
         .map(|i| {
             let t = Instant::now();
-            let v: i64 = p.apply_async(&square, (i as i64,)).get().unwrap();
+            let v: i64 = p.apply_async(&square, (i as i64,)).result().unwrap();
             assert_eq!(v, (i * i) as i64);
             t.elapsed()
         })

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use wasmpool::builtin::{FALLIBLE, SQUARE};
 use wasmpool::{Module, Pool, TaskFuture, as_completed};
+use wasmpool_artifacts::{FALLIBLE, SQUARE};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pool = Pool::builder().workers(4).build()?;

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use wasmpool::builtin::{HOSTILE, SQUARE};
 use wasmpool::{Grants, Limits, Module, Pool};
+use wasmpool_artifacts::{HOSTILE, SQUARE};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let data = std::env::temp_dir().join("wasmpool-limits-example");

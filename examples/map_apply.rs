@@ -1,8 +1,8 @@
 //! The tutorial's "Map vs. Apply": map, apply, apply_async and map_async on one pool.
 //! Run: `cargo run --release --example map_apply`
 
-use wasmpool::builtin::{POWER, SQUARE};
 use wasmpool::{Module, Pool};
+use wasmpool_artifacts::{POWER, SQUARE};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let square = Module::from_bytes(SQUARE.wasm)?.task("square")?;
@@ -20,10 +20,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // apply_async: returns at once; get() blocks for the value.
     let async_result = pool.apply_async::<_, i64>(&power, (30, 2));
-    println!("Async result: {}", async_result.get()?);
+    println!("Async result: {}", async_result.result()?);
 
     // map_async: the non-blocking map.
     let async_map = pool.map_async::<_, i64>(&square, [6, 7, 8, 9, 10]);
-    println!("Async map result: {:?}", async_map.get()?);
+    println!("Async map result: {:?}", async_map.result()?);
     Ok(())
 }

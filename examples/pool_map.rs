@@ -3,8 +3,8 @@
 
 use std::time::Instant;
 
-use wasmpool::builtin::SQUARE;
 use wasmpool::{Module, Pool};
+use wasmpool_artifacts::SQUARE;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `slow-square(x, millis)` sleeps `millis` ms (simulated work), then returns x * x.

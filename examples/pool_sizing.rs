@@ -3,8 +3,8 @@
 
 use std::time::Instant;
 
-use wasmpool::builtin::PRIMES;
 use wasmpool::{Module, Pool};
+use wasmpool_artifacts::PRIMES;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let count = Module::from_bytes(PRIMES.wasm)?.task("count-primes-range")?;

@@ -1,8 +1,8 @@
 //! The tutorial's first example: four processes, each running one task, then joined.
 //! Run: `cargo run --release --example process`
 
-use wasmpool::builtin::HELLO;
 use wasmpool::{Module, Process};
+use wasmpool_artifacts::HELLO;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let hello = Module::from_bytes(HELLO.wasm)?.task("hello")?;

@@ -1,8 +1,8 @@
 //! The tutorial's starmap: each tuple is spread over the task's parameters.
 //! Run: `cargo run --release --example starmap`
 
-use wasmpool::builtin::POWER;
 use wasmpool::{Module, Pool};
+use wasmpool_artifacts::POWER;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let calculate_power = Module::from_bytes(POWER.wasm)?.task("power")?;

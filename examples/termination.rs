@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use wasmpool::builtin::SLEEP;
 use wasmpool::{Module, Pool, TaskError};
+use wasmpool_artifacts::SLEEP;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let worker = Module::from_bytes(SLEEP.wasm)?.task("sleep")?;
@@ -13,7 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Eight long tasks (10 s each); wait for them at most 1 s.
     let results = pool.map_async::<_, u64>(&worker, [10_000u32; 8]);
-    match results.get_timeout(Duration::from_secs(1)) {
+    match results.result_timeout(Duration::from_secs(1)) {
         Some(Ok(values)) => {
             println!("finished: {values:?}");
             pool.close();
@@ -29,7 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             pool.terminate(); // kills the workers, cancels running and queued tasks
             println!("Terminated in {:.3} s", start.elapsed().as_secs_f64());
             let cancelled = results
-                .results()
+                .outcomes()
                 .iter()
                 .filter(|r| matches!(r, Err(TaskError::Cancelled { .. })))
                 .count();

@@ -4,11 +4,12 @@
 
 use std::time::{Duration, Instant};
 
+use crate::engine::Metering;
 use crate::limits::{Grants, Resolved};
 use crate::module::Task;
 use crate::values::Value;
-use crate::wire::{Code, Metering, WorkerSettings};
-use crate::worker::runner::{Args, Runner};
+use crate::wire::{Code, WorkerSettings};
+use crate::worker::runner::{CallArgs, Runner};
 
 /// Runs `task(args)` `iterations` times the way a worker does (a fresh store and instance per
 /// call, default limits, no grants) and returns the mean time per call.
@@ -28,7 +29,13 @@ pub fn instantiate_and_call(task: &Task, args: &[Value], iterations: u32) -> Dur
     let grants = Grants::new();
     let start = Instant::now();
     for _ in 0..iterations {
-        let outcome = runner.run(&compiled, task.name(), Args::Values(args), &limits, &grants);
+        let outcome = runner.run(
+            &compiled,
+            task.name(),
+            CallArgs::Values(args),
+            &limits,
+            &grants,
+        );
         assert!(outcome.result.is_ok(), "{:?}", outcome.result);
     }
     start.elapsed() / iterations.max(1)

@@ -1,11 +1,45 @@
 //! The one wasmtime configuration that both the host (to validate modules and read their
-//! signatures) and the workers (to run them) use, so the two always agree on what a module is.
+//! signatures) and the workers (to run them) use, so the two always agree on what a module is,
+//! in its three [`Metering`] variants.
 
 use std::sync::OnceLock;
 
+use serde::{Deserialize, Serialize};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::wire::Metering;
+/// How compiled code is instrumented for limits. Each check costs guest speed (epoch checks at
+/// loop heads about a third on a tight loop, fuel about half), so a worker compiles a module
+/// in the variant a task needs, and a task with no time or fuel limit runs at full speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) enum Metering {
+    /// No instrumentation: no timeout, no fuel limit.
+    Plain,
+    /// Epoch checks, for a wall-clock timeout.
+    Epochs,
+    /// Epoch checks and fuel, for a fuel limit (with or without a timeout).
+    EpochsAndFuel,
+}
+
+impl Metering {
+    /// The variant a task with a timeout (or not) and a fuel limit (or not) runs on. Decided
+    /// once, when limits are resolved ([`crate::limits::Resolved::metering`]), and carried from
+    /// there to the worker.
+    pub(crate) fn needed(timeout: bool, fuel: bool) -> Metering {
+        match (timeout, fuel) {
+            (_, true) => Metering::EpochsAndFuel,
+            (true, false) => Metering::Epochs,
+            (false, false) => Metering::Plain,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) const ALL: [Metering; 3] =
+        [Metering::Plain, Metering::Epochs, Metering::EpochsAndFuel];
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
 
 /// The engine configuration shared by host and workers, with the instrumentation `metering`
 /// asks for (the host validates with [`Metering::Plain`]).
@@ -52,7 +86,7 @@ pub(crate) const WORKER_POOL_MEMORIES: u32 = 4;
 
 /// The host's engine for each metering variant, built on first use: the plain one validates
 /// modules and reads their signatures, and each compiles the code workers of that variant
-/// load (see [`crate::artifacts`]).
+/// load (see [`crate::code_cache`]).
 pub(crate) fn host_engine(metering: Metering) -> &'static Engine {
     static ENGINES: [OnceLock<Engine>; 3] = [const { OnceLock::new() }; 3];
     ENGINES[metering.index()].get_or_init(|| {

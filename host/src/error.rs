@@ -34,13 +34,27 @@ pub enum TaskError {
         /// The error value as JSON (`null` for a `result<T>` with no error type).
         value: serde_json::Value,
     },
-    /// The arguments do not fit the export's signature: wrong count or wrong type.
+    /// The arguments do not fit the export's signature: wrong count or wrong type (or, from
+    /// a front end, an input that could not be read as arguments at all).
     #[error("bad input for `{func}`: {detail}")]
     BadInput {
         /// The export that was called.
         func: String,
-        /// Which parameter is wrong and what its WIT type expects.
+        /// What is wrong: which parameter, what its WIT type expects, what came instead.
         detail: String,
+        /// Where the wrong value is, when one value is at fault: the parameter's name, and
+        /// inside it the field, case or index (`p.tags[2]`).
+        param: Option<String>,
+    },
+    /// The arguments are too large to send to a worker: a frame holds at most `limit` bytes.
+    #[error("the arguments of `{func}` take {size} bytes, over the {limit}-byte limit of a frame")]
+    ArgsTooLarge {
+        /// The export that was called.
+        func: String,
+        /// The size of the frame the arguments needed.
+        size: u64,
+        /// The largest frame.
+        limit: u64,
     },
     /// The task ran past its wall-clock timeout: it was interrupted (or, stuck in a host
     /// call, its worker was killed and replaced).
@@ -101,8 +115,9 @@ pub enum TaskError {
         /// What failed.
         detail: String,
     },
-    /// The worker process running the task died (crashed or was killed) before it answered.
-    #[error("worker process {pid} {cause} while running `{func}` (attempt {attempts}){}", stderr_note(.stderr_tail))]
+    /// The worker process running the task died (crashed or was killed) before it answered,
+    /// or broke the protocol and was killed by the host.
+    #[error("worker process {pid} {cause} while running `{func}` (attempt {attempts}): {detail}{}", stderr_note(.stderr_tail))]
     WorkerCrashed {
         /// The export that was running.
         func: String,
@@ -112,6 +127,8 @@ pub enum TaskError {
         cause: ExitCause,
         /// How many times the task was tried (1 + retries used).
         attempts: u32,
+        /// What the host saw: `its pipe closed`, or why the host killed it.
+        detail: String,
         /// The last lines the worker wrote to its stderr, if any.
         stderr_tail: String,
     },
@@ -160,6 +177,7 @@ impl TaskError {
             TaskError::Trap { func, .. }
             | TaskError::Guest { func, .. }
             | TaskError::BadInput { func, .. }
+            | TaskError::ArgsTooLarge { func, .. }
             | TaskError::WorkerCrashed { func, .. }
             | TaskError::Timeout { func, .. }
             | TaskError::OutOfFuel { func, .. }
@@ -182,6 +200,7 @@ impl TaskError {
             TaskError::Trap { .. } => "trap",
             TaskError::Guest { .. } => "guest",
             TaskError::BadInput { .. } => "bad-input",
+            TaskError::ArgsTooLarge { .. } => "args-too-large",
             TaskError::WorkerCrashed { .. } => "worker-crashed",
             TaskError::Timeout { .. } => "timeout",
             TaskError::OutOfFuel { .. } => "out-of-fuel",
@@ -283,7 +302,7 @@ pub enum Error {
     /// The pool was closed or terminated: it takes no new work.
     #[error("the pool is closed and takes no new tasks")]
     Closed,
-    /// Arguments could not be turned into JSON by serde.
-    #[error("cannot serialize the arguments: {0}")]
-    Serialize(String),
+    /// [`crate::Process::start`] was called on a process that had already been started.
+    #[error("this process was already started: a process runs its task once")]
+    AlreadyStarted,
 }

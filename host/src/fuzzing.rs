@@ -15,7 +15,8 @@ pub fn wire_decode(bytes: &[u8]) {
 
 /// Decodes `bytes` as wire values, and as JSON checked against a few WIT types.
 pub fn values_decode(bytes: &[u8]) {
-    use crate::values::{WitType, from_json};
+    use crate::values::WitType;
+    use crate::values::json::from_json;
     let _ = postcard::from_bytes::<Vec<crate::Value>>(bytes);
     if let Ok(json) = serde_json::from_slice::<serde_json::Value>(bytes) {
         let types = [

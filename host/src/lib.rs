@@ -4,10 +4,10 @@
 //!
 //! # Quick start
 //! ```no_run
-//! use wasmpool::Pool;
+//! use wasmpool::{Module, Pool};
 //!
-//! let pool = Pool::builder().workers(4).build()?;           // 4 worker processes
-//! let square = pool.load("square.wasm")?.task("square")?;  // validated once, here
+//! let pool = Pool::builder().workers(4).build()?;               // 4 worker processes
+//! let square = Module::from_file("square.wasm")?.task("square")?; // validated once, here
 //! let squares: Vec<i64> = pool.map(&square, 0..100_i64)?;   // in input order
 //! assert_eq!(squares[12], 144);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -41,8 +41,7 @@
 
 #![deny(missing_docs)]
 
-mod artifacts;
-pub mod builtin;
+mod code_cache;
 mod engine;
 mod error;
 mod limits;
@@ -57,23 +56,21 @@ mod worker;
 #[doc(hidden)]
 pub mod benching;
 #[doc(hidden)]
-pub mod cli;
-#[doc(hidden)]
 pub mod fuzzing;
 
-pub use artifacts::{cache_dir, set_cache_dir};
+pub use code_cache::{cache_dir, set_cache_dir};
 pub use error::{Error, ExitCause, TaskError};
 pub use limits::{
     DEFAULT_MAX_MEMORY, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_RESULT_BYTES,
     DEFAULT_MAX_TABLE_ELEMENTS, DEFAULT_MAX_WASM_STACK, DirGrant, Grants, Limits,
 };
 pub use module::{Module, Task};
-pub use pool::handle::{
-    AsyncResult, MapResult, ReturnWhen, TaskFuture, WaitOutcome, as_completed, wait,
-};
-pub use pool::imap::Imap;
+pub use pool::handle::{MapResult, ReturnWhen, TaskFuture, WaitOutcome, as_completed, wait};
+pub use pool::imap::{Imap, ImapJson, JsonOutcome, Order};
+pub use pool::output::{GuestOutput, GuestStream};
 pub use pool::process::Process;
-pub use pool::{GuestOutput, Pool, PoolBuilder, Stream};
-pub use values::{MAX_VALUE_DEPTH, Signature, Value, WitType};
-pub use wire::ModuleKind;
+pub use pool::worker_command::WorkerCommand;
+pub use pool::{Pool, PoolBuilder};
+pub use values::{Args, MAX_VALUE_DEPTH, Signature, Value, WitType};
+pub use wire::{MAX_FRAME_BYTES, ModuleKind};
 pub use worker::worker_main;

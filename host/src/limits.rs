@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::Metering;
+
 /// The default cap on each linear memory of a task: 1 GiB.
 pub const DEFAULT_MAX_MEMORY: u64 = 1 << 30;
 /// The default cap on each table of a task: 1 Mi elements.
@@ -110,6 +112,7 @@ impl Limits {
         Resolved {
             timeout: self.timeout,
             fuel: self.fuel,
+            metering: Metering::needed(self.timeout.is_some(), self.fuel.is_some()),
             max_memory: self.max_memory.unwrap_or(DEFAULT_MAX_MEMORY),
             max_table_elements: self
                 .max_table_elements
@@ -120,11 +123,15 @@ impl Limits {
     }
 }
 
-/// Limits with every value decided, as they travel to the worker.
+/// Limits with every value decided, as they travel to the worker. Made only by
+/// [`Limits::resolve`], which also decides the engine variant they need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Resolved {
     pub(crate) timeout: Option<Duration>,
     pub(crate) fuel: Option<u64>,
+    /// The instrumented engine variant the timeout and the fuel limit need: decided once,
+    /// here, and carried with the limits to the driver, the worker and the store.
+    pub(crate) metering: Metering,
     pub(crate) max_memory: u64,
     pub(crate) max_table_elements: u64,
     pub(crate) max_result_bytes: u64,

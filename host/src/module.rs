@@ -13,11 +13,13 @@ use std::sync::{Arc, OnceLock};
 use sha2::{Digest, Sha256};
 use wasmtime::component::types::{ComponentItem, Type};
 
+use crate::engine::Metering;
 use crate::engine::host_engine;
-use crate::error::Error;
+use crate::error::{Error, TaskError};
 use crate::limits::{Grants, Limits};
-use crate::values::{Signature, WitType};
-use crate::wire::{Metering, ModuleId, ModuleKind};
+use crate::values::json::args_from_json;
+use crate::values::{Args, ArgsShape, Signature, Values, WitType};
+use crate::wire::{ModuleId, ModuleKind};
 
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
 const CORE_VERSION: [u8; 4] = [1, 0, 0, 0];
@@ -25,8 +27,8 @@ const COMPONENT_VERSION: [u8; 4] = [0x0d, 0, 1, 0];
 
 /// A validated WebAssembly module or component, ready to be run by any pool.
 ///
-/// Cheap to clone. Load one with [`Module::from_file`] or [`Module::from_bytes`] (or
-/// [`crate::Pool::load`]), then pick an export with [`Module::task`].
+/// Cheap to clone. Load one with [`Module::from_file`] or [`Module::from_bytes`], then pick an
+/// export with [`Module::task`].
 #[derive(Clone)]
 pub struct Module {
     inner: Arc<ModuleInner>,
@@ -76,11 +78,19 @@ impl Module {
 
     /// Validates a module or component given as bytes (binary wasm or `.wat` text).
     pub fn from_bytes(bytes: impl Into<Vec<u8>>) -> Result<Module, Error> {
-        Self::new(bytes.into(), "(from bytes)".to_string())
+        Self::from_bytes_named(bytes, "(from bytes)")
     }
 
-    /// As [`Module::from_bytes`], with `origin` naming the module in messages.
-    pub(crate) fn new(bytes: Vec<u8>, origin: String) -> Result<Module, Error> {
+    /// As [`Module::from_bytes`], with `origin` naming the module in messages and in
+    /// [`Module::origin`] (the command line names its built-in tasks `builtin:NAME`).
+    pub fn from_bytes_named(
+        bytes: impl Into<Vec<u8>>,
+        origin: impl Into<String>,
+    ) -> Result<Module, Error> {
+        Self::new(bytes.into(), origin.into())
+    }
+
+    fn new(bytes: Vec<u8>, origin: String) -> Result<Module, Error> {
         let invalid = |detail: String| Error::InvalidModule {
             origin: origin.clone(),
             detail,
@@ -115,9 +125,9 @@ impl Module {
         // Compiling validates the module; the code is kept for the workers, and cached on
         // disk so that the next run skips the compile.
         let engine = host_engine(Metering::Plain);
-        let cache = crate::artifacts::cache_dir();
+        let cache = crate::code_cache::cache_dir();
         let compile = |cache: Option<&Path>| {
-            crate::artifacts::precompiled(cache, engine, Metering::Plain, &id, kind, &bytes)
+            crate::code_cache::precompiled(cache, engine, Metering::Plain, &id, kind, &bytes)
                 .map_err(&invalid)
         };
         let mut code = compile(cache.as_deref())?;
@@ -126,7 +136,7 @@ impl Module {
             Err(why) => {
                 // wasmtime refused a cached artifact (say, from another build): start over.
                 log::warn!(target: "wasmpool::cache", "a cached artifact was refused ({why}); compiling again");
-                crate::artifacts::evict(cache.as_deref(), engine, Metering::Plain, &id, kind);
+                crate::code_cache::evict(cache.as_deref(), engine, Metering::Plain, &id, kind);
                 code = compile(cache.as_deref())?;
                 read_interface(kind, &code).map_err(&invalid)?
             }
@@ -163,8 +173,8 @@ impl Module {
         let inner = &self.inner;
         inner.code[metering.index()]
             .get_or_init(|| {
-                crate::artifacts::precompiled(
-                    crate::artifacts::cache_dir().as_deref(),
+                crate::code_cache::precompiled(
+                    crate::code_cache::cache_dir().as_deref(),
                     host_engine(metering),
                     metering,
                     &inner.id,
@@ -301,7 +311,7 @@ impl Task {
     /// # Examples
     /// ```no_run
     /// # let pool = wasmpool::Pool::new()?;
-    /// let square = pool.load("square.wasm")?.task("square")?.with_instance_reuse();
+    /// let square = wasmpool::Module::from_file("square.wasm")?.task("square")?.with_instance_reuse();
     /// let squares: Vec<i64> = pool.map(&square, 0..1_000_000_i64)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -313,6 +323,58 @@ impl Task {
     /// Whether [`Task::with_instance_reuse`] was asked for.
     pub fn reuses_instance(&self) -> bool {
         self.reuse_instance
+    }
+
+    /// The arguments of one call from JSON, checked against the signature, as
+    /// [`crate::Pool::apply`] takes them: an array is spread over the parameters (`[2, 10]`
+    /// for `power(base, exponent)`), and a value that is not an array is the one argument of
+    /// a one-parameter export (`7` for `square(x)`). A mismatch is [`TaskError::BadInput`]
+    /// naming the parameter and the WIT type it expects.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// let power = wasmpool::Module::from_file("power.wasm")?.task("power")?;
+    /// assert!(power.args_from_json(&serde_json::json!([2, 10])).is_ok());
+    /// let err = power.args_from_json(&serde_json::json!([2, -1])).unwrap_err();
+    /// assert!(err.to_string().contains("parameter `exponent`: expected u32, got -1"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn args_from_json(&self, json: &serde_json::Value) -> Result<Args, TaskError> {
+        self.checked(json, ArgsShape::Spread)
+    }
+
+    /// The one argument of a call from JSON, checked against the signature, as
+    /// [`crate::Pool::map`] takes each item: the value is the argument itself, an array
+    /// included (`[1, 2]` for `sum(xs: list<s64>)`). For an export of several parameters this
+    /// is [`TaskError::BadInput`]; spread them with [`Task::args_from_json`].
+    pub fn arg_from_json(&self, json: &serde_json::Value) -> Result<Args, TaskError> {
+        self.checked(json, ArgsShape::Single)
+    }
+
+    fn checked(&self, json: &serde_json::Value, shape: ArgsShape) -> Result<Args, TaskError> {
+        match args_from_json(&self.sig, json, shape) {
+            Ok(values) => Ok(Args {
+                values,
+                checked: Arc::clone(&self.sig),
+            }),
+            Err(e) => Err(e.for_task(self.name())),
+        }
+    }
+
+    /// The values of `args`, if they were checked against this task's signature: arguments
+    /// checked for another export are this call's bad input, not a guest's surprise.
+    pub(crate) fn accept(&self, args: Args) -> Result<Values, TaskError> {
+        if Arc::ptr_eq(&args.checked, &self.sig) || *args.checked == *self.sig {
+            return Ok(args.values);
+        }
+        Err(TaskError::BadInput {
+            func: self.name().to_string(),
+            detail: format!(
+                "these arguments were checked for `{}`, not for `{}`",
+                args.checked, self.sig
+            ),
+            param: None,
+        })
     }
 
     pub(crate) fn limits(&self) -> Limits {
@@ -400,19 +462,21 @@ struct Interface {
 /// link it.
 fn read_interface(kind: ModuleKind, code: &[u8]) -> Result<Interface, String> {
     let engine = host_engine(Metering::Plain);
-    // SAFETY: `code` is this host's own compiler output, just made or read from the cache,
-    // whose entries are checksummed and owned by this user (see `crate::artifacts`).
     let interface = match kind {
         ModuleKind::Core => {
+            // SAFETY: `code` is this host's own compiler output, just made or read from the
+            // cache, whose entries are checksummed and owned by this user (see
+            // `crate::code_cache`).
             unsafe { wasmtime::Module::deserialize(engine, code) }.map(|module| Interface {
                 exports: core_exports(&module),
                 imports: module
                     .imports()
                     .map(|import| format!("{}.{}", import.module(), import.name()))
                     .collect(),
-                link_error: crate::worker::runner::core_link_error(&module),
+                link_error: crate::worker::engines::core_link_error(&module),
             })
         }
+        // SAFETY: as for a core module, above.
         ModuleKind::Component => unsafe {
             wasmtime::component::Component::deserialize(engine, code)
         }
@@ -423,7 +487,7 @@ fn read_interface(kind: ModuleKind, code: &[u8]) -> Result<Interface, String> {
                 .imports(engine)
                 .map(|(name, _)| name.to_string())
                 .collect(),
-            link_error: crate::worker::runner::component_link_error(&component),
+            link_error: crate::worker::engines::component_link_error(&component),
         }),
     };
     interface.map_err(|e| format!("{e:#}"))

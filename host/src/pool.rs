@@ -1,20 +1,23 @@
 //! The host side's public surface: [`Pool`] and [`PoolBuilder`].
 //!
-//! A pool owns N worker processes, each driven by one thread ([`supervisor::drive`]) that
-//! pulls [`scheduler::Job`]s from one shared queue. Every API method turns its input into jobs
-//! (chunks of calls with arguments checked against the signature), puts them on the queue,
-//! and hands back a handle whose [`scheduler::Sink`] receives the outcomes.
+//! A pool owns N worker slots, each driven by one thread ([`driver`]) that starts the slot's
+//! worker process ([`worker_process`], from its [`WorkerCommand`]) and pulls [`job::Job`]s from
+//! one shared [`queue`]. Every API method turns its input into jobs (chunks of calls with
+//! arguments checked against the signature), puts them on the queue, and hands back a handle
+//! ([`handle`], [`imap`]) whose [`job::Sink`] receives the [`outcome`]s.
 
+mod driver;
 pub(crate) mod handle;
 pub(crate) mod imap;
+pub(crate) mod job;
+pub(crate) mod outcome;
+pub(crate) mod output;
 pub(crate) mod process;
 pub(crate) mod queue;
-pub(crate) mod scheduler;
-mod spares;
-pub(crate) mod supervisor;
+mod shelf;
+pub(crate) mod worker_command;
+pub(crate) mod worker_process;
 
-use std::io::Write;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -24,55 +27,21 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, TaskError};
 use crate::limits::{DEFAULT_MAX_WASM_STACK, Grants, Limits};
-use crate::module::{Module, Task};
-use crate::values::{self, ArgsShape};
+use crate::module::Task;
+use crate::values::json::{Names, results_json};
+use crate::values::rust::args_from_serialize;
+use crate::values::{Args, ArgsShape, Values};
 use crate::wire::WorkerSettings;
 
 use handle::{Batch, MapResult, Slot, TaskFuture};
-use imap::Imap;
+use imap::{Imap, ImapJson, Order};
+use job::{Gather, Job, JobItem, Sink, default_chunksize};
+use outcome::Outcome;
+use output::{GuestOutput, OutputSink};
 use queue::{JobQueue, Refused};
-use scheduler::{Gather, Job, JobItem, Outcome, Sink, default_chunksize};
-use spares::Shelf;
-use supervisor::{PidSlot, WorkerProgram, kill_slot};
-
-/// Which stream a guest wrote to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    /// The guest's stdout.
-    Stdout,
-    /// The guest's stderr.
-    Stderr,
-}
-
-/// What one task printed, handed to the pool's output handler when the task ends.
-#[derive(Debug)]
-pub struct GuestOutput<'a> {
-    /// The task's number in its pool, counting from 0 in submission order.
-    pub task: u64,
-    /// The export the task called.
-    pub func: &'a str,
-    /// stdout or stderr.
-    pub stream: Stream,
-    /// What it wrote (invalid UTF-8 replaced).
-    pub text: &'a str,
-}
-
-type OutputFn = dyn Fn(&GuestOutput<'_>) + Send + Sync;
-
-/// Where guests' stdout and stderr go.
-pub(crate) struct OutputSink(Arc<OutputFn>);
-
-impl OutputSink {
-    /// The default: each line on the host's stderr, prefixed by its task, `[square#3] ...`.
-    fn relay_to_stderr() -> Self {
-        OutputSink(Arc::new(|out: &GuestOutput<'_>| {
-            let mut err = std::io::stderr().lock();
-            for line in out.text.lines() {
-                let _ = writeln!(err, "[{}#{}] {line}", out.func, out.task);
-            }
-        }))
-    }
-}
+use shelf::Shelf;
+use worker_command::WorkerCommand;
+use worker_process::{PidSlot, kill_slot};
 
 /// Items per worker that `imap` keeps in flight by default, whatever its chunk size: measured
 /// with 1-item chunks on two workers, 2 items per worker streamed 31 k items/s, 8 gave 45 k,
@@ -96,7 +65,7 @@ pub struct PoolBuilder {
     chunksize: Option<usize>,
     imap_chunksize: usize,
     max_chunks_in_flight: Option<usize>,
-    program: Option<WorkerProgram>,
+    command: Option<WorkerCommand>,
     output: Option<OutputSink>,
 }
 
@@ -109,7 +78,7 @@ impl std::fmt::Debug for PoolBuilder {
             .field("retries", &self.retries)
             .field("chunksize", &self.chunksize)
             .field("imap_chunksize", &self.imap_chunksize)
-            .field("program", &self.program)
+            .field("command", &self.command)
             .finish()
     }
 }
@@ -126,7 +95,7 @@ impl Default for PoolBuilder {
             chunksize: None,
             imap_chunksize: 1,
             max_chunks_in_flight: None,
-            program: None,
+            command: None,
             output: None,
         }
     }
@@ -198,20 +167,27 @@ impl PoolBuilder {
         self
     }
 
-    /// Runs workers as `program args...` instead of this executable. The program must enter
-    /// wasmpool's worker loop: the `wasmpool` binary does with `wasmpool worker`.
-    pub fn worker_command(mut self, program: impl AsRef<Path>, args: &[&str]) -> Self {
-        self.program = Some(WorkerProgram {
-            program: program.as_ref().to_path_buf(),
-            args: args.iter().map(|a| a.to_string()).collect(),
-        });
+    /// How each worker is started (default: [`WorkerCommand::current_exe`], this very
+    /// executable). The program must serve wasmpool's worker protocol, as `wasmpool worker`
+    /// does; see [`WorkerCommand`].
+    pub fn worker_command(mut self, command: WorkerCommand) -> Self {
+        self.command = Some(command);
         self
     }
 
-    /// Where guests' stdout and stderr go. By default each line goes to this process's stderr,
-    /// prefixed by its task (`[square#3] hello`).
+    /// Where guests' stdout and stderr go, one call per stream per task as each task ends. By
+    /// default to the `log` facade (target `wasmpool::guest`, level info), each line prefixed
+    /// by its task (`[square#3] hello`): the library itself never prints.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// let pool = wasmpool::Pool::builder()
+    ///     .on_output(|out| eprint!("[task {}] {}", out.task, out.text))
+    ///     .build()?;
+    /// # Ok::<(), wasmpool::Error>(())
+    /// ```
     pub fn on_output(mut self, handler: impl Fn(&GuestOutput<'_>) + Send + Sync + 'static) -> Self {
-        self.output = Some(OutputSink(Arc::new(handler)));
+        self.output = Some(OutputSink::new(handler));
         self
     }
 
@@ -222,12 +198,11 @@ impl PoolBuilder {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        let program = match self.program {
-            Some(p) => p,
-            None => WorkerProgram::current_exe()?,
+        let command = match self.command {
+            Some(command) => command,
+            None => WorkerCommand::current_exe()?,
         };
         let shared = Arc::new(Shared {
-            program,
             settings: WorkerSettings {
                 max_wasm_stack: self.max_wasm_stack,
                 allow_files: !self.grants.dirs.is_empty(),
@@ -240,7 +215,7 @@ impl PoolBuilder {
             drivers_left: AtomicUsize::new(workers),
             terminating: AtomicBool::new(false),
             chunk_ids: AtomicU64::new(0),
-            output: self.output.unwrap_or_else(OutputSink::relay_to_stderr),
+            output: self.output.unwrap_or_default(),
             job_items: Shelf::default(),
             outcome_slots: Arc::default(),
         });
@@ -263,9 +238,10 @@ impl PoolBuilder {
             let slot = PidSlot::default();
             let ready = ready_tx.clone();
             let driver_slot = Arc::clone(&slot);
+            let command = command.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("wasmpool-driver-{i}"))
-                .spawn(move || supervisor::drive(shared, driver_slot, ready))
+                .spawn(move || driver::drive(shared, command, driver_slot, ready))
                 .map_err(|e| Error::Spawn {
                     program: "driver thread".into(),
                     detail: e.to_string(),
@@ -291,7 +267,6 @@ impl PoolBuilder {
 
 /// State shared by the pool and its driver threads.
 pub(crate) struct Shared {
-    program: WorkerProgram,
     settings: WorkerSettings,
     retries: u32,
     max_tasks_per_worker: Option<u64>,
@@ -304,7 +279,7 @@ pub(crate) struct Shared {
     chunk_ids: AtomicU64,
     output: OutputSink,
     /// Emptied item vectors of finished chunks, and outcome slots of finished maps, for the
-    /// next map (see [`spares`]).
+    /// next map (see [`shelf`]).
     job_items: Shelf<JobItem>,
     outcome_slots: Arc<Shelf<Option<Outcome>>>,
 }
@@ -345,7 +320,7 @@ impl Shared {
             self.outcome_slots.clear();
         };
         self.queue
-            .next(self.workers, turn, (spares::IDLE, give_back_spares))
+            .next(self.workers, turn, (shelf::IDLE, give_back_spares))
     }
 }
 
@@ -356,9 +331,9 @@ struct Driver {
 
 /// An argument list checked against the task's signature (or why it does not fit), with its
 /// place in the caller's input, waiting to be queued.
-pub(crate) struct PreparedItem {
+pub(crate) struct CheckedItem {
     pub(crate) index: usize,
-    pub(crate) args: Result<values::Values, String>,
+    pub(crate) args: Result<Values, TaskError>,
 }
 
 /// A pool of sandboxed worker processes running WebAssembly tasks, like Python's
@@ -378,7 +353,7 @@ pub(crate) struct PreparedItem {
 /// ```no_run
 /// use wasmpool::Pool;
 /// let pool = Pool::builder().workers(4).build()?;
-/// let square = pool.load("square.wasm")?.task("square")?;
+/// let square = wasmpool::Module::from_file("square.wasm")?.task("square")?;
 /// let squares: Vec<i64> = pool.map(&square, 0..10_i64)?;
 /// assert_eq!(squares[9], 81);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -415,16 +390,6 @@ impl Pool {
         Pool::builder().build()
     }
 
-    /// Loads and validates a `.wasm` module or component (see [`Module::from_file`]).
-    pub fn load(&self, path: impl AsRef<Path>) -> Result<Module, Error> {
-        Module::from_file(path)
-    }
-
-    /// Loads and validates a module given as bytes (see [`Module::from_bytes`]).
-    pub fn load_bytes(&self, bytes: impl Into<Vec<u8>>) -> Result<Module, Error> {
-        Module::from_bytes(bytes)
-    }
-
     /// How many worker processes the pool runs.
     pub fn workers(&self) -> usize {
         self.workers
@@ -446,7 +411,7 @@ impl Pool {
         task: &Task,
         items: impl IntoIterator<Item = T>,
     ) -> Result<Vec<R>, TaskError> {
-        self.map_async(task, items).get()
+        self.map_async(task, items).result()
     }
 
     /// [`Pool::map`] with an explicit chunk size (items per round trip to a worker).
@@ -457,7 +422,7 @@ impl Pool {
         chunksize: usize,
     ) -> Result<Vec<R>, TaskError> {
         self.submit_batch(task, items, ArgsShape::Single, Some(chunksize))
-            .get()
+            .result()
     }
 
     /// Like [`Pool::map`], but each item is a tuple spread over the task's parameters:
@@ -468,7 +433,7 @@ impl Pool {
         items: impl IntoIterator<Item = T>,
     ) -> Result<Vec<R>, TaskError> {
         self.submit_batch(task, items, ArgsShape::Spread, self.chunksize)
-            .get()
+            .result()
     }
 
     /// Starts a [`Pool::map`] and returns at once; the handle gives the values later.
@@ -510,13 +475,36 @@ impl Pool {
     /// Starts one call and returns a future (`concurrent.futures`' `submit`): block on it,
     /// poll it, cancel it before it starts, or `.await` it.
     pub fn submit<A: Serialize, R: DeserializeOwned>(&self, task: &Task, args: A) -> TaskFuture<R> {
+        let args = args_from_serialize(task.signature(), &args, ArgsShape::Spread);
+        TaskFuture::new(self.submit_values(task, args.map_err(|e| e.for_task(task.name()))))
+    }
+
+    /// Calls `task` once with arguments already checked ([`Task::args_from_json`]) and waits
+    /// for it; the results as JSON with WIT's names (`null` for none, the value for one, an
+    /// array for several). This is the command line's `run`.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # let pool = wasmpool::Pool::new()?;
+    /// let power = wasmpool::Module::from_file("power.wasm")?.task("power")?;
+    /// let args = power.args_from_json(&serde_json::json!([2, 10]))?;
+    /// assert_eq!(pool.apply_json(&power, args)?, serde_json::json!(1024));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn apply_json(&self, task: &Task, args: Args) -> Result<serde_json::Value, TaskError> {
+        let slot = self.submit_values(task, task.accept(args));
+        slot.wait_outcome(|outcome| match outcome {
+            Ok(results) => Ok(results_json(results, Names::Wit)),
+            Err(e) => Err(e.clone()),
+        })
+    }
+
+    /// One call of `task`, queued to be gathered with its neighbours.
+    fn submit_values(&self, task: &Task, args: Result<Values, TaskError>) -> Arc<Slot> {
         let slot = Slot::new(task.name());
-        let item = PreparedItem {
-            index: 0,
-            args: values::args_from_serialize(task.signature(), &args, ArgsShape::Spread),
-        };
+        let item = CheckedItem { index: 0, args };
         self.enqueue(task, std::iter::once(item), slot.clone(), Gather::Yes);
-        TaskFuture::new(slot)
+        slot
     }
 
     /// A lazy, ordered stream of outcomes over an iterator of any length, with a bounded
@@ -526,7 +514,7 @@ impl Pool {
         task: &Task,
         items: impl IntoIterator<Item = T> + 'a,
     ) -> Imap<'a, R> {
-        self.stream(task, items, ArgsShape::Single, true)
+        Imap::new(self, task, self.checked(task, items), Order::Input)
     }
 
     /// Like [`Pool::imap`], but yields outcomes as tasks finish, in any order.
@@ -535,17 +523,54 @@ impl Pool {
         task: &Task,
         items: impl IntoIterator<Item = T> + 'a,
     ) -> Imap<'a, R> {
-        self.stream(task, items, ArgsShape::Single, false)
+        Imap::new(self, task, self.checked(task, items), Order::Completion)
     }
 
-    /// Like [`Pool::imap`] with each item spread over the parameters (the CLI's `map`).
-    pub fn imap_spread<'a, T: Serialize + 'a, R: DeserializeOwned>(
+    /// A lazy stream like [`Pool::imap`] over arguments already checked (see
+    /// [`Task::args_from_json`] and [`Task::arg_from_json`]), each outcome as JSON with WIT's
+    /// names and its position in the input, in `order`. An item that is already an error (a
+    /// line that could not be parsed, say) is that item's outcome, in its place. This is the
+    /// command line's `map`.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use wasmpool::Order;
+    /// # let pool = wasmpool::Pool::new()?;
+    /// let square = wasmpool::Module::from_file("square.wasm")?.task("square")?;
+    /// let lines = ["3", "4", "five"];
+    /// let args = lines.iter().map(|line| {
+    ///     let json = serde_json::from_str(line).unwrap_or(serde_json::Value::Null);
+    ///     square.arg_from_json(&json)
+    /// });
+    /// for outcome in pool.imap_json(&square, args, Order::Input) {
+    ///     println!("{}: {:?}", outcome.index, outcome.result);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn imap_json<'a>(
         &'a self,
         task: &Task,
+        items: impl IntoIterator<Item = Result<Args, TaskError>> + 'a,
+        order: Order,
+    ) -> ImapJson<'a> {
+        let checker = task.clone();
+        let input = items
+            .into_iter()
+            .map(move |args| args.and_then(|args| checker.accept(args)));
+        ImapJson::new(self, task, Box::new(input), order)
+    }
+
+    /// Each item's arguments checked against `task`'s signature, lazily.
+    fn checked<'a, T: Serialize + 'a>(
+        &self,
+        task: &Task,
         items: impl IntoIterator<Item = T> + 'a,
-        ordered: bool,
-    ) -> Imap<'a, R> {
-        self.stream(task, items, ArgsShape::Spread, ordered)
+    ) -> Box<dyn Iterator<Item = Result<Values, TaskError>> + 'a> {
+        let checker = task.clone();
+        Box::new(items.into_iter().map(move |item| {
+            args_from_serialize(checker.signature(), &item, ArgsShape::Single)
+                .map_err(|e| e.for_task(checker.name()))
+        }))
     }
 
     /// Stops new submissions; queued and running tasks still finish. Later submissions fail
@@ -624,9 +649,10 @@ impl Pool {
             if queued > len {
                 batch.reserve_to(queued);
             }
-            let prepared = chunk.iter().enumerate().map(|(i, item)| PreparedItem {
+            let prepared = chunk.iter().enumerate().map(|(i, item)| CheckedItem {
                 index: first + i,
-                args: values::args_from_serialize(task.signature(), item, shape),
+                args: args_from_serialize(task.signature(), item, shape)
+                    .map_err(|e| e.for_task(task.name())),
             });
             self.enqueue(task, prepared, batch.clone(), Gather::No);
         }
@@ -634,42 +660,18 @@ impl Pool {
         MapResult::new(batch)
     }
 
-    fn stream<'a, T: Serialize + 'a, R: DeserializeOwned>(
-        &'a self,
-        task: &Task,
-        items: impl IntoIterator<Item = T> + 'a,
-        shape: ArgsShape,
-        ordered: bool,
-    ) -> Imap<'a, R> {
-        let checker = task.clone();
-        let input = Box::new(
-            items
-                .into_iter()
-                .map(move |item| values::args_from_serialize(checker.signature(), &item, shape)),
-        );
-        Imap::new(
-            self,
-            task,
-            input,
-            self.imap_chunksize,
-            self.max_chunks_in_flight,
-            ordered,
-        )
-    }
-
     /// Fails the items whose arguments do not fit the task's signature at once, and queues
     /// the rest as one job.
     pub(crate) fn enqueue(
         &self,
         task: &Task,
-        items: impl ExactSizeIterator<Item = PreparedItem>,
+        items: impl ExactSizeIterator<Item = CheckedItem>,
         sink: Arc<dyn Sink>,
         gather: Gather,
     ) {
         let first = self
             .task_numbers
             .fetch_add(items.len() as u64, Ordering::Relaxed);
-        let func = task.name();
         // A chunk's items share its sink; a single submission's item (which the queue may
         // gather with others) carries its own.
         let (job_sink, item_sink) = match gather {
@@ -686,13 +688,7 @@ impl Pool {
                     crashes: 0,
                     sink: item_sink.clone(),
                 }),
-                Err(detail) => sink.deliver(
-                    item.index,
-                    Err(TaskError::BadInput {
-                        func: func.to_string(),
-                        detail,
-                    }),
-                ),
+                Err(error) => sink.deliver(item.index, Err(error)),
             }
         }
         if job_items.is_empty() {
@@ -708,14 +704,11 @@ impl Pool {
                           file access: grant a directory on the pool (PoolBuilder::grants) too"
                     .to_string();
             for item in job_items {
-                let func = func.to_string();
-                sink.deliver(
-                    item.index,
-                    Err(TaskError::Sandbox {
-                        func,
-                        detail: detail.clone(),
-                    }),
-                );
+                let error = TaskError::Sandbox {
+                    func: task.name().to_string(),
+                    detail: detail.clone(),
+                };
+                sink.deliver(item.index, Err(error));
             }
             return;
         }

@@ -1,57 +1,87 @@
-//! Values that cross the pipe, the WIT types that check them, and their JSON forms.
+//! Values of WIT types: what a task takes and returns, checked against its signature.
 //!
-//! A caller's arguments come as JSON (from serde on the Rust side, from the command line on
-//! the CLI side). On the host, where the export's [`Signature`] is known, [`args_from_json`]
-//! checks them against the WIT types and turns them into [`Value`]s; a wrong count or a wrong
-//! type is an error naming the parameter and the expected type, before anything is sent.
-//! Flat Rust arguments (numbers, strings, tuples of them) skip the JSON tree but not the
-//! checks ([`args_from_serialize`], in `direct`). The
-//! worker turns `Value`s into wasmtime values structurally. Results come back as `Value`s and
-//! become JSON again: [`to_json`] keeps WIT names (for the CLI), [`to_rust_json`] renames them
-//! to serde's defaults (snake_case fields, UpperCamelCase variants, `Ok`/`Err`) for Rust types.
+//! A value crosses four boundaries on its way from a caller to a guest and back, and each has
+//! its own module here:
+//!
+//! - [`json`]: JSON in and out. A caller's arguments are checked against the export's
+//!   [`Signature`] and become [`Value`]s, or an error naming the parameter and the WIT type it
+//!   expects, before anything is sent; results become JSON with WIT's names (for the command
+//!   line) or serde's (for Rust types).
+//! - [`rust`]: Rust values through serde. Flat arguments (numbers, strings, tuples of them)
+//!   skip the JSON tree but not its checks; results go straight into the caller's type.
+//! - [`wasm`]: wasmtime's `Val`, which the worker calls the guest with.
+//! - [`wire`]: the bytes between host and worker: a `Value`'s encoding (with a depth guard),
+//!   and numbers packed eight bytes apiece.
 //!
 //! Names are matched loosely on input: `word-count`, `word_count` and `WordCount` all name the
 //! WIT field or case `word-count`, so a Rust struct with serde's default derive fits a WIT
 //! record without attributes.
 
-mod direct;
+pub(crate) mod json;
+pub(crate) mod rust;
+pub(crate) mod wasm;
+pub(crate) mod wire;
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Number, Value as Json};
 
-pub(crate) use direct::args_from_serialize;
+use crate::error::TaskError;
 
 /// A WIT type, as the host learns it from a module's exports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[allow(missing_docs)]
+#[non_exhaustive]
 pub enum WitType {
+    /// `bool`.
     Bool,
+    /// `s8`.
     S8,
+    /// `u8`.
     U8,
+    /// `s16`.
     S16,
+    /// `u16`.
     U16,
+    /// `s32` (a core module's `i32`).
     S32,
+    /// `u32`.
     U32,
+    /// `s64` (a core module's `i64`).
     S64,
+    /// `u64`.
     U64,
+    /// `f32`.
     F32,
+    /// `f64`.
     F64,
+    /// `char`: one Unicode scalar value.
     Char,
+    /// `string`.
     String,
+    /// `list<T>`.
     List(Box<WitType>),
+    /// `record { name: T, ... }`: its fields in order.
     Record(Vec<(String, WitType)>),
+    /// `tuple<T, ...>`.
     Tuple(Vec<WitType>),
+    /// `variant { case(T), case, ... }`: its cases, each with its payload's type if it has one.
     Variant(Vec<(String, Option<WitType>)>),
+    /// `enum { case, ... }`.
     Enum(Vec<String>),
+    /// `option<T>`.
     Option(Box<WitType>),
+    /// `result<T, E>`, either side possibly empty.
     Result {
+        /// The `ok` payload's type, if any.
         ok: Option<Box<WitType>>,
+        /// The `err` payload's type, if any.
         err: Option<Box<WitType>>,
     },
+    /// `flags { name, ... }`.
     Flags(Vec<String>),
-    /// A type wasmpool cannot pass across processes (resources, streams, futures, maps...).
+    /// A type wasmpool cannot pass across processes (resources, streams, futures, maps...),
+    /// named.
     Unsupported(String),
 }
 
@@ -60,28 +90,49 @@ pub enum WitType {
 /// Decoding is bounded: a value nested deeper than [`MAX_VALUE_DEPTH`] is a decode error,
 /// so garbage on the wire cannot overflow the decoder's stack.
 #[derive(Debug, Clone, PartialEq)]
-#[allow(missing_docs)]
+#[non_exhaustive]
 pub enum Value {
+    /// A `bool`.
     Bool(bool),
+    /// An `s8`.
     S8(i8),
+    /// A `u8`.
     U8(u8),
+    /// An `s16`.
     S16(i16),
+    /// A `u16`.
     U16(u16),
+    /// An `s32`.
     S32(i32),
+    /// A `u32`.
     U32(u32),
+    /// An `s64`.
     S64(i64),
+    /// A `u64`.
     U64(u64),
+    /// An `f32`.
     F32(f32),
+    /// An `f64`.
     F64(f64),
+    /// A `char`.
     Char(char),
+    /// A `string`.
     String(String),
+    /// A `list`.
     List(Vec<Value>),
+    /// A `record`: its fields, named, in the type's order.
     Record(Vec<(String, Value)>),
+    /// A `tuple`.
     Tuple(Vec<Value>),
+    /// A `variant`: the case's name and its payload, if the case has one.
     Variant(String, Option<Box<Value>>),
+    /// An `enum`: the case's name.
     Enum(String),
+    /// An `option`: `None` is `none`.
     Option(Option<Box<Value>>),
+    /// A `result`: `Ok` is `ok`, `Err` is `err`, each with its payload if the type has one.
     Result(Result<Option<Box<Value>>, Option<Box<Value>>>),
+    /// A `flags` value: the names of the flags that are set.
     Flags(Vec<String>),
 }
 
@@ -91,62 +142,6 @@ pub(crate) type Values = smallvec::SmallVec<[Value; 2]>;
 
 /// How deeply a decoded [`Value`] may nest.
 pub const MAX_VALUE_DEPTH: u32 = 100;
-
-/// The wire form of [`Value`]: serde derives it here, and `Value`'s own impls wrap it with a
-/// depth guard.
-#[derive(Serialize, Deserialize)]
-#[serde(remote = "Value")]
-enum ValueDef {
-    Bool(bool),
-    S8(i8),
-    U8(u8),
-    S16(i16),
-    U16(u16),
-    S32(i32),
-    U32(u32),
-    S64(i64),
-    U64(u64),
-    F32(f32),
-    F64(f64),
-    Char(char),
-    String(String),
-    List(Vec<Value>),
-    Record(Vec<(String, Value)>),
-    Tuple(Vec<Value>),
-    Variant(String, Option<Box<Value>>),
-    Enum(String),
-    Option(Option<Box<Value>>),
-    Result(Result<Option<Box<Value>>, Option<Box<Value>>>),
-    Flags(Vec<String>),
-}
-
-impl Serialize for Value {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        ValueDef::serialize(self, serializer)
-    }
-}
-
-thread_local! {
-    static DECODE_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-}
-
-impl<'de> Deserialize<'de> for Value {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
-        let depth = DECODE_DEPTH.with(|d| {
-            d.set(d.get() + 1);
-            d.get()
-        });
-        let result = if depth > MAX_VALUE_DEPTH {
-            Err(serde::de::Error::custom(format!(
-                "value nested deeper than {MAX_VALUE_DEPTH}"
-            )))
-        } else {
-            ValueDef::deserialize(deserializer)
-        };
-        DECODE_DEPTH.with(|d| d.set(d.get() - 1));
-        result
-    }
-}
 
 /// The signature of one callable export: its name, named parameters and results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -255,15 +250,26 @@ impl fmt::Display for Signature {
     }
 }
 
-/// A JSON value that does not fit a WIT type: where, what was expected, what was found.
+/// How a caller's arguments map onto an export's parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ArgsShape {
+    /// The value is the one argument (`map`, `imap`).
+    Single,
+    /// The value is an array (a Rust tuple) spread over the parameters (`starmap`, `apply`,
+    /// `submit`, the CLI's `run`); a value that is not an array is taken as the one argument
+    /// of a one-parameter export, so `apply(&square, 7)` works like `(7,)`.
+    Spread,
+}
+
+/// A value that does not fit a WIT type: where, what was expected, what was found.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ValueError {
-    /// Where in the value: `text`, `p.tags[2]`, `shape.circle`...
-    pub path: String,
+    /// Where in the arguments: `text`, `p.tags[2]`, `shape.circle`...
+    pub(crate) path: String,
     /// The WIT type expected there.
-    pub expected: String,
+    pub(crate) expected: String,
     /// What was found instead (a short JSON excerpt), or why it does not fit.
-    pub found: String,
+    pub(crate) found: String,
 }
 
 impl fmt::Display for ValueError {
@@ -276,597 +282,82 @@ impl fmt::Display for ValueError {
     }
 }
 
-/// How a caller's arguments map onto an export's parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ArgsShape {
-    /// The JSON value is the one argument (`map`, `imap`).
-    Single,
-    /// The JSON value is an array (a Rust tuple) spread over the parameters (`starmap`,
-    /// `apply`, `submit`, the CLI's `run`); a value that is not an array is taken as the one
-    /// argument of a one-parameter export, so `apply(&square, 7)` works like `(7,)`.
-    Spread,
+/// Why arguments do not fit a signature.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ArgsError {
+    /// Not as many arguments as parameters.
+    Count {
+        /// The parameters, as `name: type`.
+        params: Vec<String>,
+        /// How many arguments came.
+        got: usize,
+        /// Whether the caller gave one argument per item to an export of several parameters
+        /// (`map` where `starmap` was meant).
+        single_for_many: bool,
+    },
+    /// One argument does not fit its parameter's type.
+    Value(ValueError),
+    /// serde could not serialize the caller's arguments.
+    Serialize(String),
 }
 
-/// Checks a caller's JSON arguments against `sig` and converts them, naming the parameter
-/// and its WIT type on a mismatch.
-pub(crate) fn args_from_json(
-    sig: &Signature,
-    args: &Json,
-    shape: ArgsShape,
-) -> Result<Values, String> {
-    let spread: smallvec::SmallVec<[&Json; 4]> = match (shape, args) {
-        (ArgsShape::Spread, Json::Array(items)) => items.iter().collect(),
-        (ArgsShape::Spread, Json::Null) if sig.params.is_empty() => smallvec::SmallVec::new(),
-        (_, one) => smallvec::smallvec![one],
-    };
-    spread_args(sig, &spread, shape)
-}
-
-/// Checks and converts arguments already spread over the parameters (one JSON value each).
-fn spread_args(sig: &Signature, spread: &[&Json], shape: ArgsShape) -> Result<Values, String> {
-    if spread.len() != sig.params.len() {
-        let wanted: Vec<String> = sig
-            .params
-            .iter()
-            .map(|(n, t)| format!("{n}: {t}"))
-            .collect();
-        let hint = if shape == ArgsShape::Single && sig.params.len() > 1 {
-            " (map passes one argument per item: use starmap to spread tuples)"
-        } else {
-            ""
-        };
-        return Err(format!(
-            "expected {} argument{} ({}), got {}{hint}",
-            sig.params.len(),
-            if sig.params.len() == 1 { "" } else { "s" },
-            wanted.join(", "),
-            spread.len()
-        ));
-    }
-    // A plain loop: collecting into a `Result` costs more than converting one number.
-    let mut values = Values::new();
-    for ((name, ty), json) in sig.params.iter().zip(spread) {
-        values.push(from_json(json, ty, name).map_err(|e| e.to_string())?);
-    }
-    Ok(values)
-}
-
-/// Converts `json` to a [`Value`] of type `ty`; `path` names the place for error messages.
-pub(crate) fn from_json(json: &Json, ty: &WitType, path: &str) -> Result<Value, ValueError> {
-    let fail = |found: String| ValueError {
-        path: path.to_string(),
-        expected: ty.to_string(),
-        found,
-    };
-    let mismatch = || fail(excerpt(json));
-    Ok(match ty {
-        WitType::Bool => Value::Bool(json.as_bool().ok_or_else(mismatch)?),
-        WitType::S8 => Value::S8(int(json).ok_or_else(mismatch)?),
-        WitType::U8 => Value::U8(int(json).ok_or_else(mismatch)?),
-        WitType::S16 => Value::S16(int(json).ok_or_else(mismatch)?),
-        WitType::U16 => Value::U16(int(json).ok_or_else(mismatch)?),
-        WitType::S32 => Value::S32(int(json).ok_or_else(mismatch)?),
-        WitType::U32 => Value::U32(int(json).ok_or_else(mismatch)?),
-        WitType::S64 => Value::S64(int(json).ok_or_else(mismatch)?),
-        WitType::U64 => Value::U64(int(json).ok_or_else(mismatch)?),
-        WitType::F32 => Value::F32(float(json).ok_or_else(mismatch)? as f32),
-        WitType::F64 => Value::F64(float(json).ok_or_else(mismatch)?),
-        WitType::Char => {
-            let s = json.as_str().ok_or_else(mismatch)?;
-            let mut chars = s.chars();
-            match (chars.next(), chars.next()) {
-                (Some(c), None) => Value::Char(c),
-                _ => {
-                    return Err(fail(format!(
-                        "{} (not exactly one character)",
-                        excerpt(json)
-                    )));
-                }
-            }
-        }
-        WitType::String => Value::String(json.as_str().ok_or_else(mismatch)?.to_string()),
-        WitType::List(elem) => {
-            let items = json.as_array().ok_or_else(mismatch)?;
-            let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                out.push(from_json(item, elem, &format!("{path}[{i}]"))?);
-            }
-            Value::List(out)
-        }
-        WitType::Tuple(types) => {
-            let items = json.as_array().ok_or_else(mismatch)?;
-            if items.len() != types.len() {
-                return Err(fail(format!("{} ({} items)", excerpt(json), items.len())));
-            }
-            let mut out = Vec::with_capacity(items.len());
-            for (i, (item, t)) in items.iter().zip(types).enumerate() {
-                out.push(from_json(item, t, &format!("{path}.{i}"))?);
-            }
-            Value::Tuple(out)
-        }
-        WitType::Record(fields) => {
-            let object = json.as_object().ok_or_else(mismatch)?;
-            for key in object.keys() {
-                if !fields.iter().any(|(name, _)| same_name(key, name)) {
-                    return Err(fail(format!("unknown field `{key}`")));
-                }
-            }
-            let mut out = Vec::with_capacity(fields.len());
-            for (name, t) in fields {
-                let field_path = format!("{path}.{name}");
-                let value = match object.iter().find(|(key, _)| same_name(key, name)) {
-                    Some((_, v)) => from_json(v, t, &field_path)?,
-                    // A missing field of an option type is `none`, as serde does.
-                    None if matches!(t, WitType::Option(_)) => Value::Option(None),
-                    None => return Err(fail(format!("no field `{name}`"))),
-                };
-                out.push((name.clone(), value));
-            }
-            Value::Record(out)
-        }
-        WitType::Variant(cases) => {
-            let (case, payload) = tagged(json).ok_or_else(mismatch)?;
-            let (name, t) = cases
-                .iter()
-                .find(|(name, _)| same_name(case, name))
-                .ok_or_else(|| fail(format!("unknown case `{case}`")))?;
-            let payload = match (t, payload) {
-                (None, None | Some(Json::Null)) => None,
-                (Some(t), Some(p)) => Some(Box::new(from_json(p, t, &format!("{path}.{name}"))?)),
-                (Some(_), None) => return Err(fail(format!("case `{name}` without its payload"))),
-                (None, Some(p)) => {
-                    return Err(fail(format!(
-                        "case `{name}` takes no payload, got {}",
-                        excerpt(p)
-                    )));
-                }
-            };
-            Value::Variant(name.clone(), payload)
-        }
-        WitType::Enum(cases) => {
-            let case = json.as_str().ok_or_else(mismatch)?;
-            let name = cases
-                .iter()
-                .find(|name| same_name(case, name))
-                .ok_or_else(|| fail(format!("unknown case `{case}`")))?;
-            Value::Enum(name.clone())
-        }
-        WitType::Option(t) => match json {
-            Json::Null => Value::Option(None),
-            other => Value::Option(Some(Box::new(from_json(other, t, path)?))),
-        },
-        WitType::Result { ok, err } => {
-            let (case, payload) = tagged(json).ok_or_else(mismatch)?;
-            let side = |t: &Option<Box<WitType>>, label: &str| -> Result<_, ValueError> {
-                match (t, payload) {
-                    (None, None | Some(Json::Null)) => Ok(None),
-                    (Some(t), Some(p)) => {
-                        Ok(Some(Box::new(from_json(p, t, &format!("{path}.{label}"))?)))
-                    }
-                    (Some(_), None) => Err(fail(format!("`{label}` without its payload"))),
-                    (None, Some(p)) => Err(fail(format!(
-                        "`{label}` takes no payload, got {}",
-                        excerpt(p)
-                    ))),
-                }
-            };
-            if same_name(case, "ok") {
-                Value::Result(Ok(side(ok, "ok")?))
-            } else if same_name(case, "err") {
-                Value::Result(Err(side(err, "err")?))
-            } else {
-                return Err(fail(format!("unknown case `{case}` (expected ok or err)")));
-            }
-        }
-        WitType::Flags(all) => {
-            let items = json.as_array().ok_or_else(mismatch)?;
-            let mut set = Vec::with_capacity(items.len());
-            for item in items {
-                let flag = item.as_str().ok_or_else(mismatch)?;
-                let name = all
-                    .iter()
-                    .find(|name| same_name(flag, name))
-                    .ok_or_else(|| fail(format!("unknown flag `{flag}`")))?;
-                if !set.contains(name) {
-                    set.push(name.clone());
-                }
-            }
-            Value::Flags(set)
-        }
-        WitType::Unsupported(what) => {
-            return Err(fail(format!(
-                "a value; {what} cannot cross a process boundary"
-            )));
-        }
-    })
-}
-
-/// Converts a result [`Value`] to JSON with WIT's own names (the CLI's output).
-pub(crate) fn to_json(value: &Value) -> Json {
-    convert(value, &Names::Wit)
-}
-
-/// Converts a result [`Value`] to JSON shaped for serde's default derives: record fields in
-/// snake_case, variant and enum cases in UpperCamelCase, results as `{"Ok": ..}`/`{"Err": ..}`.
-pub(crate) fn to_rust_json(value: &Value) -> Json {
-    convert(value, &Names::Rust)
-}
-
-enum Names {
-    Wit,
-    Rust,
-}
-
-impl Names {
-    fn field(&self, name: &str) -> String {
+impl fmt::Display for ArgsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Names::Wit => name.to_string(),
-            Names::Rust => name.replace('-', "_"),
-        }
-    }
-    fn case(&self, name: &str) -> String {
-        match self {
-            Names::Wit => name.to_string(),
-            Names::Rust => name
-                .split('-')
-                .map(|part| {
-                    let mut chars = part.chars();
-                    match chars.next() {
-                        Some(c) => c.to_uppercase().chain(chars).collect::<String>(),
-                        None => String::new(),
-                    }
-                })
-                .collect(),
-        }
-    }
-}
-
-fn convert(value: &Value, names: &Names) -> Json {
-    let boxed = |v: &Option<Box<Value>>| v.as_deref().map_or(Json::Null, |v| convert(v, names));
-    match value {
-        Value::Bool(b) => Json::Bool(*b),
-        Value::S8(n) => Json::from(*n),
-        Value::U8(n) => Json::from(*n),
-        Value::S16(n) => Json::from(*n),
-        Value::U16(n) => Json::from(*n),
-        Value::S32(n) => Json::from(*n),
-        Value::U32(n) => Json::from(*n),
-        Value::S64(n) => Json::from(*n),
-        Value::U64(n) => Json::from(*n),
-        Value::F32(x) => float_json(f64::from(*x)),
-        Value::F64(x) => float_json(*x),
-        Value::Char(c) => Json::String(c.to_string()),
-        Value::String(s) => Json::String(s.clone()),
-        Value::List(items) | Value::Tuple(items) => {
-            Json::Array(items.iter().map(|v| convert(v, names)).collect())
-        }
-        Value::Record(fields) => Json::Object(
-            fields
-                .iter()
-                .map(|(name, v)| (names.field(name), convert(v, names)))
-                .collect::<Map<_, _>>(),
-        ),
-        Value::Variant(case, None) => Json::String(names.case(case)),
-        Value::Variant(case, payload) => tag(names.case(case), boxed(payload)),
-        Value::Enum(case) => Json::String(names.case(case)),
-        Value::Option(v) => boxed(v),
-        Value::Result(Ok(v)) => tag(names.case("ok"), boxed(v)),
-        Value::Result(Err(v)) => tag(names.case("err"), boxed(v)),
-        Value::Flags(flags) => {
-            Json::Array(flags.iter().map(|f| Json::String(names.field(f))).collect())
-        }
-    }
-}
-
-fn tag(name: String, payload: Json) -> Json {
-    let mut map = Map::new();
-    map.insert(name, payload);
-    Json::Object(map)
-}
-
-/// JSON has no NaN or infinities: they travel as the strings `"NaN"`, `"inf"`, `"-inf"`.
-fn float_json(x: f64) -> Json {
-    match Number::from_f64(x) {
-        Some(n) => Json::Number(n),
-        None if x.is_nan() => Json::String("NaN".into()),
-        None if x > 0.0 => Json::String("inf".into()),
-        None => Json::String("-inf".into()),
-    }
-}
-
-fn float(json: &Json) -> Option<f64> {
-    match json {
-        Json::Number(n) => n.as_f64(),
-        Json::String(s) => match s.as_str() {
-            "NaN" | "nan" => Some(f64::NAN),
-            "inf" | "+inf" | "Infinity" => Some(f64::INFINITY),
-            "-inf" | "-Infinity" => Some(f64::NEG_INFINITY),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-fn int<T: TryFrom<i64> + TryFrom<u64>>(json: &Json) -> Option<T> {
-    let n = json.as_number()?;
-    if let Some(i) = n.as_i64() {
-        T::try_from(i).ok()
-    } else {
-        T::try_from(n.as_u64()?).ok()
-    }
-}
-
-/// A variant-like JSON value: `"case"` or `{"case": payload}`.
-fn tagged(json: &Json) -> Option<(&str, Option<&Json>)> {
-    match json {
-        Json::String(case) => Some((case, None)),
-        Json::Object(map) if map.len() == 1 => {
-            map.iter().next().map(|(k, v)| (k.as_str(), Some(v)))
-        }
-        _ => None,
-    }
-}
-
-/// WIT names are kebab-case; serde's defaults are snake_case and UpperCamelCase. Two names
-/// are the same when they match ignoring case, `-` and `_`.
-fn same_name(given: &str, wit: &str) -> bool {
-    fn norm(s: &str) -> impl Iterator<Item = char> + '_ {
-        s.chars()
-            .filter(|c| *c != '-' && *c != '_')
-            .map(|c| c.to_ascii_lowercase())
-    }
-    norm(given).eq(norm(wit))
-}
-
-fn excerpt(json: &Json) -> String {
-    let text = json.to_string();
-    if text.chars().count() > 60 {
-        format!("{}...", text.chars().take(57).collect::<String>())
-    } else {
-        text
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn person() -> WitType {
-        WitType::Record(vec![
-            ("name".into(), WitType::String),
-            ("age".into(), WitType::U8),
-            ("email".into(), WitType::Option(Box::new(WitType::String))),
-            ("word-count".into(), WitType::U32),
-            ("tags".into(), WitType::List(Box::new(WitType::String))),
-        ])
-    }
-
-    fn shape() -> WitType {
-        WitType::Variant(vec![
-            ("circle".into(), Some(WitType::F64)),
-            (
-                "rectangle".into(),
-                Some(WitType::Tuple(vec![WitType::F64, WitType::F64])),
-            ),
-            ("point".into(), None),
-        ])
-    }
-
-    #[test]
-    fn integers_are_range_checked() {
-        assert_eq!(
-            from_json(&json!(255), &WitType::U8, "x"),
-            Ok(Value::U8(255))
-        );
-        let err = from_json(&json!(256), &WitType::U8, "x").unwrap_err();
-        assert_eq!(err.to_string(), "parameter `x`: expected u8, got 256");
-        assert!(from_json(&json!(-1), &WitType::U64, "x").is_err());
-        assert_eq!(
-            from_json(&json!(u64::MAX), &WitType::U64, "x"),
-            Ok(Value::U64(u64::MAX))
-        );
-        assert!(from_json(&json!(1.5), &WitType::S32, "x").is_err());
-        assert!(from_json(&json!("7"), &WitType::S64, "x").is_err());
-    }
-
-    #[test]
-    fn records_accept_rust_names_and_missing_options() {
-        let v = from_json(
-            &json!({"name": "Ada", "age": 36, "word_count": 3, "tags": ["x"]}),
-            &person(),
-            "p",
-        )
-        .unwrap();
-        let Value::Record(fields) = &v else {
-            panic!("{v:?}")
-        };
-        assert_eq!(fields[2], ("email".to_string(), Value::Option(None)));
-        assert_eq!(fields[3], ("word-count".to_string(), Value::U32(3)));
-        let back = to_rust_json(&v);
-        assert_eq!(back["word_count"], json!(3));
-        assert_eq!(to_json(&v)["word-count"], json!(3));
-    }
-
-    #[test]
-    fn errors_name_the_path_and_type() {
-        let err = from_json(
-            &json!({"name": "Ada", "age": 36, "word-count": 3, "tags": ["x", 5]}),
-            &person(),
-            "p",
-        )
-        .unwrap_err();
-        assert_eq!(err.path, "p.tags[1]");
-        assert_eq!(err.expected, "string");
-        let err = from_json(&json!({"name": "Ada"}), &person(), "p").unwrap_err();
-        assert!(err.found.contains("no field `age`"), "{err}");
-        let err = from_json(&json!({"nam": "Ada"}), &person(), "p").unwrap_err();
-        assert!(err.found.contains("unknown field `nam`"), "{err}");
-    }
-
-    #[test]
-    fn variants_round_trip_in_both_namings() {
-        for (input, expected) in [
-            (
-                json!({"circle": 2.0}),
-                Value::Variant("circle".into(), Some(Box::new(Value::F64(2.0)))),
-            ),
-            (
-                json!({"Rectangle": [2.0, 3.0]}),
-                Value::Variant(
-                    "rectangle".into(),
-                    Some(Box::new(Value::Tuple(vec![
-                        Value::F64(2.0),
-                        Value::F64(3.0),
-                    ]))),
-                ),
-            ),
-            (json!("Point"), Value::Variant("point".into(), None)),
-        ] {
-            let v = from_json(&input, &shape(), "s").unwrap();
-            assert_eq!(v, expected);
-            assert_eq!(from_json(&to_json(&v), &shape(), "s").unwrap(), v);
-            assert_eq!(from_json(&to_rust_json(&v), &shape(), "s").unwrap(), v);
-        }
-        assert!(from_json(&json!("square"), &shape(), "s").is_err());
-        assert!(from_json(&json!("circle"), &shape(), "s").is_err());
-    }
-
-    #[test]
-    fn results_options_flags_chars() {
-        let ty = WitType::Result {
-            ok: Some(Box::new(WitType::S64)),
-            err: Some(Box::new(WitType::String)),
-        };
-        let ok = from_json(&json!({"Ok": 5}), &ty, "r").unwrap();
-        assert_eq!(to_json(&ok), json!({"ok": 5}));
-        assert_eq!(to_rust_json(&ok), json!({"Ok": 5}));
-        let err = from_json(&json!({"err": "no"}), &ty, "r").unwrap();
-        assert_eq!(to_rust_json(&err), json!({"Err": "no"}));
-        let flags = WitType::Flags(vec!["read".into(), "write".into()]);
-        assert_eq!(
-            from_json(&json!(["Write", "read", "write"]), &flags, "f").unwrap(),
-            Value::Flags(vec!["write".into(), "read".into()])
-        );
-        assert!(from_json(&json!(["exec"]), &flags, "f").is_err());
-        assert_eq!(
-            from_json(&json!("é"), &WitType::Char, "c").unwrap(),
-            Value::Char('é')
-        );
-        assert!(from_json(&json!("ab"), &WitType::Char, "c").is_err());
-        let opt = WitType::Option(Box::new(WitType::U8));
-        assert_eq!(
-            from_json(&json!(null), &opt, "o").unwrap(),
-            Value::Option(None)
-        );
-        assert_eq!(to_json(&Value::F64(f64::NAN)), json!("NaN"));
-        assert!(
-            matches!(from_json(&json!("-inf"), &WitType::F64, "x"), Ok(Value::F64(x)) if x == f64::NEG_INFINITY)
-        );
-    }
-
-    #[test]
-    fn args_are_counted_and_spread() {
-        let power = Signature {
-            name: "power".into(),
-            params: vec![
-                ("base".into(), WitType::S64),
-                ("exponent".into(), WitType::U32),
-            ],
-            results: vec![WitType::S64],
-        };
-        assert_eq!(
-            power.to_string(),
-            "power: func(base: s64, exponent: u32) -> s64"
-        );
-        assert_eq!(
-            args_from_json(&power, &json!([2, 3]), ArgsShape::Spread)
-                .unwrap()
-                .to_vec(),
-            vec![Value::S64(2), Value::U32(3)]
-        );
-        let err = args_from_json(&power, &json!(2), ArgsShape::Single).unwrap_err();
-        assert!(
-            err.contains("expected 2 arguments (base: s64, exponent: u32), got 1"),
-            "{err}"
-        );
-        assert!(err.contains("starmap"), "{err}");
-        let err = args_from_json(&power, &json!([2, -3]), ArgsShape::Spread).unwrap_err();
-        assert_eq!(err, "parameter `exponent`: expected u32, got -3");
-
-        let square = Signature {
-            name: "square".into(),
-            params: vec![("x".into(), WitType::S64)],
-            results: vec![WitType::S64],
-        };
-        assert_eq!(
-            args_from_json(&square, &json!(7), ArgsShape::Spread)
-                .unwrap()
-                .to_vec(),
-            vec![Value::S64(7)]
-        );
-        assert_eq!(
-            args_from_json(&square, &json!([7]), ArgsShape::Spread)
-                .unwrap()
-                .to_vec(),
-            vec![Value::S64(7)]
-        );
-        let list = Signature {
-            name: "sum".into(),
-            params: vec![("xs".into(), WitType::List(Box::new(WitType::S64)))],
-            results: vec![],
-        };
-        assert_eq!(
-            args_from_json(&list, &json!([1, 2]), ArgsShape::Single)
-                .unwrap()
-                .to_vec(),
-            vec![Value::List(vec![Value::S64(1), Value::S64(2)])]
-        );
-    }
-
-    #[test]
-    fn deep_values_are_refused_not_overflowed() {
-        // Tag 13 is List, then a length of 1: a million nested lists in 2 MB of garbage.
-        let garbage: Vec<u8> = [13u8, 1].repeat(1_000_000);
-        let err = postcard::from_bytes::<Value>(&garbage).unwrap_err();
-        assert!(matches!(err, postcard::Error::SerdeDeCustom), "{err:?}");
-        let mut ok = Value::U8(1);
-        for _ in 0..MAX_VALUE_DEPTH - 1 {
-            ok = Value::List(vec![ok]);
-        }
-        let bytes = postcard::to_allocvec(&ok).unwrap();
-        assert_eq!(postcard::from_bytes::<Value>(&bytes).unwrap(), ok);
-    }
-
-    proptest::proptest! {
-        /// Any bytes decode to a value or an error, never a panic or an overflow.
-        #[test]
-        fn garbage_values_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
-            let _ = postcard::from_bytes::<Value>(&bytes);
-            let _ = postcard::from_bytes::<Vec<Value>>(&bytes);
-        }
-
-        /// Any JSON checked against any of a few types converts or errs, never panics.
-        #[test]
-        fn any_json_against_any_type(text in "[\\[\\]{}\":,0-9a-z.\\- ]{0,40}") {
-            if let Ok(json) = serde_json::from_str::<Json>(&text) {
-                for ty in [person(), shape(), WitType::Char, WitType::U8, WitType::Flags(vec!["a".into()])] {
-                    let _ = from_json(&json, &ty, "x");
+            ArgsError::Count {
+                params,
+                got,
+                single_for_many,
+            } => {
+                write!(
+                    f,
+                    "expected {} argument{} ({}), got {got}",
+                    params.len(),
+                    if params.len() == 1 { "" } else { "s" },
+                    params.join(", "),
+                )?;
+                if *single_for_many {
+                    f.write_str(
+                        " (map passes one argument per item: use starmap to spread tuples)",
+                    )?;
                 }
+                Ok(())
             }
+            ArgsError::Value(e) => e.fmt(f),
+            ArgsError::Serialize(e) => write!(f, "cannot serialize the arguments: {e}"),
         }
     }
+}
 
-    #[test]
-    fn types_print_as_wit() {
-        assert_eq!(
-            shape().to_string(),
-            "variant { circle(f64), rectangle(tuple<f64, f64>), point }"
-        );
-        let r = WitType::Result {
-            ok: None,
-            err: Some(Box::new(WitType::String)),
+impl ArgsError {
+    /// The task error of a call to `func` with these arguments: [`TaskError::BadInput`],
+    /// naming the parameter when one argument is at fault.
+    pub(crate) fn for_task(self, func: &str) -> TaskError {
+        let param = match &self {
+            ArgsError::Value(e) => Some(e.path.clone()),
+            ArgsError::Count { .. } | ArgsError::Serialize(_) => None,
         };
-        assert_eq!(r.to_string(), "result<_, string>");
+        TaskError::BadInput {
+            func: func.to_string(),
+            detail: self.to_string(),
+            param,
+        }
+    }
+}
+
+/// The arguments of one call, checked against a task's signature: made by
+/// [`crate::Task::args_from_json`] or [`crate::Task::arg_from_json`], and run by
+/// [`crate::Pool::apply_json`] and [`crate::Pool::imap_json`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Args {
+    pub(crate) values: Values,
+    /// The signature they were checked against: a pool runs them only for a task with it.
+    pub(crate) checked: Arc<Signature>,
+}
+
+impl Args {
+    /// The values, in parameter order.
+    pub fn values(&self) -> &[Value] {
+        &self.values
     }
 }

@@ -184,16 +184,18 @@ const FILE_SYSCALLS: &[libc::c_long] = &[
 /// Installs the worker's seccomp filters on all its threads. Anything not allowed fails with
 /// `EPERM`; `clone` is allowed only for threads (never a new process); `clone3`, whose flags a
 /// filter cannot read, fails with `ENOSYS`, so that the C library falls back to `clone`.
-pub(crate) fn lock_down(allow_files: bool) -> anyhow::Result<()> {
+pub(crate) fn lock_down(allow_files: bool) -> Result<(), String> {
+    install_filters(allow_files).map_err(|e| format!("cannot install its seccomp filter: {e}"))
+}
+
+fn install_filters(allow_files: bool) -> seccompiler::Result<()> {
     use seccompiler::{
         BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
         SeccompRule,
     };
     use std::collections::BTreeMap;
 
-    let arch = std::env::consts::ARCH
-        .try_into()
-        .map_err(|e| anyhow::anyhow!("seccomp: {e:?}"))?;
+    let arch = std::env::consts::ARCH.try_into()?;
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     let allowed = BASE_SYSCALLS
         .iter()

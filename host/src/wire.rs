@@ -8,27 +8,26 @@
 //!
 //! Numbers take a shortcut: a chunk whose arguments are all numbers of the same kinds, and a
 //! run of results that are, travel packed ([`Packed`]: eight bytes a number, one copy a frame)
-//! instead of as [`Value`]s one by one.
+//! instead of as [`Value`]s one by one. How a value itself is encoded is
+//! [`crate::values::wire`]'s.
 //!
 //! Because a worker speaks only this protocol on its stdin and stdout, it can as well be
 //! reached through ssh or a batch scheduler: the transport is any byte pipe.
-
-mod packed;
 
 use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+use crate::engine::Metering;
 use crate::limits::{Grants, Resolved};
+use crate::values::wire::Packed;
 use crate::values::{Value, Values};
-
-pub(crate) use packed::{Packed, Row};
 
 /// The protocol version both sides must agree on. Bump it on any change to the messages.
 pub(crate) const PROTOCOL_VERSION: u32 = 3;
 
 /// The largest frame either side accepts: bigger is a protocol error, not an allocation.
-pub(crate) const MAX_FRAME_BYTES: usize = 256 << 20;
+pub const MAX_FRAME_BYTES: usize = 256 << 20;
 
 /// A module's identity: the SHA-256 of its bytes.
 pub(crate) type ModuleId = [u8; 32];
@@ -78,7 +77,7 @@ pub(crate) enum Code {
     /// Code the host compiled for the worker's engine configuration
     /// (`Engine::precompile_component` or `precompile_module`), loaded without compiling.
     /// Workers trust it as they trust the host that started them: it is the host's own
-    /// compiler output, never bytes from a user (see [`crate::artifacts`]).
+    /// compiler output, never bytes from a user (see [`crate::code_cache`]).
     Precompiled(Vec<u8>),
     /// The wasm binary, for the worker to compile.
     Wasm(Vec<u8>),
@@ -90,38 +89,6 @@ impl std::fmt::Debug for Code {
             Code::Precompiled(b) => write!(f, "Precompiled({} bytes)", b.len()),
             Code::Wasm(b) => write!(f, "Wasm({} bytes)", b.len()),
         }
-    }
-}
-
-/// How compiled code is instrumented for limits. Each check costs guest speed (epoch checks at
-/// loop heads about a third on a tight loop, fuel about half), so a worker compiles a module
-/// in the variant a task needs, and a task with no time or fuel limit runs at full speed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub(crate) enum Metering {
-    /// No instrumentation: no timeout, no fuel limit.
-    Plain,
-    /// Epoch checks, for a wall-clock timeout.
-    Epochs,
-    /// Epoch checks and fuel, for a fuel limit (with or without a timeout).
-    EpochsAndFuel,
-}
-
-impl Metering {
-    /// The variant a task with these limits runs on.
-    pub(crate) fn for_limits(limits: &Resolved) -> Metering {
-        match (limits.timeout, limits.fuel) {
-            (_, Some(_)) => Metering::EpochsAndFuel,
-            (Some(_), None) => Metering::Epochs,
-            (None, None) => Metering::Plain,
-        }
-    }
-
-    #[cfg(test)]
-    pub(crate) const ALL: [Metering; 3] =
-        [Metering::Plain, Metering::Epochs, Metering::EpochsAndFuel];
-
-    pub(crate) fn index(self) -> usize {
-        self as usize
     }
 }
 

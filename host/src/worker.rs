@@ -7,37 +7,70 @@
 //! Python's multiprocessing re-runs the main module. The `wasmpool worker` subcommand enters
 //! the same loop explicitly, for workers reached through ssh or a batch scheduler.
 //!
-//! The loop: handshake, then read a frame, act, reply; modules are compiled once and kept in
-//! [`cache::ModuleCache`]; each call runs in a fresh store and instance ([`runner`]), made
-//! ahead of time while the worker waits when it can be ([`spare`]).
+//! The loop: handshake, then read a frame, act, reply. Modules are compiled once per engine
+//! variant ([`engines`]) and kept in [`cache::ModuleCache`]; each call runs in a fresh store
+//! ([`store`], with its WASI context from [`sandbox`] and its output captured by [`capture`])
+//! and instance ([`runner`]), made ahead of time while the worker waits when it can be
+//! ([`ahead`]); outcomes go back in as few frames as keep the host informed ([`reply`]), and
+//! a clock thread ([`ticker`]) advances the engines' epochs and flushes them.
 
+mod ahead;
 pub(crate) mod cache;
 mod capture;
+pub(crate) mod engines;
+mod reply;
 pub(crate) mod runner;
 mod sandbox;
-mod spare;
+mod store;
+mod ticker;
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::os::fd::FromRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::limits::EPOCH_TICK;
 use crate::wire::{
-    self, Chunk, HostMsg, ItemOutcome, Items, Metering, PROTOCOL_VERSION, Packed, RunFailure,
-    WorkerMsg, WorkerSettings,
+    self, Chunk, HostMsg, ItemOutcome, Items, PROTOCOL_VERSION, RunFailure, WireError, WorkerMsg,
+    WorkerSettings,
 };
+use ahead::Ahead;
 use cache::ModuleCache;
-use runner::Args;
-use spare::Spare;
+use reply::Reply;
+use runner::CallArgs;
+use ticker::Ticker;
+
+/// Why a worker's session ended other than by the host's `Shutdown` or its closed pipe: the
+/// worker says so on its stderr, which the host keeps for the error that reports its end.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WorkerFault {
+    /// A frame could not be read or written.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// The worker could not set itself up (an engine, a thread, its seccomp filter).
+    #[error("{0}")]
+    Setup(String),
+    /// The host broke the protocol.
+    #[error("{0}")]
+    Protocol(String),
+}
+
+impl From<std::io::Error> for WorkerFault {
+    fn from(e: std::io::Error) -> Self {
+        WorkerFault::Wire(WireError::Io(e))
+    }
+}
 
 /// Set in a child's environment to make it a worker.
 pub(crate) const WORKER_ENV: &str = "WASMPOOL_WORKER";
 
 /// Runs before `main` in every program that links wasmpool: a process started as a worker
 /// never reaches its own `main`.
+// SAFETY: a constructor runs before `main`, before the standard library is set up for the
+// program; this one reads one environment variable (no other thread exists yet, so no one
+// writes the environment concurrently) and, in a worker, enters `worker_main`, which uses
+// nothing that needs `main`'s set-up: the standard descriptors, threads, and the allocator,
+// all usable from a constructor on Linux.
 #[ctor::ctor(unsafe)]
 fn become_worker_if_asked() {
     if std::env::var_os(WORKER_ENV).is_some() {
@@ -81,10 +114,10 @@ pub fn worker_main() -> ! {
                     .name("wasmpool-session".into())
                     .stack_size(stack)
                     .spawn_scoped(scope, || session(settings, &mut input, &output))
-                    .map_err(anyhow::Error::from)
+                    .map_err(|e| WorkerFault::Setup(format!("cannot start its session: {e}")))
                     .and_then(|t| {
                         t.join()
-                            .map_err(|_| anyhow::anyhow!("the session thread panicked"))?
+                            .map_err(|_| WorkerFault::Setup("the session thread panicked".into()))?
                     })
             })
         }
@@ -94,7 +127,7 @@ pub fn worker_main() -> ! {
     match result {
         Ok(()) => std::process::exit(0),
         Err(e) => {
-            eprintln!("wasmpool worker {}: {e:#}", std::process::id());
+            eprintln!("wasmpool worker {}: {e}", std::process::id());
             std::process::exit(1);
         }
     }
@@ -111,7 +144,7 @@ fn fd_of(file: &File) -> i32 {
 pub(crate) type Output<W> = Arc<Mutex<BufWriter<W>>>;
 
 /// The stream a worker reads its frames from, which can tell whether more bytes are already
-/// waiting: a worker with nothing to read uses the pause to make its next instance ([`spare`]).
+/// waiting: a worker with nothing to read uses the pause to make its next instance ([`ahead`]).
 pub(crate) trait Input: Read {
     /// Whether bytes are waiting to be read, buffered or in the pipe.
     fn has_pending(&self) -> bool;
@@ -137,14 +170,14 @@ impl Input for &[u8] {
 pub(crate) fn serve<W: Write + Send + 'static>(
     input: &mut impl Input,
     output: &Output<W>,
-) -> anyhow::Result<()> {
+) -> Result<(), WorkerFault> {
     match handshake(input, output)? {
         Some(settings) => session(settings, input, output),
         None => Ok(()),
     }
 }
 
-fn send<W: Write>(output: &Output<W>, msg: &WorkerMsg, flush: bool) -> anyhow::Result<()> {
+fn send<W: Write>(output: &Output<W>, msg: &WorkerMsg, flush: bool) -> Result<(), WorkerFault> {
     let mut frame = Vec::new();
     wire::encode_frame(msg, &mut frame)?;
     let mut out = output.lock().unwrap_or_else(|e| e.into_inner());
@@ -159,7 +192,7 @@ fn send<W: Write>(output: &Output<W>, msg: &WorkerMsg, flush: bool) -> anyhow::R
 fn handshake<W: Write>(
     input: &mut impl Read,
     output: &Output<W>,
-) -> anyhow::Result<Option<WorkerSettings>> {
+) -> Result<Option<WorkerSettings>, WorkerFault> {
     let mut buf = Vec::new();
     match wire::read_frame::<HostMsg>(input, &mut buf)? {
         Some(HostMsg::Hello { version, settings }) if version == PROTOCOL_VERSION => {
@@ -188,17 +221,18 @@ fn session<W: Write + Send + 'static>(
     settings: WorkerSettings,
     input: &mut impl Input,
     output: &Output<W>,
-) -> anyhow::Result<()> {
-    let mut cache = ModuleCache::new(settings)?;
-    let _ticker = Ticker::start(cache.runner().flavors(), Arc::clone(output))?;
+) -> Result<(), WorkerFault> {
+    let mut cache = ModuleCache::new(settings).map_err(WorkerFault::Setup)?;
+    let _ticker = Ticker::start(cache.runner().flavors(), Arc::clone(output))
+        .map_err(|e| WorkerFault::Setup(format!("cannot start its clock: {e}")))?;
     if settings.lock_down {
-        crate::walls::lock_down(settings.allow_files)?;
+        crate::walls::lock_down(settings.allow_files).map_err(WorkerFault::Setup)?;
     }
-    let mut spare = Spare::default();
+    let mut ahead = Ahead::default();
     let mut buf = Vec::new();
     loop {
         if !input.has_pending() {
-            spare.prepare(&cache);
+            ahead.make(&cache);
         }
         match wire::read_frame::<HostMsg>(input, &mut buf)? {
             None | Some(HostMsg::Shutdown) => return Ok(()),
@@ -211,19 +245,15 @@ fn session<W: Write + Send + 'static>(
                 cache.load(id, kind, &code, metering);
                 send(output, &WorkerMsg::Loaded { id }, true)?;
             }
-            Some(HostMsg::Run(chunk)) => run_chunk(&cache, &chunk, output, &mut spare)?,
+            Some(HostMsg::Run(chunk)) => run_chunk(&cache, &chunk, output, &mut ahead)?,
             Some(HostMsg::Hello { .. }) => {
-                anyhow::bail!("a second Hello in the middle of the session")
+                return Err(WorkerFault::Protocol(
+                    "a second Hello in the middle of the session".into(),
+                ));
             }
         }
     }
 }
-
-/// Most outcomes sent in one frame, and the longest a finished outcome waits for its frame
-/// (up to a clock tick more: see [`Pace`]). An item that took at least `BATCH_WAIT` is sent at
-/// once: the next one will likely take as long, and its outcome would wait for it.
-const BATCH_ITEMS: usize = 256;
-const BATCH_WAIT: Duration = Duration::from_millis(1);
 
 /// Runs a chunk's items in order and reports their outcomes in frames of consecutive items:
 /// one per item when items are slow, up to [`BATCH_ITEMS`] when they are quick.
@@ -231,29 +261,29 @@ fn run_chunk<W: Write>(
     cache: &ModuleCache,
     chunk: &Chunk,
     output: &Output<W>,
-    spare: &mut Spare,
-) -> anyhow::Result<()> {
+    ahead: &mut Ahead,
+) -> Result<(), WorkerFault> {
     let mut reply = Reply::new(chunk.chunk_id, chunk.items.len());
-    let ahead = spare.take(chunk);
+    let made = ahead.take(chunk);
     let made_in = match &chunk.items {
         Items::Values(items) => run_items(
             cache,
             chunk,
-            items.iter().map(|args| Ok(Args::Values(args))),
-            ahead,
+            items.iter().map(|args| Ok(CallArgs::Values(args))),
+            made,
             &mut reply,
             output,
         )?,
         Items::Packed(packed) => run_items(
             cache,
             chunk,
-            packed.rows().map(|row| row.map(Args::Packed)),
-            ahead,
+            packed.rows().map(|row| row.map(CallArgs::Packed)),
+            made,
             &mut reply,
             output,
         )?,
     };
-    spare.expect(chunk, made_in);
+    ahead.expect(chunk, made_in);
     Ok(())
 }
 
@@ -262,12 +292,12 @@ fn run_chunk<W: Write>(
 fn run_items<'a, W: Write>(
     cache: &ModuleCache,
     chunk: &Chunk,
-    items: impl Iterator<Item = Result<Args<'a>, String>>,
+    items: impl Iterator<Item = Result<CallArgs<'a>, String>>,
     mut ahead: Option<runner::Live>,
     reply: &mut Reply,
     output: &Output<W>,
-) -> anyhow::Result<Option<Duration>> {
-    let compiled = cache.get(&chunk.module, Metering::for_limits(&chunk.limits));
+) -> Result<Option<Duration>, WorkerFault> {
+    let compiled = cache.get(&chunk.module, chunk.limits.metering);
     let runner = cache.runner();
     // The instance kept between items, when the task asked for reuse.
     let mut live = None;
@@ -304,223 +334,6 @@ fn run_items<'a, W: Write>(
     Ok(made_in)
 }
 
-/// The outcomes of a chunk on their way to the host: gathered while items finish quickly,
-/// packed while they are numbers of the same kinds.
-struct Reply {
-    chunk_id: u64,
-    /// Items in the chunk, and how many have been reported or gathered.
-    len: usize,
-    done: usize,
-    /// The index of the first gathered outcome.
-    first: usize,
-    gathered: Gathered,
-    /// When the first gathered outcome was ready.
-    since: Instant,
-    pace: Pace,
-}
-
-/// When a worker looks at the precise clock while a chunk runs. A look costs about 30 ns on a
-/// VM, a twentieth of all the worker's time on a tiny task; the kernel's coarse clock costs
-/// 9 ns and moves once per tick (1 to 4 ms). So the precise clock is read when a frame starts
-/// and when the coarse one has moved since the last look. An item that took a tick or more is
-/// always measured, as is every item of a chunk whose items are sent one by one; an item that
-/// took between [`BATCH_WAIT`] and a tick among quick ones may be sent up to a tick late.
-struct Pace {
-    /// The last precise reading, and the coarse clock's then.
-    looked: Instant,
-    tick: (i64, i64),
-    /// Items finished since that reading.
-    unseen: u32,
-}
-
-impl Pace {
-    fn new() -> Self {
-        Pace {
-            looked: Instant::now(),
-            tick: coarse_now(),
-            unseen: 0,
-        }
-    }
-
-    /// Called as an item ends: the precise time now, if `look` or the coarse clock has moved;
-    /// with it, how long this item took if it is the only one since the last look (zero if not).
-    fn item_done(&mut self, look: bool) -> Option<(Instant, Duration)> {
-        let tick = coarse_now();
-        self.unseen += 1;
-        if !look && tick == self.tick {
-            return None;
-        }
-        let now = Instant::now();
-        let took = if self.unseen == 1 {
-            now.duration_since(self.looked)
-        } else {
-            Duration::ZERO
-        };
-        *self = Pace {
-            looked: now,
-            tick,
-            unseen: 0,
-        };
-        Some((now, took))
-    }
-}
-
-/// The kernel's coarse monotonic clock: a read of a shared page, no system call.
-fn coarse_now() -> (i64, i64) {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes the timespec it is given.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut now) };
-    (now.tv_sec, now.tv_nsec)
-}
-
-enum Gathered {
-    Nothing,
-    Outcomes(Vec<ItemOutcome>),
-    Results(Packed),
-}
-
-impl Reply {
-    fn new(chunk_id: u64, len: usize) -> Self {
-        let pace = Pace::new();
-        Reply {
-            chunk_id,
-            len,
-            done: 0,
-            first: 0,
-            gathered: Gathered::Nothing,
-            since: pace.looked,
-            pace,
-        }
-    }
-
-    fn gathered_len(&self) -> usize {
-        self.done - self.first
-    }
-
-    /// Adds the next item's outcome; sends what is gathered when the chunk is done, when
-    /// [`BATCH_ITEMS`] are gathered, when the oldest has waited [`BATCH_WAIT`], or when this
-    /// item took that long (as far as [`Pace`] has looked).
-    fn add<W: Write>(&mut self, outcome: ItemOutcome, output: &Output<W>) -> anyhow::Result<()> {
-        let looked = self
-            .pace
-            .item_done(matches!(self.gathered, Gathered::Nothing));
-        let slow = looked.is_some_and(|(_, took)| took >= BATCH_WAIT);
-        let results = match &outcome {
-            ItemOutcome {
-                result: Ok(results),
-                stdout,
-                stderr,
-            } if stdout.is_empty() && stderr.is_empty() => Some(results),
-            _ => None,
-        };
-        // Into the packed frame being gathered, if the results are of its kinds.
-        let packed_in = match (&mut self.gathered, results) {
-            (Gathered::Results(packed), Some(results)) => packed.push(results),
-            _ => false,
-        };
-        if !packed_in {
-            let packed = results.and_then(|results| {
-                let mut packed = Packed::start(results)?;
-                packed.push(results);
-                Some(packed)
-            });
-            if let (None, Gathered::Outcomes(outcomes)) = (&packed, &mut self.gathered) {
-                outcomes.push(outcome);
-            } else {
-                // A change of form ends the frame gathered so far, and starts the next.
-                self.send(output, false)?;
-                self.since = looked.map_or_else(Instant::now, |(now, _)| now);
-                self.gathered = match packed {
-                    Some(packed) => Gathered::Results(packed),
-                    None => Gathered::Outcomes(vec![outcome]),
-                };
-            }
-        }
-        self.done += 1;
-        let last = self.done == self.len;
-        if last
-            || slow
-            || self.gathered_len() >= BATCH_ITEMS
-            || looked.is_some_and(|(now, _)| now.duration_since(self.since) >= BATCH_WAIT)
-        {
-            self.send(output, last)?;
-        }
-        Ok(())
-    }
-
-    /// Sends what is gathered as one frame (flushed to the pipe with `flush`).
-    fn send<W: Write>(&mut self, output: &Output<W>, flush: bool) -> anyhow::Result<()> {
-        let chunk_id = self.chunk_id;
-        let first = self.first as u32;
-        let msg = match std::mem::replace(&mut self.gathered, Gathered::Nothing) {
-            Gathered::Nothing => return Ok(()),
-            Gathered::Outcomes(outcomes) => WorkerMsg::Outcomes {
-                chunk_id,
-                first,
-                outcomes,
-            },
-            Gathered::Results(results) => WorkerMsg::Results {
-                chunk_id,
-                first,
-                results,
-            },
-        };
-        self.first = self.done;
-        send(output, &msg, flush)
-    }
-}
-
-/// The worker's clock: every [`EPOCH_TICK`] it advances the engine's epoch (which interrupts
-/// a guest past its deadline) and flushes buffered outcomes to the host.
-struct Ticker {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Ticker {
-    fn start<W: Write + Send + 'static>(
-        engines: runner::Flavors,
-        output: Output<W>,
-    ) -> anyhow::Result<Ticker> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("wasmpool-ticker".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    // Parked rather than asleep, so that stopping it is immediate.
-                    std::thread::park_timeout(EPOCH_TICK);
-                    if flag.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    engines.increment_epochs();
-                    if let Ok(mut out) = output.try_lock()
-                        && !out.buffer().is_empty()
-                    {
-                        let _ = out.flush();
-                    }
-                }
-            })?;
-        Ok(Ticker {
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Ticker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            thread.thread().unpark();
-            let _ = thread.join();
-        }
-    }
-}
-
 fn msg_name(msg: &HostMsg) -> &'static str {
     match msg {
         HostMsg::Hello { .. } => "Hello",
@@ -542,7 +355,8 @@ pub(crate) const TEST_SETTINGS: WorkerSettings = WorkerSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::{Grants, Resolved};
+    use crate::engine::Metering;
+    use crate::limits::{Grants, Limits, Resolved};
     use crate::values::Value;
     use crate::wire::{Code, ModuleKind};
 
@@ -760,15 +574,11 @@ mod tests {
             (func $deep (export "deep") (param i32) (result i32) local.get 0 i32.const 1 i32.add call $deep))"#;
         let bytes = wat::parse_str(wat).unwrap();
         let id = [7; 32];
-        let limits = Resolved {
-            timeout: Some(Duration::from_millis(50)),
-            max_memory: 4 << 16,
-            ..Default::default()
-        };
-        let fuel = Resolved {
-            fuel: Some(10_000),
-            ..Default::default()
-        };
+        let limits = Limits::new()
+            .timeout(Duration::from_millis(50))
+            .max_memory(4 << 16)
+            .resolve();
+        let fuel = Limits::new().fuel(10_000).resolve();
         let replies = session(&[
             HostMsg::Hello {
                 version: PROTOCOL_VERSION,

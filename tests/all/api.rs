@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use wasmpool::builtin::{FALLIBLE, POWER, SLEEP, SQUARE};
 use wasmpool::{ReturnWhen, TaskError, TaskFuture, as_completed, wait};
+use wasmpool_artifacts::{FALLIBLE, POWER, SLEEP, SQUARE};
 
 use crate::support::{block_on, pool, task};
 
@@ -15,12 +15,12 @@ fn apply_and_apply_async_like_the_tutorial() {
     let applied: i64 = pool.apply(&power, (10, 2)).unwrap();
     assert_eq!(applied, 100);
     let handle = pool.apply_async::<_, i64>(&power, (30, 2));
-    assert_eq!(handle.get().unwrap(), 900);
-    assert!(handle.ready());
+    assert_eq!(handle.result().unwrap(), 900);
+    assert!(handle.done());
     assert_eq!(handle.successful(), Some(true));
     let async_map = pool.map_async::<_, i64>(&square, [6, 7, 8, 9, 10]);
-    assert_eq!(async_map.get().unwrap(), [36, 49, 64, 81, 100]);
-    assert!(async_map.ready());
+    assert_eq!(async_map.result().unwrap(), [36, 49, 64, 81, 100]);
+    assert!(async_map.done());
 }
 
 #[test]
@@ -28,19 +28,19 @@ fn timeouts_on_waits_leave_the_task_running() {
     let pool = pool(1);
     let sleep = task(SLEEP, "sleep");
     let handle = pool.apply_async::<_, u64>(&sleep, (300u32,));
-    assert!(!handle.ready());
-    assert!(handle.get_timeout(Duration::from_millis(20)).is_none());
+    assert!(!handle.done());
+    assert!(handle.result_timeout(Duration::from_millis(20)).is_none());
     let slept = handle
-        .get_timeout(Duration::from_secs(30))
+        .result_timeout(Duration::from_secs(30))
         .expect("done in time")
         .unwrap();
     assert!(slept >= 300, "slept {slept} ms");
 
     let batch = pool.map_async::<_, u64>(&sleep, [200u32, 200]);
-    assert!(batch.get_timeout(Duration::from_millis(10)).is_none());
+    assert!(batch.result_timeout(Duration::from_millis(10)).is_none());
     assert_eq!(
         batch
-            .get_timeout(Duration::from_secs(30))
+            .result_timeout(Duration::from_secs(30))
             .unwrap()
             .unwrap()
             .len(),
@@ -140,13 +140,17 @@ fn imap_unordered_yields_in_completion_order() {
     let pairs: Vec<(i64, u32)> = items.to_vec();
     let ordered: Vec<i64> = pool.starmap(&slow_square, &pairs).unwrap();
     assert_eq!(ordered, [0, 1, 4, 9]);
-    let streamed: Vec<i64> = pool
-        .imap_spread(&slow_square, pairs.clone(), false)
-        .map(Result::unwrap)
+    let args = pairs
+        .iter()
+        .map(|(x, millis)| slow_square.args_from_json(&serde_json::json!([x, millis])));
+    let streamed: Vec<(usize, serde_json::Value)> = pool
+        .imap_json(&slow_square, args, wasmpool::Order::Completion)
+        .map(|outcome| (outcome.index, outcome.result.unwrap()))
         .collect();
     assert_eq!(
         streamed.last(),
-        Some(&0),
+        Some(&(0, serde_json::json!(0))),
         "the slow item finishes last: {streamed:?}"
     );
+    assert_eq!(streamed.len(), 4);
 }

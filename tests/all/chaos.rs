@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use wasmpool::builtin::SQUARE;
 use wasmpool::{ExitCause, Pool, TaskError};
+use wasmpool_artifacts::SQUARE;
 
 use crate::support::{process_exists, task};
 
@@ -64,7 +64,7 @@ fn random_sigkills_lose_nothing_and_leave_nothing() {
         killer.join().unwrap()
     });
 
-    let outcomes = batch.results();
+    let outcomes = batch.outcomes();
     assert_eq!(outcomes.len(), TASKS as usize, "one outcome per task");
     let mut crashed = 0;
     for (x, outcome) in outcomes.iter().enumerate() {
@@ -123,7 +123,7 @@ fn sigkills_among_quick_tasks_lose_nothing_sent_ahead() {
         (0..ITEMS).map(|x| pool.submit(&square, (x,))).collect();
     let mut kills = 0;
     let mut rng = Rng(0xdead_beef_1234_5678);
-    while kills < KILLS && !(batch.ready() && submitted.iter().all(|f| f.done())) {
+    while kills < KILLS && !(batch.done() && submitted.iter().all(|f| f.done())) {
         std::thread::sleep(Duration::from_millis(5 + rng.next() % 10));
         let pids = pool.worker_pids();
         if let Some(&victim) = pids.get((rng.next() % 2) as usize) {
@@ -133,7 +133,7 @@ fn sigkills_among_quick_tasks_lose_nothing_sent_ahead() {
         }
     }
     let mut crashed = 0;
-    let outcomes = batch.results();
+    let outcomes = batch.outcomes();
     assert_eq!(outcomes.len(), ITEMS as usize);
     let submitted: Vec<Result<i64, TaskError>> = submitted.iter().map(|f| f.result()).collect();
     for (x, outcome) in outcomes.iter().chain(submitted.iter()).enumerate() {
@@ -162,7 +162,7 @@ fn retries_rerun_a_task_whose_worker_was_killed() {
         .on_output(|_| {})
         .build()
         .unwrap();
-    let sleep = task(wasmpool::builtin::SLEEP, "sleep");
+    let sleep = task(wasmpool_artifacts::SLEEP, "sleep");
     let victim = pool.worker_pids()[0];
     let handle = pool.submit::<_, u64>(&sleep, (500u32,));
     std::thread::sleep(Duration::from_millis(150));

@@ -1,7 +1,7 @@
 //! Bad input and failing tasks get clear, typed errors, and the pool goes on.
 
-use wasmpool::builtin::{ARITH, FALLIBLE, SQUARE, TRAP};
 use wasmpool::{Error, ExitCause, Module, TaskError};
+use wasmpool_artifacts::{ARITH, FALLIBLE, SQUARE, TRAP};
 
 use crate::support::{pool, task};
 
@@ -9,7 +9,7 @@ use crate::support::{pool, task};
 fn a_trap_fails_one_item_only() {
     let pool = pool(2);
     let maybe_crash = task(TRAP, "maybe-crash");
-    let outcomes = pool.map_async::<_, u32>(&maybe_crash, 0..15u32).results();
+    let outcomes = pool.map_async::<_, u32>(&maybe_crash, 0..15u32).outcomes();
     for (x, outcome) in outcomes.iter().enumerate() {
         match (x, outcome) {
             (
@@ -156,7 +156,7 @@ fn wrong_arguments_name_the_parameter_and_its_type() {
         serde_json::json!("x"),
         serde_json::json!(3),
     ];
-    let outcomes = pool.map_async::<_, i64>(&square, items).results();
+    let outcomes = pool.map_async::<_, i64>(&square, items).outcomes();
     assert_eq!(outcomes[0], Ok(1));
     assert!(matches!(outcomes[1], Err(TaskError::BadInput { .. })));
     assert_eq!(outcomes[2], Ok(9));
@@ -192,7 +192,7 @@ fn core_modules_run_numeric_exports() {
 #[test]
 fn a_killed_worker_fails_its_task_and_is_replaced() {
     let pool = pool(1);
-    let sleep = task(wasmpool::builtin::SLEEP, "sleep");
+    let sleep = task(wasmpool_artifacts::SLEEP, "sleep");
     let victim = pool.worker_pids()[0];
     let handle = pool.submit::<_, u64>(&sleep, (5000u32,));
     std::thread::sleep(std::time::Duration::from_millis(200));
@@ -232,11 +232,11 @@ fn when_no_worker_can_be_started_any_more_tasks_fail_instead_of_waiting() {
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let pool = wasmpool::Pool::builder()
         .workers(1)
-        .worker_command(&script, &[])
+        .worker_command(wasmpool::WorkerCommand::new(&script))
         .on_output(|_| {})
         .build()
         .unwrap();
-    let sleep = task(wasmpool::builtin::SLEEP, "sleep");
+    let sleep = task(wasmpool_artifacts::SLEEP, "sleep");
     let square = task(SQUARE, "square");
     let running = pool.submit::<_, u64>(&sleep, (5000u32,));
     let queued = pool.submit::<_, i64>(&square, (3,));

@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use wasmpool::builtin::{HOSTILE, SQUARE};
 use wasmpool::{Grants, Limits, Pool, TaskError};
+use wasmpool_artifacts::{HOSTILE, SQUARE};
 
 use crate::support::task;
 

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use wasmpool::TaskError;
-use wasmpool::builtin::{SLEEP, SQUARE};
+use wasmpool_artifacts::{SLEEP, SQUARE};
 
 use crate::support::{pool, process_exists, task};
 
@@ -30,8 +30,8 @@ fn close_then_join_finishes_queued_work() {
     let late = pool.apply_async::<_, u64>(&sleep, (1u32,));
     assert!(matches!(late.result(), Err(TaskError::PoolClosed { .. })));
     pool.join();
-    assert!(batch.ready());
-    assert_eq!(batch.get().unwrap().len(), 6);
+    assert!(batch.done());
+    assert_eq!(batch.result().unwrap().len(), 6);
     assert!(pids.iter().all(|&pid| !process_exists(pid)));
 }
 

@@ -1,7 +1,7 @@
 //! map, starmap, chunking, imap: many items, in order, correct.
 
 use wasmpool::TaskError;
-use wasmpool::builtin::{POWER, PRIMES, PURE, SQUARE};
+use wasmpool_artifacts::{POWER, PRIMES, PURE, SQUARE};
 
 use std::sync::Arc;
 
@@ -248,7 +248,7 @@ fn packed_numbers_and_full_outcomes_interleave_in_one_chunk() {
         } else {
             mix.clone()
         };
-        let outcomes = pool.starmap_async::<_, f64>(&task, &items).results();
+        let outcomes = pool.starmap_async::<_, f64>(&task, &items).outcomes();
         for (x, outcome) in outcomes.iter().enumerate() {
             let (a, b, c, d) = items[x];
             match x {

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use wasmpool::builtin::{HELLO, SLEEP};
 use wasmpool::{ExitCause, Process, TaskError};
+use wasmpool_artifacts::{HELLO, SLEEP};
 
 use crate::support::{process_exists, task};
 

@@ -5,8 +5,8 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake};
 
-use wasmpool::builtin::BuiltinTask;
 use wasmpool::{Module, Pool, Task};
+use wasmpool_artifacts::Guest;
 
 /// A pool of `workers` that keeps guest output quiet.
 pub(crate) fn pool(workers: usize) -> Pool {
@@ -18,8 +18,8 @@ pub(crate) fn pool(workers: usize) -> Pool {
 }
 
 /// The export `func` of a built-in task.
-pub(crate) fn task(builtin: BuiltinTask, func: &str) -> Task {
-    Module::from_bytes(builtin.wasm)
+pub(crate) fn task(guest: Guest, func: &str) -> Task {
+    Module::from_bytes(guest.wasm)
         .expect("built-in task loads")
         .task(func)
         .expect("export exists")

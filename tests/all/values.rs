@@ -2,7 +2,7 @@
 //! with Rust types on the caller's side.
 
 use serde::{Deserialize, Serialize};
-use wasmpool::builtin::{HELLO, RECORDS, WORDS};
+use wasmpool_artifacts::{HELLO, RECORDS, WORDS};
 
 use crate::support::{pool, task};
 
@@ -171,11 +171,19 @@ fn guest_stdout_and_stderr_reach_the_caller() {
     assert_eq!(greeting, "hello, world!");
     let seen = seen.lock().unwrap();
     assert!(
-        seen.contains(&(0, wasmpool::Stream::Stdout, "hello, world!\n".to_string())),
+        seen.contains(&(
+            0,
+            wasmpool::GuestStream::Stdout,
+            "hello, world!\n".to_string()
+        )),
         "{seen:?}"
     );
     assert!(
-        seen.contains(&(0, wasmpool::Stream::Stderr, "greeting world\n".to_string())),
+        seen.contains(&(
+            0,
+            wasmpool::GuestStream::Stderr,
+            "greeting world\n".to_string()
+        )),
         "{seen:?}"
     );
 }

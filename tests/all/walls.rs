@@ -1,6 +1,6 @@
 //! The process walls, read from /proc: what a worker process gave up.
 
-use wasmpool::builtin::SQUARE;
+use wasmpool_artifacts::SQUARE;
 
 use crate::support::{pool, task};
 

@@ -1,6 +1,9 @@
 //! Handles on work in flight: [`TaskFuture`] (one task, from `submit` or `apply_async`),
 //! [`MapResult`] (a whole `map_async`), and the `concurrent.futures` helpers
-//! [`as_completed`] and [`wait`]. Every blocking call has a timeout variant.
+//! [`as_completed`] and [`wait`]. Both handles use the same names for the same things
+//! (`result`, `done`, `wait`, `successful`), and every blocking call comes in three forms, as
+//! crossbeam's channels do: blocking, `_timeout` (a duration from now) and `_deadline` (an
+//! instant).
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -15,8 +18,11 @@ use serde::de::DeserializeOwned;
 
 use crate::error::TaskError;
 
-use super::scheduler::{Outcome, Sink, typed};
-use super::spares::Shelf;
+use crate::values::rust::typed;
+
+use super::job::Sink;
+use super::outcome::Outcome;
+use super::shelf::Shelf;
 
 /// The shared state of one task: its outcome once known, and who waits for it.
 pub(crate) struct Slot {
@@ -94,6 +100,17 @@ impl Slot {
         Some(state)
     }
 
+    /// `f` of the outcome, if it is in.
+    pub(crate) fn outcome_with<T>(&self, f: impl FnOnce(&Outcome) -> T) -> Option<T> {
+        self.lock().outcome.as_ref().map(f)
+    }
+
+    /// Waits for the outcome, then gives `f` of it.
+    pub(crate) fn wait_outcome<T>(&self, f: impl FnOnce(&Outcome) -> T) -> T {
+        let state = self.wait_deadline(None).expect("no deadline");
+        f(state.outcome.as_ref().expect("completed"))
+    }
+
     /// Registers `watcher` to receive `index` when the slot completes (at once if it has).
     fn watch(&self, watcher: Sender<usize>, index: usize) {
         let mut state = self.lock();
@@ -119,18 +136,31 @@ impl Sink for Slot {
     }
 }
 
-/// One task in flight, from [`crate::Pool::submit`] or [`crate::Pool::apply_async`].
+/// One task in flight, from [`crate::Pool::submit`] or [`crate::Pool::apply_async`]: Python's
+/// `concurrent.futures.Future` and `multiprocessing`'s `AsyncResult` in one.
 ///
-/// Block on it with [`TaskFuture::result`] (or `get`), poll it with [`TaskFuture::done`],
-/// bound the wait with [`TaskFuture::result_timeout`], or `.await` it: it is a
+/// Block on it with [`TaskFuture::result`] (Python's `result()` and `get()`), poll it with
+/// [`TaskFuture::done`] (`done()`, `ready()`), bound the wait with
+/// [`TaskFuture::result_timeout`] or [`TaskFuture::result_deadline`], or `.await` it: it is a
 /// [`std::future::Future`] too. Cloning gives another handle on the same task.
+///
+/// # Examples
+/// ```no_run
+/// # use std::time::Duration;
+/// # let pool = wasmpool::Pool::new()?;
+/// # let square = wasmpool::Module::from_file("square.wasm")?.task("square")?;
+/// let future = pool.submit::<_, i64>(&square, (7,));
+/// match future.result_timeout(Duration::from_secs(1)) {
+///     Some(Ok(value)) => assert_eq!(value, 49),
+///     Some(Err(e)) => eprintln!("the task failed: {e}"),
+///     None => eprintln!("still running after a second"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct TaskFuture<R> {
     slot: Arc<Slot>,
     _result: PhantomData<fn() -> R>,
 }
-
-/// `multiprocessing`'s name for the handle `apply_async` returns.
-pub type AsyncResult<R> = TaskFuture<R>;
 
 impl<R> Clone for TaskFuture<R> {
     fn clone(&self) -> Self {
@@ -183,21 +213,17 @@ impl<R: DeserializeOwned> TaskFuture<R> {
     /// Like [`TaskFuture::result`], but gives up after `timeout`: `None` if the task has not
     /// ended by then (it keeps running).
     pub fn result_timeout(&self, timeout: Duration) -> Option<Result<R, TaskError>> {
-        let state = self.slot.wait_deadline(Some(Instant::now() + timeout))?;
+        self.result_deadline(Instant::now() + timeout)
+    }
+
+    /// Like [`TaskFuture::result`], but gives up at `deadline`: `None` if the task has not
+    /// ended by then (it keeps running).
+    pub fn result_deadline(&self, deadline: Instant) -> Option<Result<R, TaskError>> {
+        let state = self.slot.wait_deadline(Some(deadline))?;
         Some(typed(
             &self.slot.func,
             state.outcome.as_ref().expect("completed"),
         ))
-    }
-
-    /// `multiprocessing`'s name for [`TaskFuture::result`].
-    pub fn get(&self) -> Result<R, TaskError> {
-        self.result()
-    }
-
-    /// `multiprocessing`'s name for [`TaskFuture::result_timeout`].
-    pub fn get_timeout(&self, timeout: Duration) -> Option<Result<R, TaskError>> {
-        self.result_timeout(timeout)
     }
 
     /// Blocks until the task ends, without taking its value.
@@ -207,19 +233,17 @@ impl<R: DeserializeOwned> TaskFuture<R> {
 
     /// Blocks until the task ends or `timeout` passes; whether it ended.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.slot
-            .wait_deadline(Some(Instant::now() + timeout))
-            .is_some()
+        self.wait_deadline(Instant::now() + timeout)
+    }
+
+    /// Blocks until the task ends or `deadline` comes; whether it ended.
+    pub fn wait_deadline(&self, deadline: Instant) -> bool {
+        self.slot.wait_deadline(Some(deadline)).is_some()
     }
 
     /// Whether the task has ended (with a value or an error).
     pub fn done(&self) -> bool {
         self.slot.lock().outcome.is_some()
-    }
-
-    /// `multiprocessing`'s name for [`TaskFuture::done`].
-    pub fn ready(&self) -> bool {
-        self.done()
     }
 
     /// Whether the task ended with a value; `None` while it runs.
@@ -427,7 +451,9 @@ impl Sink for Batch {
     }
 }
 
-/// A whole `map` in flight, from [`crate::Pool::map_async`].
+/// A whole `map` in flight, from [`crate::Pool::map_async`] or [`crate::Pool::starmap_async`]:
+/// Python's `MapResult`, with the names of [`TaskFuture`] (`result` is Python's `get`, `done`
+/// its `ready`).
 pub struct MapResult<R> {
     batch: Arc<Batch>,
     _result: PhantomData<fn() -> R>,
@@ -451,7 +477,7 @@ impl<R: DeserializeOwned> MapResult<R> {
         }
     }
 
-    fn wait_deadline(&self, deadline: Option<Instant>) -> Option<MutexGuard<'_, BatchState>> {
+    fn wait_until(&self, deadline: Option<Instant>) -> Option<MutexGuard<'_, BatchState>> {
         let mut state = self.batch.lock();
         while state.remaining > 0 {
             match deadline {
@@ -488,21 +514,26 @@ impl<R: DeserializeOwned> MapResult<R> {
     }
 
     /// Blocks until every item is done; all values in input order, or the first error in
-    /// input order (as Python's `map` raises the first exception).
-    pub fn get(&self) -> Result<Vec<R>, TaskError> {
-        let state = self.wait_deadline(None).expect("no deadline");
+    /// input order (as Python's `map_async(...).get()` raises the first exception).
+    pub fn result(&self) -> Result<Vec<R>, TaskError> {
+        let state = self.wait_until(None).expect("no deadline");
         self.collect(&state)
     }
 
-    /// Like [`MapResult::get`], but `None` if not all items are done within `timeout`.
-    pub fn get_timeout(&self, timeout: Duration) -> Option<Result<Vec<R>, TaskError>> {
-        let state = self.wait_deadline(Some(Instant::now() + timeout))?;
+    /// Like [`MapResult::result`], but `None` if not all items are done within `timeout`.
+    pub fn result_timeout(&self, timeout: Duration) -> Option<Result<Vec<R>, TaskError>> {
+        self.result_deadline(Instant::now() + timeout)
+    }
+
+    /// Like [`MapResult::result`], but `None` if not all items are done by `deadline`.
+    pub fn result_deadline(&self, deadline: Instant) -> Option<Result<Vec<R>, TaskError>> {
+        let state = self.wait_until(Some(deadline))?;
         Some(self.collect(&state))
     }
 
     /// Blocks until every item is done; each item's own outcome, in input order.
-    pub fn results(&self) -> Vec<Result<R, TaskError>> {
-        let state = self.wait_deadline(None).expect("no deadline");
+    pub fn outcomes(&self) -> Vec<Result<R, TaskError>> {
+        let state = self.wait_until(None).expect("no deadline");
         state
             .outcomes
             .iter()
@@ -512,11 +543,21 @@ impl<R: DeserializeOwned> MapResult<R> {
 
     /// Blocks until every item is done.
     pub fn wait(&self) {
-        let _ = self.wait_deadline(None);
+        let _ = self.wait_until(None);
+    }
+
+    /// Blocks until every item is done or `timeout` passes; whether all are done.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_deadline(Instant::now() + timeout)
+    }
+
+    /// Blocks until every item is done or `deadline` comes; whether all are done.
+    pub fn wait_deadline(&self, deadline: Instant) -> bool {
+        self.wait_until(Some(deadline)).is_some()
     }
 
     /// Whether every item is done.
-    pub fn ready(&self) -> bool {
+    pub fn done(&self) -> bool {
         self.batch.lock().remaining == 0
     }
 

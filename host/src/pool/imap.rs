@@ -1,5 +1,8 @@
-//! `imap` and `imap_unordered`: lazy streams over an input iterator of any length, with a
-//! bounded number of chunks in flight, so a million-item input never sits in memory at once.
+//! Lazy streams over an input iterator of any length, with a bounded number of chunks in
+//! flight, so a million-item input never sits in memory at once: [`Imap`] (`imap` and
+//! `imap_unordered`, each outcome as the caller's Rust type) and [`ImapJson`] (`imap_json`,
+//! each outcome as JSON with its position, for front ends such as the command line). Both are
+//! the same [`Flow`] underneath.
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
@@ -11,72 +14,71 @@ use serde::de::DeserializeOwned;
 use crate::error::TaskError;
 use crate::module::Task;
 use crate::values::Values;
+use crate::values::json::{Names, results_json};
+use crate::values::rust::typed;
 
-use super::scheduler::{Gather, Outcome, Sink, typed};
-use super::{Pool, PreparedItem};
+use super::job::{Gather, Sink};
+use super::outcome::Outcome;
+use super::{CheckedItem, Pool};
 
-/// Outcomes of a streamed map arrive here, tagged by input position.
-struct Stream(Sender<(usize, Outcome)>);
+/// In which order a stream yields its outcomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// In input order (`imap`): an outcome waits for every one before it.
+    Input,
+    /// As tasks finish (`imap_unordered`).
+    Completion,
+}
 
-impl Sink for Stream {
+/// Where a stream's outcomes arrive, tagged by input position.
+struct Channel(Sender<(usize, Outcome)>);
+
+impl Sink for Channel {
     fn deliver(&self, index: usize, outcome: Outcome) {
         let _ = self.0.send((index, outcome));
     }
 }
 
-/// The iterator [`Pool::imap`] and [`Pool::imap_unordered`] return: one `Result` per input
-/// item, in input order (`imap`) or completion order (`imap_unordered`).
-pub struct Imap<'a, R> {
+/// The machinery under both streams: pulls checked items from the input as outcomes are
+/// consumed, keeps at most `max_chunks_in_flight` chunks queued or running, and puts outcomes
+/// back in input order when asked to.
+struct Flow<'a> {
     pool: &'a Pool,
     task: Task,
     /// Each item's arguments, already checked against the signature (or why not).
-    input: Box<dyn Iterator<Item = Result<Values, String>> + 'a>,
+    input: Box<dyn Iterator<Item = Result<Values, TaskError>> + 'a>,
     chunksize: usize,
     max_chunks_in_flight: usize,
-    ordered: bool,
-    sink: Arc<Stream>,
+    order: Order,
+    sink: Arc<Channel>,
     results: Receiver<(usize, Outcome)>,
     submitted: usize,
     yielded: usize,
     input_done: bool,
     waiting: BTreeMap<usize, Outcome>,
-    _result: PhantomData<fn() -> R>,
 }
 
-impl<R> std::fmt::Debug for Imap<'_, R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Imap")
-            .field("func", &self.task.name())
-            .field("submitted", &self.submitted)
-            .field("yielded", &self.yielded)
-            .finish()
-    }
-}
-
-impl<'a, R: DeserializeOwned> Imap<'a, R> {
-    pub(crate) fn new(
+impl<'a> Flow<'a> {
+    fn new(
         pool: &'a Pool,
         task: &Task,
-        input: Box<dyn Iterator<Item = Result<Values, String>> + 'a>,
-        chunksize: usize,
-        max_chunks_in_flight: usize,
-        ordered: bool,
+        input: Box<dyn Iterator<Item = Result<Values, TaskError>> + 'a>,
+        order: Order,
     ) -> Self {
         let (tx, rx) = crossbeam_channel::unbounded();
-        Imap {
+        Flow {
             pool,
             task: task.clone(),
             input,
-            chunksize: chunksize.max(1),
-            max_chunks_in_flight: max_chunks_in_flight.max(1),
-            ordered,
-            sink: Arc::new(Stream(tx)),
+            chunksize: pool.imap_chunksize.max(1),
+            max_chunks_in_flight: pool.max_chunks_in_flight.max(1),
+            order,
+            sink: Arc::new(Channel(tx)),
             results: rx,
             submitted: 0,
             yielded: 0,
             input_done: false,
             waiting: BTreeMap::new(),
-            _result: PhantomData,
         }
     }
 
@@ -90,7 +92,7 @@ impl<'a, R: DeserializeOwned> Imap<'a, R> {
             let mut chunk = Vec::with_capacity(self.chunksize);
             while chunk.len() < self.chunksize {
                 match self.input.next() {
-                    Some(args) => chunk.push(PreparedItem {
+                    Some(args) => chunk.push(CheckedItem {
                         index: self.submitted + chunk.len(),
                         args,
                     }),
@@ -109,16 +111,13 @@ impl<'a, R: DeserializeOwned> Imap<'a, R> {
                 .enqueue(&self.task, chunk.into_iter(), sink, Gather::No);
         }
     }
-}
 
-impl<R: DeserializeOwned> Imap<'_, R> {
-    /// The next outcome with its input position, before conversion to `R`.
-    pub(crate) fn next_raw(&mut self) -> Option<(usize, Outcome)> {
+    /// The next outcome with its input position.
+    fn next(&mut self) -> Option<(usize, Outcome)> {
         self.refill();
         let next = self.yielded;
-        if self.ordered
-            && let Some(outcome) = self.waiting.remove(&next)
-        {
+        let ordered = self.order == Order::Input;
+        if ordered && let Some(outcome) = self.waiting.remove(&next) {
             self.yielded += 1;
             return Some((next, outcome));
         }
@@ -127,7 +126,7 @@ impl<R: DeserializeOwned> Imap<'_, R> {
         }
         loop {
             let (index, outcome) = self.results.recv().ok()?;
-            if !self.ordered || index == next {
+            if !ordered || index == next {
                 self.yielded += 1;
                 return Some((index, outcome));
             }
@@ -136,11 +135,93 @@ impl<R: DeserializeOwned> Imap<'_, R> {
     }
 }
 
+/// The iterator [`Pool::imap`] and [`Pool::imap_unordered`] return: one `Result` per input
+/// item, in input order (`imap`) or completion order (`imap_unordered`).
+pub struct Imap<'a, R> {
+    flow: Flow<'a>,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<R> std::fmt::Debug for Imap<'_, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Imap")
+            .field("func", &self.flow.task.name())
+            .field("submitted", &self.flow.submitted)
+            .field("yielded", &self.flow.yielded)
+            .finish()
+    }
+}
+
+impl<'a, R: DeserializeOwned> Imap<'a, R> {
+    pub(crate) fn new(
+        pool: &'a Pool,
+        task: &Task,
+        input: Box<dyn Iterator<Item = Result<Values, TaskError>> + 'a>,
+        order: Order,
+    ) -> Self {
+        Imap {
+            flow: Flow::new(pool, task, input, order),
+            _result: PhantomData,
+        }
+    }
+}
+
 impl<R: DeserializeOwned> Iterator for Imap<'_, R> {
     type Item = Result<R, TaskError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (_, outcome) = self.next_raw()?;
-        Some(typed(self.task.name(), &outcome))
+        let (_, outcome) = self.flow.next()?;
+        Some(typed(self.flow.task.name(), &outcome))
+    }
+}
+
+/// One finished call of [`Pool::imap_json`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct JsonOutcome {
+    /// The call's position in the input, counting from 0.
+    pub index: usize,
+    /// What it returned, as JSON with WIT's names (`null` for no result, the value for one, an
+    /// array for several; a `result`'s `err` is [`TaskError::Guest`]), or why it failed.
+    pub result: Result<serde_json::Value, TaskError>,
+}
+
+/// The iterator [`Pool::imap_json`] returns: one [`JsonOutcome`] per input item.
+pub struct ImapJson<'a> {
+    flow: Flow<'a>,
+}
+
+impl std::fmt::Debug for ImapJson<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImapJson")
+            .field("func", &self.flow.task.name())
+            .field("submitted", &self.flow.submitted)
+            .field("yielded", &self.flow.yielded)
+            .finish()
+    }
+}
+
+impl<'a> ImapJson<'a> {
+    pub(crate) fn new(
+        pool: &'a Pool,
+        task: &Task,
+        input: Box<dyn Iterator<Item = Result<Values, TaskError>> + 'a>,
+        order: Order,
+    ) -> Self {
+        ImapJson {
+            flow: Flow::new(pool, task, input, order),
+        }
+    }
+}
+
+impl Iterator for ImapJson<'_> {
+    type Item = JsonOutcome;
+
+    fn next(&mut self) -> Option<JsonOutcome> {
+        let (index, outcome) = self.flow.next()?;
+        Some(JsonOutcome {
+            index,
+            result: outcome.map(|values| results_json(&values, Names::Wit)),
+        })
     }
 }

@@ -3,25 +3,29 @@
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::{Error, TaskError};
-use crate::module::Task;
-use crate::values::{self, ArgsShape};
-
-use super::handle::{Slot, TaskFuture};
-use super::scheduler::{self, Job, JobItem};
-use super::supervisor::{PidSlot, WorkerProcess, WorkerProgram, kill_slot};
+use crate::error::{Error, ExitCause, TaskError};
 use crate::limits::DEFAULT_MAX_WASM_STACK;
+use crate::module::Task;
+use crate::values::rust::args_from_serialize;
+use crate::values::{ArgsShape, Values};
 use crate::wire::WorkerSettings;
 
+use super::handle::{Slot, TaskFuture};
+use super::job::{Gather, Job, JobItem};
+use super::output::{GuestOutput, OutputSink};
+use super::worker_command::WorkerCommand;
+use super::worker_process::{PidSlot, SendError, WorkerProcess, kill_slot};
+
 /// One task in a new worker process of its own: [`Process::start`] it, [`Process::join`] it,
-/// read its [`Process::result`]. The process exits as soon as the task ends. The task runs
-/// with its own limits and grants ([`Task::with_limits`], [`Task::with_grants`]) over the
-/// defaults.
+/// read its [`Process::result`] and [`Process::exitcode`]. The process exits as soon as the
+/// task ends. The task runs with its own limits and grants ([`Task::with_limits`],
+/// [`Task::with_grants`]) over the defaults; what it prints goes to the handler given with
+/// [`Process::on_output`] (by default the `log` facade, as for a pool).
 ///
 /// # Examples
 /// ```no_run
@@ -31,11 +35,14 @@ use crate::wire::WorkerSettings;
 /// p.start()?;
 /// p.join();
 /// let greeting: String = p.result().expect("joined")?;
+/// assert_eq!(p.exitcode(), Some(0));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Process {
     task: Task,
-    args: Option<values::Values>,
+    args: Option<Values>,
+    command: Option<WorkerCommand>,
+    output: OutputSink,
     slot: Arc<Slot>,
     pid: PidSlot,
     started_pid: Option<u32>,
@@ -56,14 +63,13 @@ impl Process {
     /// Prepares a process that will call `task` with `args` (a tuple spread over the
     /// parameters). The arguments are checked against the signature now.
     pub fn new<A: Serialize>(task: &Task, args: A) -> Result<Process, TaskError> {
-        let args = values::args_from_serialize(task.signature(), &args, ArgsShape::Spread)
-            .map_err(|detail| TaskError::BadInput {
-                func: task.name().to_string(),
-                detail,
-            })?;
+        let args = args_from_serialize(task.signature(), &args, ArgsShape::Spread)
+            .map_err(|e| e.for_task(task.name()))?;
         Ok(Process {
             task: task.clone(),
             args: Some(args),
+            command: None,
+            output: OutputSink::default(),
             slot: Slot::new(task.name()),
             pid: PidSlot::default(),
             started_pid: None,
@@ -71,11 +77,30 @@ impl Process {
         })
     }
 
+    /// Where what the task prints goes (see [`crate::PoolBuilder::on_output`]).
+    pub fn on_output(
+        mut self,
+        handler: impl Fn(&GuestOutput<'_>) + Send + Sync + 'static,
+    ) -> Process {
+        self.output = OutputSink::new(handler);
+        self
+    }
+
+    /// How the worker process is started (default: [`WorkerCommand::current_exe`]).
+    pub fn worker_command(mut self, command: WorkerCommand) -> Process {
+        self.command = Some(command);
+        self
+    }
+
     /// Starts the worker process and the task in it; returns once the worker has answered its
-    /// handshake. Starting twice is an error.
+    /// handshake. A process starts once: a second call is [`Error::AlreadyStarted`]. A worker
+    /// that cannot be started is this error, and the task's outcome too.
     pub fn start(&mut self) -> Result<(), Error> {
-        let args = self.args.take().ok_or(Error::Closed)?;
-        let program = WorkerProgram::current_exe()?;
+        let args = self.args.take().ok_or(Error::AlreadyStarted)?;
+        let command = match self.command.take() {
+            Some(command) => command,
+            None => WorkerCommand::current_exe()?,
+        };
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
         let job = Job {
             task: self.task.clone(),
@@ -86,7 +111,7 @@ impl Process {
                 crashes: 0,
                 sink: None,
             }],
-            gather: scheduler::Gather::No,
+            gather: Gather::No,
             limits: self.task.limits().resolve(),
             grants: self.task.grants().cloned().unwrap_or_default(),
             sink: Some(self.slot.clone()),
@@ -97,27 +122,46 @@ impl Process {
             lock_down: true,
         };
         let pid = Arc::clone(&self.pid);
+        let output = self.output.clone();
         // The worker is started on the thread that owns it: its parent-death signal is tied
         // to that thread, which lives until the task is done.
         self.thread = Some(std::thread::spawn(move || {
-            let mut worker = match WorkerProcess::spawn(&program, settings, pid) {
+            let mut worker = match WorkerProcess::spawn(&command, settings, pid) {
                 Ok(w) => {
                     let _ = ready_tx.send(Ok(w.pid()));
                     w
                 }
                 Err(e) => {
+                    let func = job.task.name().to_string();
+                    let detail = e.to_string();
+                    job.deliver(&job.items[0], Err(TaskError::Internal { func, detail }));
                     let _ = ready_tx.send(Err(e));
                     return;
                 }
             };
             let stack = settings.max_wasm_stack;
+            let name = job.task.name();
             let run = worker.run(&job, 0, |first, reported| {
+                for (i, stdout, stderr) in reported.output() {
+                    output.relay(job.items[first + i].task_no, name, stdout, stderr);
+                }
                 reported.deliver(&job, first, stack);
             });
-            if let Err(stop) = run {
-                let func = job.task.name().to_string();
-                let error = stop.error(func, worker.pid(), &job.limits, 1);
-                job.deliver(&job.items[0], Err(error));
+            match run {
+                Ok(()) => {}
+                Err(SendError::Lost(stop)) => {
+                    let func = name.to_string();
+                    let error = stop.error(func, worker.pid(), &job.limits, 1);
+                    job.deliver(&job.items[0], Err(error));
+                }
+                Err(SendError::TooLarge { bytes, .. }) => {
+                    let error = TaskError::ArgsTooLarge {
+                        func: name.to_string(),
+                        size: bytes as u64,
+                        limit: crate::wire::MAX_FRAME_BYTES as u64,
+                    };
+                    job.deliver(&job.items[0], Err(error));
+                }
             }
             worker.shutdown();
         }));
@@ -143,8 +187,13 @@ impl Process {
 
     /// Like [`Process::join`], for at most `timeout`; whether the process ended.
     pub fn join_timeout(&mut self, timeout: Duration) -> bool {
+        self.join_deadline(Instant::now() + timeout)
+    }
+
+    /// Like [`Process::join`], until `deadline` at the latest; whether the process ended.
+    pub fn join_deadline(&mut self, deadline: Instant) -> bool {
         let future: TaskFuture<serde_json::Value> = TaskFuture::new(self.slot.clone());
-        if self.thread.is_some() && !future.wait_timeout(timeout) {
+        if self.thread.is_some() && !future.wait_deadline(deadline) {
             return false;
         }
         self.join();
@@ -166,6 +215,25 @@ impl Process {
     pub fn result<R: DeserializeOwned>(&self) -> Option<Result<R, TaskError>> {
         let future: TaskFuture<R> = TaskFuture::new(self.slot.clone());
         future.done().then(|| future.result())
+    }
+
+    /// The process's exit code, as Python's `Process.exitcode` gives it: `None` until the task
+    /// has ended; then 0 if it returned a value, the negated signal number if its worker was
+    /// killed by a signal (`-9` for [`Process::kill`]), the worker's own exit code if it exited
+    /// under the task, and 1 for any other failure (a trap, a limit, bad input).
+    pub fn exitcode(&self) -> Option<i32> {
+        self.slot.outcome_with(|outcome| match outcome {
+            Ok(_) => 0,
+            Err(TaskError::WorkerCrashed {
+                cause: ExitCause::Signal(signal),
+                ..
+            }) => -signal,
+            Err(TaskError::WorkerCrashed {
+                cause: ExitCause::Code(code),
+                ..
+            }) => *code,
+            Err(_) => 1,
+        })
     }
 }
 

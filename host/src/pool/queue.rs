@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::scheduler::Job;
+use super::job::Job;
 
 /// The most items a driver gathers from separate jobs into one chunk.
 const MAX_GATHERED_ITEMS: usize = 1024;
@@ -227,8 +227,7 @@ impl JobQueue {
         let mut job = state.jobs.pop_front()?;
         // Python's chunking heuristic, over what is queued: about four chunks per driver, so
         // that uneven tasks still spread over the workers.
-        let share =
-            super::scheduler::default_chunksize(state.items, drivers).min(MAX_GATHERED_ITEMS);
+        let share = super::job::default_chunksize(state.items, drivers).min(MAX_GATHERED_ITEMS);
         let mut taken = 1;
         while let Some(next) = state.jobs.front()
             && job.items.len() + next.items.len() <= share
@@ -255,7 +254,8 @@ mod tests {
     use super::*;
     use crate::limits::{Grants, Limits};
     use crate::module::{Module, Task};
-    use crate::pool::scheduler::{Gather, JobItem, Outcome, Sink};
+    use crate::pool::job::{Gather, JobItem, Sink};
+    use crate::pool::outcome::Outcome;
 
     /// A driver that never gets bored.
     const NOT_IDLE: (Duration, fn()) = (Duration::from_secs(3600), || {});
@@ -263,6 +263,14 @@ mod tests {
     struct Nowhere;
     impl Sink for Nowhere {
         fn deliver(&self, _index: usize, _outcome: Outcome) {}
+    }
+
+    /// A module with the two exports the tests queue calls to.
+    fn module() -> Module {
+        let wat = r#"(module
+            (func (export "square") (param i64) (result i64) local.get 0 local.get 0 i64.mul)
+            (func (export "slow-square") (param i64 i32) (result i64) local.get 0))"#;
+        Module::from_bytes(wat).unwrap()
     }
 
     fn job(task: &Task, items: usize, gather: Gather, grants: &Arc<Grants>) -> Job {
@@ -286,7 +294,7 @@ mod tests {
 
     #[test]
     fn single_submissions_gather_into_fair_chunks_and_chosen_chunks_stay_whole() {
-        let module = Module::from_bytes(crate::builtin::SQUARE.wasm).unwrap();
+        let module = module();
         let square = module.task("square").unwrap();
         let slow = module.task("slow-square").unwrap();
         let grants = Arc::new(Grants::new());
@@ -336,7 +344,7 @@ mod tests {
 
     #[test]
     fn an_abandoned_queue_hands_back_its_jobs_and_refuses_new_ones() {
-        let module = Module::from_bytes(crate::builtin::SQUARE.wasm).unwrap();
+        let module = module();
         let square = module.task("square").unwrap();
         let grants = Arc::new(Grants::new());
         let queue = JobQueue::new();
@@ -354,7 +362,7 @@ mod tests {
 
     #[test]
     fn a_driver_idle_for_its_patience_calls_back_once_and_still_takes_work() {
-        let module = Module::from_bytes(crate::builtin::SQUARE.wasm).unwrap();
+        let module = module();
         let square = module.task("square").unwrap();
         let grants = Arc::new(Grants::new());
         let queue = Arc::new(JobQueue::new());
@@ -385,7 +393,7 @@ mod tests {
 
     #[test]
     fn a_driver_holding_the_spin_turn_counts_as_looking_for_work() {
-        let module = Module::from_bytes(crate::builtin::SQUARE.wasm).unwrap();
+        let module = module();
         let square = module.task("square").unwrap();
         let grants = Arc::new(Grants::new());
         let queue = JobQueue::new();
@@ -403,7 +411,7 @@ mod tests {
 
     #[test]
     fn a_driver_takes_ahead_only_its_share_of_the_queue() {
-        let module = Module::from_bytes(crate::builtin::SQUARE.wasm).unwrap();
+        let module = module();
         let slow = module.task("slow-square").unwrap();
         let grants = Arc::new(Grants::new());
         let queue = JobQueue::new();

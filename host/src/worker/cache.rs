@@ -3,17 +3,19 @@
 
 use std::collections::HashMap;
 
-use crate::wire::{Code, Metering, ModuleId, ModuleKind, WorkerSettings};
+use crate::engine::Metering;
+use crate::wire::{Code, ModuleId, ModuleKind, WorkerSettings};
 
 use super::runner::{Compiled, Runner};
 
+/// The modules this worker has been sent, compiled for the variants it was asked for.
 pub(crate) struct ModuleCache {
     runner: Runner,
     modules: HashMap<(ModuleId, Metering), Result<Compiled, String>>,
 }
 
 impl ModuleCache {
-    pub(crate) fn new(settings: WorkerSettings) -> anyhow::Result<Self> {
+    pub(crate) fn new(settings: WorkerSettings) -> Result<Self, String> {
         Ok(ModuleCache {
             runner: Runner::new(settings)?,
             modules: HashMap::new(),

@@ -25,8 +25,8 @@ pub(crate) struct Capture {
 
 struct Inner {
     captured: Mutex<Captured>,
-    /// Set by a write, cleared by a take unless the cap is reached: while it is clear, a take
-    /// has nothing to hand out and needs no lock (two locks per call were a tenth of the
+    /// Set by a write, cleared by a take unless the stream overflowed: while it is clear, a
+    /// take has nothing to hand out and needs no lock (two locks per call were a tenth of the
     /// worker's own time on a tiny task).
     touched: AtomicBool,
 }
@@ -37,6 +37,9 @@ struct Captured {
     fresh: Vec<u8>,
     /// Written over the instance's life, taken or not.
     written: usize,
+    /// Whether the guest tried to write more than the cap allows (a write refused or cut
+    /// short): the fact the runner reports as the output limit.
+    overflowed: bool,
 }
 
 impl Capture {
@@ -58,17 +61,17 @@ impl Capture {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// What was written since the last take, and whether the stream has reached its cap.
+    /// What was written since the last take, and whether the guest has tried, over the
+    /// instance's life, to write more than the cap allows.
     pub(crate) fn take(&self) -> (Vec<u8>, bool) {
         if !self.inner.touched.load(Ordering::Acquire) {
             return (Vec::new(), false);
         }
         let mut inner = self.lock();
-        let full = inner.written >= self.cap;
-        if !full {
+        if !inner.overflowed {
             self.inner.touched.store(false, Ordering::Release);
         }
-        (std::mem::take(&mut inner.fresh), full)
+        (std::mem::take(&mut inner.fresh), inner.overflowed)
     }
 
     /// Appends what fits under the cap; how much that was.
@@ -77,8 +80,15 @@ impl Capture {
         let n = bytes.len().min(self.cap - inner.written.min(self.cap));
         inner.fresh.extend_from_slice(&bytes[..n]);
         inner.written += n;
+        inner.overflowed |= n < bytes.len();
         self.inner.touched.store(true, Ordering::Release);
         n
+    }
+
+    /// Notes a write that was refused whole.
+    fn refuse(&self) {
+        self.lock().overflowed = true;
+        self.inner.touched.store(true, Ordering::Release);
     }
 }
 
@@ -104,14 +114,15 @@ impl Pollable for Capture {
 }
 
 impl OutputStream for Capture {
-    /// A write that does not fit traps, as `MemoryOutputPipe`'s does: the runner reports it
-    /// as the output limit.
+    /// A write that does not fit traps, as `MemoryOutputPipe`'s does, and the capture notes
+    /// the overflow, which the runner reports as the output limit.
     fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
         let room = {
             let inner = self.lock();
             self.cap - inner.written.min(self.cap)
         };
         if bytes.len() > room {
+            self.refuse();
             return Err(StreamError::Trap(wasmtime::format_err!(
                 "write beyond capacity of the output capture"
             )));
@@ -124,11 +135,14 @@ impl OutputStream for Capture {
         Ok(())
     }
 
+    /// Room left under the cap; none is an error (the stream is closed), and the guest asking
+    /// for room then is an overflow.
     fn check_write(&mut self) -> Result<usize, StreamError> {
         let written = self.lock().written;
         if written < self.cap {
             Ok(self.cap - written)
         } else {
+            self.refuse();
             Err(StreamError::Closed)
         }
     }
@@ -168,8 +182,26 @@ mod tests {
             c.write(Bytes::from_static(b"too long")),
             Err(StreamError::Trap(_))
         ));
+        assert_eq!(
+            c.take(),
+            (Vec::new(), true),
+            "a refused write is an overflow"
+        );
         assert_eq!(c.append(b"world!"), 5);
         assert_eq!(c.take(), (b"world".to_vec(), true));
         assert!(matches!(c.check_write(), Err(StreamError::Closed)));
+    }
+
+    #[test]
+    fn filling_the_cap_exactly_is_no_overflow_but_asking_for_more_is() {
+        let mut c = Capture::new(5);
+        c.write(Bytes::from_static(b"hello")).unwrap();
+        assert_eq!(c.take(), (b"hello".to_vec(), false));
+        assert!(matches!(c.check_write(), Err(StreamError::Closed)));
+        assert_eq!(c.take(), (Vec::new(), true));
+        // A cap of nothing: the first write is already too much.
+        let mut none = Capture::new(0);
+        assert!(matches!(none.check_write(), Err(StreamError::Closed)));
+        assert_eq!(none.take(), (Vec::new(), true));
     }
 }

@@ -28,7 +28,8 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 
-use crate::wire::{Metering, ModuleId, ModuleKind};
+use crate::engine::Metering;
+use crate::wire::{ModuleId, ModuleKind};
 
 /// How many bytes of entries the cache keeps at most.
 pub(crate) const MAX_CACHE_BYTES: u64 = 1 << 30;

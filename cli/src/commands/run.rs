@@ -3,9 +3,11 @@
 use std::io::Write;
 
 use clap::Args;
+use wasmpool::TaskError;
 
-use crate::TaskError;
-use crate::pool::scheduler::results_json;
+use crate::builtin::load_module;
+use crate::options::PoolArgs;
+use crate::terminal;
 
 /// Call one export once and print its result as JSON.
 ///
@@ -15,7 +17,7 @@ use crate::pool::scheduler::results_json;
 #[command(
     after_help = "Examples:\n  wasmpool run builtin:square square 7\n  wasmpool run builtin:power power 2 10\n  wasmpool run builtin:words word-count 'the cat and the hat'"
 )]
-pub(super) struct RunCommand {
+pub(crate) struct RunCommand {
     /// A .wasm component or core module, a .wat file, or builtin:NAME.
     module: String,
     /// The export to call (see `wasmpool inspect`).
@@ -24,16 +26,16 @@ pub(super) struct RunCommand {
     #[arg(allow_negative_numbers = true)]
     args: Vec<String>,
     #[command(flatten)]
-    pool: super::PoolArgs,
+    pool: PoolArgs,
 }
 
 /// A command-line argument as JSON: itself if it parses, else a string.
-pub(super) fn arg_json(arg: &str) -> serde_json::Value {
+fn arg_json(arg: &str) -> serde_json::Value {
     serde_json::from_str(arg).unwrap_or_else(|_| serde_json::Value::String(arg.to_string()))
 }
 
-/// A failed task as the JSON object the CLI prints.
-pub(super) fn error_json(e: &TaskError) -> serde_json::Value {
+/// A failed task as the JSON object the command line prints on its line.
+pub(crate) fn error_json(e: &TaskError) -> serde_json::Value {
     let mut obj = serde_json::json!({ "kind": e.kind(), "message": e.to_string() });
     if let TaskError::Guest { value, .. } = e {
         obj["value"] = value.clone();
@@ -49,32 +51,21 @@ pub(super) fn error_json(e: &TaskError) -> serde_json::Value {
 }
 
 impl RunCommand {
-    pub(super) fn execute(self) -> anyhow::Result<i32> {
-        let module = super::load_module(&self.module)?;
+    pub(crate) fn execute(self) -> anyhow::Result<i32> {
+        let module = load_module(&self.module)?;
         let task = module.task(&self.func)?;
         let pool = self.pool.builder(1).build()?;
         let args = serde_json::Value::Array(self.args.iter().map(|a| arg_json(a)).collect());
-        let mut stream = pool.imap_spread::<_, serde_json::Value>(&task, [args], true);
-        let (_, outcome) = stream.next_raw().expect("one item in, one outcome out");
+        let outcome = task
+            .args_from_json(&args)
+            .and_then(|args| pool.apply_json(&task, args));
         match outcome {
-            Ok(results) => {
-                writeln!(
-                    std::io::stdout().lock(),
-                    "{}",
-                    results_json(&results, false)
-                )?;
+            Ok(result) => {
+                writeln!(std::io::stdout().lock(), "{result}")?;
                 Ok(0)
             }
             Err(e) => {
-                let mut err = std::io::stderr().lock();
-                writeln!(err, "wasmpool: {e}")?;
-                if let TaskError::Trap {
-                    backtrace: Some(bt),
-                    ..
-                } = &e
-                {
-                    writeln!(err, "{bt}")?;
-                }
+                terminal::task_failed(&e);
                 Ok(1)
             }
         }

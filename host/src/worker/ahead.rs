@@ -8,7 +8,7 @@
 //!
 //! The instance is as fresh as one made on demand: no guest code has run in it but the
 //! module's own start function, which runs whenever an instance is made. What differs is
-//! only when that happens, so spares are kept out of the two cases where it shows:
+//! only when that happens, so instances are not made ahead in the two cases where it shows:
 //! - a fuel limit: the start function's fuel would no longer count against the call, and fuel
 //!   accounting is meant to be exact;
 //! - a module whose instances take long to make (a slow start function): the worker would be
@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use crate::limits::{Grants, Resolved};
-use crate::wire::{Chunk, Metering, ModuleId};
+use crate::wire::{Chunk, ModuleId};
 
 use super::cache::ModuleCache;
 use super::runner::Live;
@@ -28,7 +28,7 @@ const MAX_MAKE_TIME: Duration = Duration::from_millis(1);
 
 /// The instance made ahead, and the calls it is for.
 #[derive(Default)]
-pub(crate) struct Spare {
+pub(crate) struct Ahead {
     /// The calls to make the next instance for: the last chunk's, when they qualify.
     want: Option<Calls>,
     /// An instance made for `want`'s calls, not yet used.
@@ -54,7 +54,7 @@ impl Calls {
     }
 }
 
-impl Spare {
+impl Ahead {
     /// The instance made ahead for `chunk`'s calls, if there is one. An instance made for
     /// other calls is dropped (its slot in the instance pool may be needed).
     pub(crate) fn take(&mut self, chunk: &Chunk) -> Option<Live> {
@@ -67,7 +67,7 @@ impl Spare {
         }
     }
 
-    /// Notes the calls of the chunk that just ran as the ones to prepare for, if they
+    /// Notes the calls of the chunk that just ran as the ones to make instances for, if they
     /// qualify: `made_in` is how long its last instance took to make (`None`: no instance
     /// was left to tell, as after a failed call).
     pub(crate) fn expect(&mut self, chunk: &Chunk, made_in: Option<Duration>) {
@@ -89,19 +89,19 @@ impl Spare {
     }
 
     /// Makes the instance the next chunk will probably need, unless it is made already or
-    /// there is nothing to prepare for. Called when the worker has nothing to read.
-    pub(crate) fn prepare(&mut self, cache: &ModuleCache) {
+    /// there is nothing to make it for. Called when the worker has nothing to read.
+    pub(crate) fn make(&mut self, cache: &ModuleCache) {
         let Some(calls) = &self.want else { return };
         if self.ready.is_some() {
             return;
         }
         let made = cache
-            .get(&calls.module, Metering::for_limits(&calls.limits))
+            .get(&calls.module, calls.limits.metering)
             .ok()
             .and_then(|compiled| {
                 let runner = cache.runner();
                 runner
-                    .prepare(compiled, &calls.func, &calls.limits, &calls.grants)
+                    .instantiate_ahead(compiled, &calls.func, &calls.limits, &calls.grants)
                     .ok()
             });
         match made {
@@ -123,6 +123,8 @@ impl Spare {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::Metering;
+    use crate::limits::Limits;
     use crate::wire::{Code, Items, ModuleKind};
     use crate::worker::TEST_SETTINGS;
 
@@ -166,63 +168,57 @@ mod tests {
         let id = [1; 32];
         let cache = cache_with(id, 1);
         let f = chunk(id, "f", Resolved::default());
-        let mut spare = Spare::default();
-        // Nothing ran yet: nothing to prepare for.
-        spare.prepare(&cache);
-        assert!(!spare.is_ready());
-        spare.expect(&f, QUICK);
-        spare.prepare(&cache);
-        assert!(spare.is_ready());
-        assert!(spare.take(&f).is_some());
+        let mut ahead = Ahead::default();
+        // Nothing ran yet: nothing to make an instance for.
+        ahead.make(&cache);
+        assert!(!ahead.is_ready());
+        ahead.expect(&f, QUICK);
+        ahead.make(&cache);
+        assert!(ahead.is_ready());
+        assert!(ahead.take(&f).is_some());
         // Taken: the next pause makes another.
-        spare.prepare(&cache);
-        assert!(spare.take(&f).is_some());
-        // Another export, other limits or other grants: the spare is dropped unused.
-        spare.prepare(&cache);
-        assert!(spare.take(&chunk(id, "g", Resolved::default())).is_none());
-        assert!(!spare.is_ready());
-        spare.prepare(&cache);
-        let other_limits = Resolved {
-            max_memory: 1 << 20,
-            ..Resolved::default()
-        };
-        assert!(spare.take(&chunk(id, "f", other_limits)).is_none());
-        spare.prepare(&cache);
+        ahead.make(&cache);
+        assert!(ahead.take(&f).is_some());
+        // Another export, other limits or other grants: the instance made ahead is dropped unused.
+        ahead.make(&cache);
+        assert!(ahead.take(&chunk(id, "g", Resolved::default())).is_none());
+        assert!(!ahead.is_ready());
+        ahead.make(&cache);
+        let other_limits = Limits::new().max_memory(1 << 20).resolve();
+        assert!(ahead.take(&chunk(id, "f", other_limits)).is_none());
+        ahead.make(&cache);
         let mut granted = f.clone();
         granted.grants = Grants::new().env("A", "1");
-        assert!(spare.take(&granted).is_none());
+        assert!(ahead.take(&granted).is_none());
         // After a failed call (no instance left to tell how long it took): none.
-        spare.expect(&f, None);
-        spare.prepare(&cache);
-        assert!(!spare.is_ready());
+        ahead.expect(&f, None);
+        ahead.make(&cache);
+        assert!(!ahead.is_ready());
     }
 
     #[test]
     fn an_instance_made_ahead_gets_its_time_budget_when_its_call_starts() {
         let id = [4; 32];
         let cache = cache_with(id, 1);
-        let limits = Resolved {
-            timeout: Some(Duration::from_millis(50)),
-            ..Resolved::default()
-        };
+        let limits = Limits::new().timeout(Duration::from_millis(50)).resolve();
         let f = chunk(id, "f", limits);
-        let mut spare = Spare::default();
-        spare.expect(&f, QUICK);
-        spare.prepare(&cache);
+        let mut ahead = Ahead::default();
+        ahead.expect(&f, QUICK);
+        ahead.make(&cache);
         // The worker waits far longer than the timeout before the call comes.
         let engines = cache.runner().flavors();
         for _ in 0..1000 {
             engines.increment_epochs();
         }
-        let mut ahead = spare.take(&f);
-        assert!(ahead.is_some());
+        let mut made = ahead.take(&f);
+        assert!(made.is_some());
         let compiled = cache.get(&id, Metering::Epochs).unwrap();
         let args = [crate::values::Value::S32(7)];
-        let args = crate::worker::runner::Args::Values(&args);
+        let args = crate::worker::runner::CallArgs::Values(&args);
         let outcome =
             cache
                 .runner()
-                .run_in(&mut ahead, compiled, "f", args, &limits, &Grants::new());
+                .run_in(&mut made, compiled, "f", args, &limits, &Grants::new());
         assert_eq!(
             outcome.result,
             Ok(smallvec::smallvec![crate::values::Value::S32(7)])
@@ -233,32 +229,29 @@ mod tests {
     fn fuel_limited_and_slow_to_make_instances_are_not_made_ahead() {
         let id = [2; 32];
         let cache = cache_with(id, 1);
-        let mut spare = Spare::default();
-        let fueled = Resolved {
-            fuel: Some(1_000_000),
-            ..Resolved::default()
-        };
-        spare.expect(&chunk(id, "f", fueled), QUICK);
-        spare.prepare(&cache);
-        assert!(!spare.is_ready());
-        spare.expect(
+        let mut ahead = Ahead::default();
+        let fueled = Limits::new().fuel(1_000_000).resolve();
+        ahead.expect(&chunk(id, "f", fueled), QUICK);
+        ahead.make(&cache);
+        assert!(!ahead.is_ready());
+        ahead.expect(
             &chunk(id, "f", Resolved::default()),
             Some(MAX_MAKE_TIME * 2),
         );
-        spare.prepare(&cache);
-        assert!(!spare.is_ready());
+        ahead.make(&cache);
+        assert!(!ahead.is_ready());
 
         // A start function that takes long: the instance made ahead says so, and the calls
-        // it ran for are no longer prepared for.
+        // it ran for get no more instances made ahead.
         let slow = [3; 32];
         let cache = cache_with(slow, 200_000_000);
         let f = chunk(slow, "f", Resolved::default());
-        spare.expect(&f, QUICK);
-        spare.prepare(&cache);
-        let made = spare.take(&f).expect("made");
+        ahead.expect(&f, QUICK);
+        ahead.make(&cache);
+        let made = ahead.take(&f).expect("made");
         assert!(made.made_in() > MAX_MAKE_TIME, "{:?}", made.made_in());
-        spare.expect(&f, Some(made.made_in()));
-        spare.prepare(&cache);
-        assert!(!spare.is_ready());
+        ahead.expect(&f, Some(made.made_in()));
+        ahead.make(&cache);
+        assert!(!ahead.is_ready());
     }
 }

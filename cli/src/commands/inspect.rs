@@ -3,12 +3,13 @@
 use std::io::Write;
 
 use clap::Args;
+use wasmpool::ModuleKind;
 
-use crate::ModuleKind;
+use crate::builtin::load_module;
 
 /// List a module's exports with their WIT signatures, and its imports.
 #[derive(Debug, Args)]
-pub(super) struct InspectCommand {
+pub(crate) struct InspectCommand {
     /// A .wasm component or core module, a .wat file, or builtin:NAME.
     module: String,
     /// Print one JSON object instead of text.
@@ -17,8 +18,8 @@ pub(super) struct InspectCommand {
 }
 
 impl InspectCommand {
-    pub(super) fn execute(self) -> anyhow::Result<i32> {
-        let module = super::load_module(&self.module)?;
+    pub(crate) fn execute(self) -> anyhow::Result<i32> {
+        let module = load_module(&self.module)?;
         let kind = match module.kind() {
             ModuleKind::Component => "component",
             ModuleKind::Core => "core module",

@@ -1,5 +1,7 @@
-//! Numbers packed eight bytes apiece: the wire form of a chunk's arguments, and of a run of
-//! outcomes, when every value is a number (or a boolean or a character).
+//! Values on the wire between host and worker: a [`Value`]'s encoding (serde's derive, with a
+//! guard on depth), and numbers packed eight bytes apiece ([`Packed`]), the wire form of a
+//! chunk's arguments and of a run of outcomes when every value is a number (or a boolean or a
+//! character). The frames around them are [`crate::wire`]'s.
 //!
 //! A `map` over numbers sends tens of thousands of one-number argument lists per chunk. As
 //! [`Value`]s, each costs an enum tag, a variable-length integer and a depth check to encode
@@ -9,7 +11,63 @@
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-use crate::values::{Value, Values};
+use super::{MAX_VALUE_DEPTH, Value, Values};
+
+/// The wire form of [`Value`]: serde derives it here, and `Value`'s own impls wrap it with a
+/// depth guard.
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "Value")]
+enum ValueDef {
+    Bool(bool),
+    S8(i8),
+    U8(u8),
+    S16(i16),
+    U16(u16),
+    S32(i32),
+    U32(u32),
+    S64(i64),
+    U64(u64),
+    F32(f32),
+    F64(f64),
+    Char(char),
+    String(String),
+    List(Vec<Value>),
+    Record(Vec<(String, Value)>),
+    Tuple(Vec<Value>),
+    Variant(String, Option<Box<Value>>),
+    Enum(String),
+    Option(Option<Box<Value>>),
+    Result(Result<Option<Box<Value>>, Option<Box<Value>>>),
+    Flags(Vec<String>),
+}
+
+impl Serialize for Value {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        ValueDef::serialize(self, serializer)
+    }
+}
+
+thread_local! {
+    static DECODE_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+        let depth = DECODE_DEPTH.with(|d| {
+            d.set(d.get() + 1);
+            d.get()
+        });
+        let result = if depth > MAX_VALUE_DEPTH {
+            Err(serde::de::Error::custom(format!(
+                "value nested deeper than {MAX_VALUE_DEPTH}"
+            )))
+        } else {
+            ValueDef::deserialize(deserializer)
+        };
+        DECODE_DEPTH.with(|d| d.set(d.get() - 1));
+        result
+    }
+}
 
 /// The kind of a packed number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,6 +282,29 @@ impl<'de> Deserialize<'de> for Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_values_are_refused_not_overflowed() {
+        // Tag 13 is List, then a length of 1: a million nested lists in 2 MB of garbage.
+        let garbage: Vec<u8> = [13u8, 1].repeat(1_000_000);
+        let err = postcard::from_bytes::<Value>(&garbage).unwrap_err();
+        assert!(matches!(err, postcard::Error::SerdeDeCustom), "{err:?}");
+        let mut ok = Value::U8(1);
+        for _ in 0..MAX_VALUE_DEPTH - 1 {
+            ok = Value::List(vec![ok]);
+        }
+        let bytes = postcard::to_allocvec(&ok).unwrap();
+        assert_eq!(postcard::from_bytes::<Value>(&bytes).unwrap(), ok);
+    }
+
+    proptest::proptest! {
+        /// Any bytes decode to a value or an error, never a panic or an overflow.
+        #[test]
+        fn garbage_values_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = postcard::from_bytes::<Value>(&bytes);
+            let _ = postcard::from_bytes::<Vec<Value>>(&bytes);
+        }
+    }
 
     #[test]
     fn numbers_of_every_kind_round_trip() {

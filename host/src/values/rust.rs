@@ -1,4 +1,5 @@
-//! A caller's arguments straight from serde to [`Value`]s, without building their JSON first.
+//! Rust values through serde: a caller's arguments in ([`args_from_serialize`]), a task's
+//! results out into the caller's type ([`typed`]), both without a JSON tree where they can.
 //!
 //! Most tasks take numbers, booleans, characters or strings, one of them or a tuple of them.
 //! For those, serializing into a `serde_json::Value` tree and then checking the tree costs
@@ -12,7 +13,9 @@ use serde::ser::{self, Impossible};
 use serde_json::Value as Json;
 use smallvec::SmallVec;
 
-use super::{ArgsShape, Signature, Values, args_from_json, spread_args};
+use super::json::{Names, args_from_json, results_json, spread_args};
+use super::{ArgsError, ArgsShape, Signature, Value, Values};
+use crate::error::TaskError;
 
 /// Checks and converts a caller's arguments, as `args_from_json(sig, &to_value(args), shape)`
 /// would, but without the JSON tree when the arguments are flat.
@@ -20,7 +23,7 @@ pub(crate) fn args_from_serialize<T: Serialize + ?Sized>(
     sig: &Signature,
     args: &T,
     shape: ArgsShape,
-) -> Result<Values, String> {
+) -> Result<Values, ArgsError> {
     match args.serialize(Top) {
         Ok(Flat::One(one)) => spread_args(sig, &args_json_one(&one, shape, sig), shape),
         Ok(Flat::Seq(items)) if shape == ArgsShape::Spread => {
@@ -30,7 +33,7 @@ pub(crate) fn args_from_serialize<T: Serialize + ?Sized>(
         // One argument that is itself a list: rare enough to take the JSON route.
         Ok(Flat::Seq(_)) | Err(NotFlat) => match serde_json::to_value(args) {
             Ok(json) => args_from_json(sig, &json, shape),
-            Err(e) => Err(format!("cannot serialize the arguments: {e}")),
+            Err(e) => Err(ArgsError::Serialize(e.to_string())),
         },
     }
 }
@@ -272,10 +275,63 @@ elements_as!(
     SerializeTupleStruct::serialize_field
 );
 
+/// Converts a task's results into the caller's Rust type, through their JSON form with serde's
+/// names ([`super::json::to_rust_json`]); a failed task's error as it is.
+pub(crate) fn typed<R: serde::de::DeserializeOwned>(
+    func: &str,
+    outcome: &Result<Values, TaskError>,
+) -> Result<R, TaskError> {
+    let converted = match outcome {
+        Ok(results) => match results.as_slice() {
+            [one] => match scalar_result::<R>(one) {
+                Some(converted) => converted,
+                None => serde_json::from_value(results_json(results, Names::Rust)),
+            },
+            _ => serde_json::from_value(results_json(results, Names::Rust)),
+        },
+        Err(e) => return Err(e.clone()),
+    };
+    converted.map_err(|e| TaskError::ResultType {
+        func: func.to_string(),
+        detail: e.to_string(),
+    })
+}
+
+/// A number, boolean, character or string result straight into the caller's type, exactly as
+/// through its JSON form (see [`super::json::to_rust_json`]) but without building it: the common case of a
+/// `map` over numbers pays no allocation here. `None` for other values.
+fn scalar_result<R: serde::de::DeserializeOwned>(
+    value: &Value,
+) -> Option<Result<R, serde_json::Error>> {
+    use serde::de::value::{
+        BoolDeserializer, CharDeserializer, F64Deserializer, I64Deserializer, StrDeserializer,
+        U64Deserializer,
+    };
+    type E = serde_json::Error;
+    Some(match value {
+        Value::Bool(b) => R::deserialize(BoolDeserializer::<E>::new(*b)),
+        Value::S8(n) => R::deserialize(I64Deserializer::<E>::new(i64::from(*n))),
+        Value::S16(n) => R::deserialize(I64Deserializer::<E>::new(i64::from(*n))),
+        Value::S32(n) => R::deserialize(I64Deserializer::<E>::new(i64::from(*n))),
+        Value::S64(n) if *n < 0 => R::deserialize(I64Deserializer::<E>::new(*n)),
+        // JSON keeps a non-negative integer as unsigned: so does this.
+        Value::S64(n) => R::deserialize(U64Deserializer::<E>::new(*n as u64)),
+        Value::U8(n) => R::deserialize(U64Deserializer::<E>::new(u64::from(*n))),
+        Value::U16(n) => R::deserialize(U64Deserializer::<E>::new(u64::from(*n))),
+        Value::U32(n) => R::deserialize(U64Deserializer::<E>::new(u64::from(*n))),
+        Value::U64(n) => R::deserialize(U64Deserializer::<E>::new(*n)),
+        Value::F32(x) if x.is_finite() => R::deserialize(F64Deserializer::<E>::new(f64::from(*x))),
+        Value::F64(x) if x.is_finite() => R::deserialize(F64Deserializer::<E>::new(*x)),
+        Value::Char(c) => R::deserialize(CharDeserializer::<E>::new(*c)),
+        Value::String(s) => R::deserialize(StrDeserializer::<E>::new(s)),
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::values::{Value, WitType};
+    use crate::values::WitType;
 
     fn sig(params: &[WitType]) -> Signature {
         Signature {
@@ -295,7 +351,7 @@ mod tests {
         for shape in [ArgsShape::Single, ArgsShape::Spread] {
             let direct = args_from_serialize(sig, &args, shape);
             let json = serde_json::to_value(&args)
-                .map_err(|e| format!("cannot serialize the arguments: {e}"))
+                .map_err(|e| ArgsError::Serialize(e.to_string()))
                 .and_then(|json| args_from_json(sig, &json, shape));
             assert_eq!(direct, json, "{} as {shape:?}", serde_json::json!(args));
         }
@@ -340,6 +396,53 @@ mod tests {
             Value::S64(9)
         );
         let err = args_from_serialize(&s64, &"x", ArgsShape::Single).unwrap_err();
-        assert_eq!(err, "parameter `p0`: expected s64, got \"x\"");
+        assert_eq!(err.to_string(), "parameter `p0`: expected s64, got \"x\"");
+    }
+
+    #[test]
+    fn scalar_results_convert_exactly_as_through_json() {
+        fn same<R: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(v: &Value) {
+            let direct = scalar_result::<R>(v)
+                .expect("a scalar")
+                .map_err(|e| e.to_string());
+            let json = serde_json::from_value::<R>(super::super::json::to_rust_json(v))
+                .map_err(|e| e.to_string());
+            assert_eq!(direct, json, "{v:?} as {}", std::any::type_name::<R>());
+        }
+        let values = [
+            Value::S64(-5),
+            Value::S64(7),
+            Value::U64(u64::MAX),
+            Value::S8(-1),
+            Value::U32(300),
+            Value::F64(2.5),
+            Value::F32(-0.25),
+            Value::Bool(true),
+            Value::Char('λ'),
+            Value::String("hi".into()),
+        ];
+        for v in &values {
+            same::<i64>(v);
+            same::<u8>(v);
+            same::<u64>(v);
+            same::<f64>(v);
+            same::<bool>(v);
+            same::<String>(v);
+            same::<char>(v);
+            same::<serde_json::Value>(v);
+        }
+        assert!(scalar_result::<f64>(&Value::F64(f64::NAN)).is_none());
+        assert!(scalar_result::<i64>(&Value::List(vec![])).is_none());
+    }
+
+    #[test]
+    fn results_become_the_callers_type() {
+        let r: Result<u8, TaskError> = typed("f", &Ok(smallvec::smallvec![Value::U8(7)]));
+        assert_eq!(r, Ok(7));
+        let r: Result<String, TaskError> = typed("f", &Ok(smallvec::smallvec![Value::U8(7)]));
+        assert!(matches!(r, Err(TaskError::ResultType { .. })));
+        let r: Result<(u8, u8), TaskError> =
+            typed("f", &Ok(smallvec::smallvec![Value::U8(1), Value::U8(2)]));
+        assert_eq!(r, Ok((1, 2)));
     }
 }

@@ -5,12 +5,12 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-
-use crate::{Module, Pool, PoolBuilder, TaskError, builtin};
+use wasmpool::{Module, Pool, PoolBuilder, TaskError};
+use wasmpool_artifacts::{PRIMES, SQUARE, TRAP};
 
 /// Run the tutorial's pool example on built-in wasm tasks, timed sequentially and in parallel.
 #[derive(Debug, Args)]
-pub(super) struct DemoCommand {
+pub(crate) struct DemoCommand {
     /// How many numbers to square (each square simulates 100 ms of work).
     #[arg(long, default_value_t = 20, value_name = "N")]
     items: usize,
@@ -25,7 +25,7 @@ const PRIME_RANGES: u32 = 64;
 const PRIMES_BELOW_LIMIT: u32 = 148_933;
 
 impl DemoCommand {
-    pub(super) fn execute(self) -> anyhow::Result<i32> {
+    pub(crate) fn execute(self) -> anyhow::Result<i32> {
         let mut out = std::io::stdout().lock();
         // One item per round trip, so that the uneven tasks spread evenly over the workers.
         let quiet = |b: PoolBuilder| b.chunksize(1).on_output(|_| {});
@@ -35,7 +35,7 @@ impl DemoCommand {
         )?;
 
         // 1. The tutorial's example: squares with simulated work, sequential then parallel.
-        let slow_square = Module::from_bytes(builtin::SQUARE.wasm)?.task("slow-square")?;
+        let slow_square = Module::from_bytes(SQUARE.wasm)?.task("slow-square")?;
         let numbers: Vec<(i64, u32)> = (0..self.items as i64).map(|n| (n, 100)).collect();
         writeln!(
             out,
@@ -75,7 +75,7 @@ impl DemoCommand {
 
         // 2. CPU-bound work: the prime-count kernel over 64 ranges, 1 worker vs one per core.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let count = Module::from_bytes(builtin::PRIMES.wasm)?.task("count-primes-range")?;
+        let count = Module::from_bytes(PRIMES.wasm)?.task("count-primes-range")?;
         let step = PRIME_LIMIT / PRIME_RANGES;
         let ranges: Vec<(u32, u32)> = (0..PRIME_RANGES)
             .map(|k| (k * step, (k + 1) * step))
@@ -110,12 +110,12 @@ impl DemoCommand {
         )?;
 
         // 3. Failures stay contained: one task traps, the others return, the pool goes on.
-        let maybe_crash = Module::from_bytes(builtin::TRAP.wasm)?.task("maybe-crash")?;
+        let maybe_crash = Module::from_bytes(TRAP.wasm)?.task("maybe-crash")?;
         writeln!(
             out,
             "3. maybe-crash over 0..15: item 5 executes `unreachable`"
         )?;
-        let outcomes = pool.map_async::<_, u32>(&maybe_crash, 0..15u32).results();
+        let outcomes = pool.map_async::<_, u32>(&maybe_crash, 0..15u32).outcomes();
         let ok = outcomes.iter().filter(|o| o.is_ok()).count();
         writeln!(out, "   {ok} results, {} error:", outcomes.len() - ok)?;
         for (i, outcome) in outcomes.iter().enumerate() {

@@ -1,0 +1,39 @@
+//! The built-in tasks this binary offers (`builtin:NAME`, `wasmpool tasks`, the demo): the
+//! guests of `guest-tasks/` that are worth trying, and no test fixture (`hostile` stays out of
+//! the binary: only the constants listed here are linked in).
+
+use std::io;
+use std::path::PathBuf;
+
+use wasmpool::Module;
+use wasmpool_artifacts::{
+    ARITH, FALLIBLE, Guest, HELLO, POWER, PRIMES, PURE, RECORDS, SLEEP, SQUARE, TRAP, WORDS,
+};
+
+/// Every built-in task, in the order `wasmpool tasks` lists them.
+pub(crate) const OFFERED: &[Guest] = &[
+    SQUARE, PURE, POWER, PRIMES, SLEEP, WORDS, RECORDS, FALLIBLE, TRAP, HELLO, ARITH,
+];
+
+/// The built-in task named `name`, if this binary offers one.
+pub(crate) fn get(name: &str) -> Option<&'static Guest> {
+    OFFERED.iter().find(|guest| guest.name == name)
+}
+
+/// A module path as the commands take it: a file, or `builtin:NAME` for a task built into
+/// this binary.
+pub(crate) fn load_module(path: &str) -> Result<Module, wasmpool::Error> {
+    match path.strip_prefix("builtin:") {
+        Some(name) => match get(name) {
+            Some(guest) => Module::from_bytes_named(guest.wasm, path),
+            None => Err(wasmpool::Error::Read {
+                path: path.to_string(),
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "no such built-in task (see `wasmpool tasks`)",
+                ),
+            }),
+        },
+        None => Module::from_file(PathBuf::from(path)),
+    }
+}

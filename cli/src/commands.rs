@@ -1,0 +1,7 @@
+//! One module per verb, each a clap `Args` struct with an `execute` that returns the exit code.
+
+pub(crate) mod demo;
+pub(crate) mod inspect;
+pub(crate) mod map;
+pub(crate) mod run;
+pub(crate) mod tasks;

@@ -1,0 +1,165 @@
+//! The options the commands that start a pool share: workers and chunks, limits, grants.
+
+use std::time::Duration;
+
+use clap::Args;
+use wasmpool::{Grants, Limits, Pool, PoolBuilder};
+
+use crate::terminal;
+
+/// Options shared by the commands that start a pool.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct PoolArgs {
+    /// Worker processes (default: one per available core; `run`: 1).
+    #[arg(short = 'j', long = "workers", value_name = "N")]
+    pub(crate) workers: Option<usize>,
+    /// Items per round trip to a worker (default: 16 for `map`).
+    #[arg(long, value_name = "N")]
+    pub(crate) chunksize: Option<usize>,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+}
+
+/// What each task may use and reach.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Sandbox (deny by default)")]
+pub(crate) struct SandboxArgs {
+    /// Wall-clock limit per task: `500ms`, `2s`, `1m` (default: none).
+    #[arg(long, value_name = "TIME", value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// Instruction budget per task, in fuel units (about one per wasm instruction).
+    #[arg(long, value_name = "UNITS")]
+    fuel: Option<u64>,
+    /// Cap on each linear memory of a task: `64M`, `1G`, bytes (default: 1G).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_memory: Option<u64>,
+    /// Cap on a task's stdout, and on its stderr (default: 1M).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_output: Option<u64>,
+    /// Cap on a task's result (default: 64M).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_result: Option<u64>,
+    /// Grant read-write access to a host directory, seen as GUEST (default: the same path).
+    #[arg(long = "dir", value_name = "HOST[::GUEST]")]
+    dirs: Vec<String>,
+    /// Grant read-only access to a host directory, seen as GUEST.
+    #[arg(long = "ro-dir", value_name = "HOST[::GUEST]")]
+    ro_dirs: Vec<String>,
+    /// Set an environment variable the task can read.
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+    /// Run a task again (up to N times) if its worker process dies under it.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    retries: u32,
+}
+
+impl PoolArgs {
+    /// A pool builder with these options, `default_workers` unless `-j` says otherwise, and
+    /// guest output relayed to the terminal.
+    pub(crate) fn builder(&self, default_workers: usize) -> PoolBuilder {
+        let mut builder = Pool::builder()
+            .workers(self.workers.unwrap_or(default_workers))
+            .on_output(terminal::guest_output);
+        if let Some(n) = self.chunksize {
+            builder = builder.chunksize(n).imap_chunksize(n);
+        }
+        self.sandbox.apply(builder)
+    }
+}
+
+impl SandboxArgs {
+    fn apply(&self, builder: PoolBuilder) -> PoolBuilder {
+        let mut limits = Limits::new();
+        limits.timeout = self.timeout;
+        limits.fuel = self.fuel;
+        limits.max_memory = self.max_memory;
+        limits.max_output_bytes = self.max_output;
+        limits.max_result_bytes = self.max_result;
+        let mut grants = Grants::new();
+        for (spec, read_only) in self
+            .dirs
+            .iter()
+            .map(|d| (d, false))
+            .chain(self.ro_dirs.iter().map(|d| (d, true)))
+        {
+            let (host, guest) = spec.split_once("::").unwrap_or((spec, spec));
+            grants = if read_only {
+                grants.read_only_dir(host, guest)
+            } else {
+                grants.dir(host, guest)
+            };
+        }
+        for (key, value) in &self.env {
+            grants = grants.env(key, value);
+        }
+        builder.limits(limits).grants(grants).retries(self.retries)
+    }
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 500ms, 2s or 1m"))?;
+    let seconds = match unit.trim() {
+        "ms" => number / 1000.0,
+        "" | "s" => number,
+        "m" | "min" => number * 60.0,
+        "h" => number * 3600.0,
+        other => return Err(format!("unknown time unit `{other}` (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size like 64M or 1G"))?;
+    let scale: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        other => return Err(format!("unknown size unit `{other}` (use K, M or G)")),
+    };
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("`{text}` is not KEY=VALUE")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes_parse_with_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("3 weeks").is_err());
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("lots").is_err());
+        assert_eq!(parse_env("A=b=c"), Ok(("A".into(), "b=c".into())));
+        assert!(parse_env("=x").is_err());
+    }
+}

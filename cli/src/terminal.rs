@@ -1,0 +1,77 @@
+//! Everything the command line writes to stderr, and nothing else does: guest output, the
+//! library's warnings, summaries, errors. Results go to stdout (or a file), so output pipes
+//! cleanly whatever happens here.
+
+use std::io::{self, Write};
+
+use wasmpool::{GuestOutput, GuestStream, TaskError};
+
+/// What a task printed, each line prefixed by its task: `[task 3] hello`, `[task 3 stderr] ...`.
+pub(crate) fn guest_output(out: &GuestOutput<'_>) {
+    let mut err = io::stderr().lock();
+    let stream = match out.stream {
+        GuestStream::Stdout => "",
+        GuestStream::Stderr => " stderr",
+    };
+    for line in out.text.lines() {
+        let _ = writeln!(err, "[task {}{stream}] {line}", out.task);
+    }
+}
+
+/// A task that failed, for `run`: its error, and its wasm backtrace if it trapped.
+pub(crate) fn task_failed(e: &TaskError) {
+    let mut err = io::stderr().lock();
+    let _ = writeln!(err, "wasmpool: {e}");
+    if let TaskError::Trap {
+        backtrace: Some(bt),
+        ..
+    } = e
+    {
+        let _ = writeln!(err, "{bt}");
+    }
+}
+
+/// A one-line report of a command (`wasmpool map: 100 items, ...`).
+pub(crate) fn summary(command: &str, text: std::fmt::Arguments<'_>) {
+    let _ = writeln!(io::stderr().lock(), "wasmpool {command}: {text}");
+}
+
+/// A line that says the process is exiting on a signal without having finished.
+pub(crate) fn interrupted() {
+    let _ = writeln!(io::stderr().lock(), "wasmpool: interrupted");
+}
+
+/// An error that ends the command (a usage or load error): its whole chain.
+pub(crate) fn error(e: &anyhow::Error) {
+    let _ = writeln!(io::stderr().lock(), "wasmpool: error: {e:#}");
+}
+
+/// Whether an error is the reader of our stdout going away (`| head`): not a failure.
+pub(crate) fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Sends the library's warnings and errors (a worker's stderr, a replaced worker, a rebuilt
+/// cache entry) to stderr.
+pub(crate) fn install_logger() {
+    let _ = log::set_logger(&StderrLogger).map(|()| log::set_max_level(log::LevelFilter::Warn));
+}
+
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            let _ = writeln!(io::stderr().lock(), "wasmpool: {}", record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}

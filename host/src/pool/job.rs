@@ -1,0 +1,174 @@
+//! The unit of work: a [`Job`] is a chunk of calls to one task, queued, taken by a driver and
+//! sent to its worker in one frame, and each of its items delivers its outcome to a [`Sink`]
+//! (a future's slot, a `map`'s vector, an `imap`'s channel). With the chunking heuristic.
+//! Pure logic: no processes here.
+
+use std::sync::Arc;
+
+use crate::error::TaskError;
+use crate::limits::{Grants, Resolved};
+use crate::module::Task;
+use crate::values::Values;
+
+use super::outcome::Outcome;
+
+/// One call waiting to run: its arguments, its number in the pool, its place in the sink.
+#[derive(Debug)]
+pub(crate) struct JobItem {
+    /// Where the sink files the outcome (the position in a `map`'s input, 0 for one task).
+    pub(crate) index: usize,
+    /// The pool-wide task number, in submission order; it labels the guest's output.
+    pub(crate) task_no: u64,
+    pub(crate) args: Values,
+    /// How many times the item was started on a worker that then died.
+    pub(crate) crashes: u32,
+    /// Where its outcome goes, when not to its job's sink: the items of a chunk gathered
+    /// from single submissions each have their own.
+    pub(crate) sink: Option<Arc<dyn Sink>>,
+}
+
+impl std::fmt::Debug for dyn Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sink")
+    }
+}
+
+/// Whether the queue may fold a job together with others into one chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gather {
+    /// A single `submit`: worth sending with its neighbours when they queue up.
+    Yes,
+    /// A chunk whose size the caller (or the chunking heuristic) chose: kept as it is. Its
+    /// items cannot be cancelled one by one (`map` and `imap` handles have no such call).
+    No,
+}
+
+/// A chunk of calls to one task, sent to one worker in one frame.
+pub(crate) struct Job {
+    pub(crate) task: Task,
+    pub(crate) items: Vec<JobItem>,
+    pub(crate) gather: Gather,
+    /// The task's limits over the pool's, decided at submission.
+    pub(crate) limits: Resolved,
+    /// What the task may reach.
+    pub(crate) grants: Arc<Grants>,
+    /// Where the outcomes of items without a sink of their own go: one sink for a whole
+    /// `map` chunk costs no reference count per item.
+    pub(crate) sink: Option<Arc<dyn Sink>>,
+}
+
+/// Where outcomes go: a future's slot, a `map`'s result vector, an `imap`'s channel.
+pub(crate) trait Sink: Send + Sync {
+    /// Files the outcome of the item at `index`. Called exactly once per item.
+    fn deliver(&self, index: usize, outcome: Outcome);
+
+    /// Files several outcomes at once (a sink with a lock takes it once for all).
+    fn deliver_all(&self, outcomes: &mut dyn Iterator<Item = (usize, Outcome)>) {
+        for (index, outcome) in outcomes {
+            self.deliver(index, outcome);
+        }
+    }
+
+    /// Whether the item was cancelled before it started; a cancelled item is not run
+    /// (its outcome was already delivered by the canceller).
+    fn is_cancelled(&self, _index: usize) -> bool {
+        false
+    }
+
+    /// Marks the item as started: from now on it can no longer be cancelled.
+    fn start(&self, _index: usize) {}
+}
+
+impl Job {
+    /// Where `item`'s outcome goes.
+    pub(crate) fn sink_of<'a>(&'a self, item: &'a JobItem) -> &'a dyn Sink {
+        match (&item.sink, &self.sink) {
+            (Some(sink), _) | (None, Some(sink)) => sink.as_ref(),
+            (None, None) => unreachable!("an item without a sink in a job without one"),
+        }
+    }
+
+    /// Files `item`'s outcome.
+    pub(crate) fn deliver(&self, item: &JobItem, outcome: Outcome) {
+        self.sink_of(item).deliver(item.index, outcome);
+    }
+
+    /// Files the outcomes of the items from `first` on, in order: in one go when they all
+    /// go to the job's own sink.
+    pub(crate) fn deliver_from(
+        &self,
+        first: usize,
+        outcomes: impl ExactSizeIterator<Item = Outcome>,
+    ) {
+        let items = &self.items[first..first + outcomes.len()];
+        match &self.sink {
+            Some(sink) if items.iter().all(|item| item.sink.is_none()) => {
+                sink.deliver_all(&mut items.iter().zip(outcomes).map(|(i, o)| (i.index, o)));
+            }
+            _ => {
+                for (item, outcome) in items.iter().zip(outcomes) {
+                    self.deliver(item, outcome);
+                }
+            }
+        }
+    }
+
+    /// Fails every item of the job with the same error.
+    pub(crate) fn fail_all(self, error: impl Fn(&str) -> TaskError) {
+        let func = self.task.name();
+        for item in &self.items {
+            self.deliver(item, Err(error(func)));
+        }
+    }
+
+    /// Fails every item of the job as cancelled (the pool is terminating).
+    pub(crate) fn cancel(self) {
+        self.fail_all(|func| TaskError::Cancelled {
+            func: func.to_string(),
+        });
+    }
+
+    /// Splits the job in two at `at`: this one keeps the items before it, the one returned
+    /// the others, for the same task, limits, grants and sinks.
+    pub(crate) fn split_off(&mut self, at: usize) -> Job {
+        Job {
+            task: self.task.clone(),
+            items: self.items.split_off(at),
+            gather: self.gather,
+            limits: self.limits,
+            grants: Arc::clone(&self.grants),
+            sink: self.sink.clone(),
+        }
+    }
+
+    /// Whether `other` calls the same export of the same module under the same limits and
+    /// grants, so that the two can travel as one chunk.
+    pub(crate) fn same_call(&self, other: &Job) -> bool {
+        self.gather == Gather::Yes
+            && other.gather == Gather::Yes
+            && self.task.module().id() == other.task.module().id()
+            && self.task.name() == other.task.name()
+            && self.limits == other.limits
+            && (Arc::ptr_eq(&self.grants, &other.grants) || self.grants == other.grants)
+    }
+}
+
+/// Python's default: `ceil(len / (4 * workers))`, so that each worker gets about four chunks,
+/// enough to even out uneven tasks without paying a round trip per item.
+pub(crate) fn default_chunksize(len: usize, workers: usize) -> usize {
+    len.div_ceil(4 * workers.max(1)).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunksize_follows_python() {
+        assert_eq!(default_chunksize(64, 2), 8);
+        assert_eq!(default_chunksize(100, 4), 7);
+        assert_eq!(default_chunksize(1, 8), 1);
+        assert_eq!(default_chunksize(0, 2), 1);
+        assert_eq!(default_chunksize(200_000, 2), 25_000);
+    }
+}

@@ -1,0 +1,645 @@
+//! One worker process, host side: starting it from its [`WorkerCommand`], the handshake,
+//! sending it chunks, reading their outcomes, noticing its death, reaping it.
+//!
+//! Invariants: every child has exactly one owner, the thread that started it (a driver, or a
+//! [`crate::Process`]'s thread), which reaps it (`Drop` kills and waits); a child gets
+//! `PR_SET_PDEATHSIG`, so it dies with that thread, or with the whole host even on SIGKILL; a
+//! child's stderr is drained on its own thread, so a noisy worker cannot block on a full pipe,
+//! and the owner joins that thread when it reaps the child, so the worker's last words are in
+//! the error that reports its death.
+
+use std::collections::{HashSet, VecDeque};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::engine::Metering;
+use crate::error::{Error, ExitCause, TaskError};
+use crate::limits::{Resolved, kill_grace};
+use crate::spin;
+use crate::wire::{
+    self, Code, HostMsg, ModuleId, PROTOCOL_VERSION, RunRef, WireError, WorkerMsg, WorkerSettings,
+};
+
+use super::job::{Gather, Job, JobItem};
+use super::outcome::Reported;
+use super::worker_command::WorkerCommand;
+
+/// How long a new worker may take to answer the handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many stderr lines of a worker are kept for the error that reports its death.
+const STDERR_TAIL_LINES: usize = 20;
+/// How long a reaped worker's stderr relay may take to read the last of the pipe. It ends as
+/// soon as the pipe closes, which is when the worker is reaped, unless something else still
+/// holds the pipe open (then its last lines are given up on).
+const STDERR_DRAIN: Duration = Duration::from_millis(500);
+
+/// The pid of a worker that may still be signalled: `None` once its owner has reaped it, so a
+/// recycled pid is never killed by mistake.
+pub(crate) type PidSlot = Arc<Mutex<Option<u32>>>;
+
+/// Sends SIGKILL to the worker in `slot`, if it is still unreaped.
+pub(crate) fn kill_slot(slot: &PidSlot) {
+    if let Some(pid) = *slot.lock().unwrap_or_else(|e| e.into_inner()) {
+        // SAFETY: kill(2) on a pid that is our own unreaped child (the slot is cleared before
+        // reaping).
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGKILL);
+        }
+    }
+}
+
+/// One worker process and its pipes.
+pub(crate) struct WorkerProcess {
+    child: Child,
+    pid: u32,
+    slot: PidSlot,
+    stdin: BufWriter<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    loaded: HashSet<(ModuleId, Metering)>,
+    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    /// Disconnects when the stderr relay thread has read the pipe to its end.
+    stderr_done: crossbeam_channel::Receiver<()>,
+    read_buf: Vec<u8>,
+    write_buf: Vec<u8>,
+    /// How long an item's outcome has recently taken to arrive (a moving average)...
+    pub(crate) typical_wait: Duration,
+    /// ...over how many outcomes so far.
+    outcomes_seen: u64,
+    /// The size of the pipe to the worker, in bytes.
+    pub(crate) pipe_capacity: usize,
+}
+
+/// How a worker ended, and its last words.
+#[derive(Debug)]
+pub(crate) struct Lost {
+    pub(crate) cause: ExitCause,
+    pub(crate) stderr_tail: String,
+    /// What the host saw that ended it: its pipe closing, a frame it could not read...
+    pub(crate) detail: String,
+}
+
+/// A chunk stopped before all its items were reported.
+#[derive(Debug)]
+pub(crate) struct Interrupted {
+    /// The index in the job of the item that was running.
+    pub(crate) at: usize,
+    /// Why.
+    pub(crate) why: Why,
+    /// The worker, now reaped.
+    pub(crate) lost: Lost,
+}
+
+impl Interrupted {
+    /// The error of the task that was running: a timeout, or a crash after `attempts` tries.
+    pub(crate) fn error(
+        self,
+        func: String,
+        pid: u32,
+        limits: &Resolved,
+        attempts: u32,
+    ) -> TaskError {
+        match self.why {
+            Why::Overran => TaskError::Timeout {
+                func,
+                limit: limits.timeout.unwrap_or_default(),
+            },
+            Why::Crashed => TaskError::WorkerCrashed {
+                func,
+                pid,
+                cause: self.lost.cause,
+                attempts,
+                detail: self.lost.detail,
+                stderr_tail: self.lost.stderr_tail,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Why {
+    /// The worker died, or broke the protocol.
+    Crashed,
+    /// The worker did not answer within the running item's timeout plus a grace period,
+    /// and was killed.
+    Overran,
+}
+
+/// Why a chunk could not be sent.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// Its frame (or its module's) would be larger than a frame may be: the caller's to mend
+    /// (fewer items per chunk, smaller arguments). Nothing was written; the worker is fine.
+    TooLarge {
+        /// The frame's size.
+        bytes: usize,
+        /// Whether it was the module's code, not the chunk, that did not fit.
+        module: bool,
+    },
+    /// The worker is gone.
+    Lost(Interrupted),
+}
+
+/// A failure inside [`WorkerProcess::send_chunk`], before it is decided what it means.
+pub(crate) enum SendFault {
+    TooLarge { bytes: usize, module: bool },
+    Broken(String),
+}
+
+impl From<WireError> for SendFault {
+    fn from(e: WireError) -> Self {
+        match e {
+            WireError::TooLarge(bytes) => SendFault::TooLarge {
+                bytes,
+                module: false,
+            },
+            other => SendFault::Broken(format!("the host could not write to it: {other}")),
+        }
+    }
+}
+
+impl From<std::io::Error> for SendFault {
+    fn from(e: std::io::Error) -> Self {
+        SendFault::Broken(format!("the host could not write to it: {e}"))
+    }
+}
+
+impl WorkerProcess {
+    /// Starts a worker from `command` and completes the handshake.
+    pub(crate) fn spawn(
+        command: &WorkerCommand,
+        settings: WorkerSettings,
+        slot: PidSlot,
+    ) -> Result<WorkerProcess, Error> {
+        let spawn_error = |detail: String| Error::Spawn {
+            program: command.program().display().to_string(),
+            detail,
+        };
+        let mut process = Command::new(command.program());
+        // An empty environment, a process group of its own (a Ctrl-C at the terminal reaches
+        // the host, which ends the workers itself), and the walls of `walls::child_walls`.
+        process
+            .args(command.arguments())
+            .env_clear()
+            .env(crate::worker::WORKER_ENV, "1")
+            .process_group(0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: child_walls makes only async-signal-safe calls.
+        unsafe {
+            process.pre_exec(move || crate::walls::child_walls(parent));
+        }
+        let mut child = process.spawn().map_err(|e| spawn_error(e.to_string()))?;
+        let pid = child.id();
+        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(pid);
+        let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let tail = Arc::clone(&stderr_tail);
+        let (done_tx, stderr_done) = crossbeam_channel::bounded(0);
+        thread::Builder::new()
+            .name(format!("wasmpool-stderr-{pid}"))
+            .spawn(move || {
+                relay_stderr(pid, stderr, tail);
+                drop(done_tx);
+            })
+            .map_err(|e| spawn_error(e.to_string()))?;
+        let stdin = child.stdin.take().expect("stdin is piped");
+        // SAFETY: fcntl on a pipe descriptor we own.
+        let pipe_capacity = unsafe { libc::fcntl(stdin.as_raw_fd(), libc::F_GETPIPE_SZ) };
+        let mut worker = WorkerProcess {
+            stdin: BufWriter::new(stdin),
+            stdout: BufReader::with_capacity(
+                1 << 16,
+                child.stdout.take().expect("stdout is piped"),
+            ),
+            child,
+            pid,
+            slot,
+            loaded: HashSet::new(),
+            stderr_tail,
+            stderr_done,
+            read_buf: Vec::new(),
+            write_buf: Vec::new(),
+            typical_wait: Duration::ZERO,
+            outcomes_seen: 0,
+            pipe_capacity: usize::try_from(pipe_capacity).unwrap_or(4096),
+        };
+        worker.handshake(settings).map_err(|detail| {
+            let lost = worker.reap(detail.clone());
+            let tail = lost.stderr_tail;
+            Error::Handshake(format!(
+                "worker {pid} ({}): {detail}; it {}{}",
+                command.program().display(),
+                lost.cause,
+                if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!("; its stderr:\n{tail}")
+                }
+            ))
+        })?;
+        Ok(worker)
+    }
+
+    fn handshake(&mut self, settings: WorkerSettings) -> Result<(), String> {
+        let hello = HostMsg::Hello {
+            version: PROTOCOL_VERSION,
+            settings,
+        };
+        wire::write_frame(&mut self.stdin, &hello).map_err(|e| e.to_string())?;
+        if !wait_readable(self.stdout.get_ref(), HANDSHAKE_TIMEOUT) {
+            return Err(format!(
+                "no answer to the handshake within {HANDSHAKE_TIMEOUT:?}"
+            ));
+        }
+        match wire::read_frame::<WorkerMsg>(&mut self.stdout, &mut self.read_buf) {
+            Ok(Some(WorkerMsg::Ready { version, .. })) if version == PROTOCOL_VERSION => Ok(()),
+            Ok(Some(WorkerMsg::Ready { version, .. })) => Err(format!(
+                "it speaks protocol version {version}, this host {PROTOCOL_VERSION}"
+            )),
+            Ok(Some(WorkerMsg::Refused { reason })) => Err(format!("it refused: {reason}")),
+            Ok(Some(other)) => Err(format!("unexpected first message {other:?}")),
+            Ok(None) => {
+                Err("it closed its pipe without answering (is it a wasmpool worker?)".into())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Runs one job's items: [`WorkerProcess::send`], then [`WorkerProcess::collect`].
+    pub(crate) fn run(
+        &mut self,
+        job: &Job,
+        chunk_id: u64,
+        deliver: impl FnMut(usize, Reported),
+    ) -> Result<(), SendError> {
+        self.send(job, chunk_id)?;
+        self.collect(job, chunk_id, deliver)
+            .map_err(SendError::Lost)
+    }
+
+    /// Sends one job's items as a chunk (loading its module first if this worker has not
+    /// seen it). The worker runs chunks in the order they were sent.
+    pub(crate) fn send(&mut self, job: &Job, chunk_id: u64) -> Result<(), SendError> {
+        match self.send_chunk(job, chunk_id, None).map(|_| ()) {
+            Ok(()) => self.flush().map_err(SendError::Lost),
+            Err(SendFault::TooLarge { bytes, module }) => {
+                Err(SendError::TooLarge { bytes, module })
+            }
+            Err(SendFault::Broken(detail)) => Err(SendError::Lost(Interrupted {
+                at: 0,
+                why: Why::Crashed,
+                lost: self.reap(detail),
+            })),
+        }
+    }
+
+    /// Whether this worker's items have been finishing within `limit` each, recently.
+    pub(crate) fn is_quick(&self, limit: Duration) -> bool {
+        self.outcomes_seen > 0 && self.typical_wait <= limit
+    }
+
+    /// Whether this worker already has the job's module, so that the job can be sent while
+    /// another chunk runs (a `Load` waits for its answer, which must not interleave).
+    pub(crate) fn has_loaded(&self, job: &Job) -> bool {
+        self.loaded
+            .contains(&(job.task.module().id(), job.limits.metering))
+    }
+
+    /// Reads a sent job's outcomes, handing each frame of them to `deliver` with the index of
+    /// its first item as it arrives. Stops at the first item whose worker dies, or does not
+    /// answer within the item's timeout plus a grace period (the worker is then killed).
+    pub(crate) fn collect(
+        &mut self,
+        job: &Job,
+        chunk_id: u64,
+        mut deliver: impl FnMut(usize, Reported),
+    ) -> Result<(), Interrupted> {
+        let mut next = 0;
+        let result = (|| {
+            let mut progress = Instant::now();
+            while next < job.items.len() {
+                let fd = self.stdout.get_ref();
+                // Spin for the answer only when answers usually come within the spin: for
+                // long items, spinning would only take a core from the workers.
+                let spin = self.typical_wait <= spin::SPIN;
+                if self.stdout.buffer().is_empty()
+                    && !(spin && spin::spin_until_readable(fd))
+                    && let Some(timeout) = job.limits.timeout
+                {
+                    let deadline = progress + timeout + kill_grace(timeout);
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if !wait_readable(fd, left) {
+                        let detail = format!(
+                            "the host killed it: no answer within the {timeout:?} timeout and \
+                             {:?} of grace",
+                            kill_grace(timeout)
+                        );
+                        return Err((Why::Overran, detail));
+                    }
+                }
+                let left = job.items.len() - next;
+                let reported = self
+                    .read_outcomes(chunk_id, next, left)
+                    .map_err(|detail| (Why::Crashed, detail))?;
+                let waited = progress.elapsed() / reported.len().max(1) as u32;
+                self.typical_wait = (self.typical_wait * 3 + waited) / 4;
+                self.outcomes_seen += reported.len() as u64;
+                let first = next;
+                next += reported.len();
+                deliver(first, reported);
+                progress = Instant::now();
+            }
+            Ok(())
+        })();
+        result.map_err(|(why, detail)| Interrupted {
+            at: next,
+            why,
+            lost: self.reap(detail),
+        })
+    }
+
+    /// Reads the next frame of outcomes of chunk `chunk_id`, which must start at item `next`
+    /// and report at most `left` items; anything else is the worker breaking the protocol,
+    /// and the error says what the host saw.
+    fn read_outcomes(
+        &mut self,
+        chunk_id: u64,
+        next: usize,
+        left: usize,
+    ) -> Result<Reported, String> {
+        let fits = |id: u64, first: u32, len: usize| {
+            id == chunk_id && first as usize == next && len <= left
+        };
+        match wire::read_frame::<WorkerMsg>(&mut self.stdout, &mut self.read_buf) {
+            Ok(Some(WorkerMsg::Outcomes {
+                chunk_id: id,
+                first,
+                outcomes,
+            })) if fits(id, first, outcomes.len()) => Ok(Reported::Outcomes(outcomes)),
+            Ok(Some(WorkerMsg::Results {
+                chunk_id: id,
+                first,
+                results,
+            })) if fits(id, first, results.len()) => match results.check() {
+                Ok(()) => Ok(Reported::Results(results)),
+                Err(e) => Err(format!(
+                    "the host killed it: it sent packed results that do not decode: {e}"
+                )),
+            },
+            Ok(None) => Err("its pipe closed".into()),
+            Ok(Some(other)) => Err(format!(
+                "the host killed it: it answered item {next} of chunk {chunk_id} with {}",
+                describe(&other)
+            )),
+            Err(WireError::Truncated) => Err("its pipe closed in the middle of a frame".into()),
+            Err(e) => Err(format!(
+                "the host killed it: it sent a frame that cannot be read ({e})"
+            )),
+        }
+    }
+
+    /// Writes the job as a chunk (after its module, if needed), without flushing it. With
+    /// `room`, only if its frame takes at most that many bytes: ahead of its turn, a write
+    /// that blocked while the worker blocks writing outcomes the host is not reading would
+    /// deadlock both. The frame's size, or `None` if it did not fit.
+    pub(crate) fn send_chunk(
+        &mut self,
+        job: &Job,
+        chunk_id: u64,
+        room: Option<usize>,
+    ) -> Result<Option<usize>, SendFault> {
+        let module = job.task.module();
+        let metering = job.limits.metering;
+        if !self.loaded.contains(&(module.id(), metering)) {
+            self.load(job)?;
+        }
+        let id = module.id();
+        let chunk = RunRef {
+            chunk_id,
+            module: &id,
+            func: job.task.name(),
+            items: ArgsOf(&job.items),
+            limits: &job.limits,
+            grants: &job.grants,
+            // Only the items of one caller's chunk may share an instance; gathered single
+            // submissions come from separate calls.
+            reuse_instance: job.task.reuses_instance() && job.gather == Gather::No,
+        };
+        wire::encode_frame(&chunk, &mut self.write_buf)?;
+        if room.is_some_and(|room| self.write_buf.len() > room) {
+            return Ok(None);
+        }
+        self.stdin.write_all(&self.write_buf)?;
+        Ok(Some(self.write_buf.len()))
+    }
+
+    /// Sends the job's module for its metering variant and waits for the worker to have it:
+    /// the host's compiled code when it has it (and it fits in a frame), else the wasm for
+    /// the worker to compile.
+    fn load(&mut self, job: &Job) -> Result<(), SendFault> {
+        let module = job.task.module();
+        let metering = job.limits.metering;
+        let load = |code| HostMsg::Load {
+            id: module.id(),
+            kind: module.kind(),
+            code,
+            metering,
+        };
+        let compiled = match module.code(metering) {
+            Ok(code) => {
+                match wire::encode_frame(
+                    &load(Code::Precompiled(code.to_vec())),
+                    &mut self.write_buf,
+                ) {
+                    Ok(()) => true,
+                    // Compiled code larger than a frame: the wasm, smaller, for the worker to
+                    // compile.
+                    Err(WireError::TooLarge(_)) => false,
+                    Err(other) => return Err(other.into()),
+                }
+            }
+            // The host could not compile it for this variant: the worker tries, and reports
+            // why not with each call.
+            Err(_) => false,
+        };
+        if !compiled {
+            let wasm = load(Code::Wasm(module.bytes().to_vec()));
+            wire::encode_frame(&wasm, &mut self.write_buf).map_err(|e| match e {
+                WireError::TooLarge(bytes) => SendFault::TooLarge {
+                    bytes,
+                    module: true,
+                },
+                other => SendFault::from(other),
+            })?;
+        }
+        self.stdin.write_all(&self.write_buf)?;
+        self.stdin.flush()?;
+        match wire::read_frame::<WorkerMsg>(&mut self.stdout, &mut self.read_buf) {
+            Ok(Some(WorkerMsg::Loaded { id })) if id == module.id() => {
+                self.loaded.insert((module.id(), metering));
+                Ok(())
+            }
+            Ok(None) => Err(SendFault::Broken(
+                "its pipe closed while it loaded a module".into(),
+            )),
+            Ok(Some(other)) => Err(SendFault::Broken(format!(
+                "the host killed it: it answered a module's Load with {}",
+                describe(&other)
+            ))),
+            Err(e) => Err(SendFault::Broken(format!(
+                "the host killed it: its answer to a module's Load cannot be read ({e})"
+            ))),
+        }
+    }
+
+    /// Sends what was written to the worker.
+    pub(crate) fn flush(&mut self) -> Result<(), Interrupted> {
+        self.stdin.flush().map_err(|e| Interrupted {
+            at: 0,
+            why: Why::Crashed,
+            lost: self.reap(format!("the host could not write to it: {e}")),
+        })
+    }
+
+    /// Sends what was written ahead of its turn; a failure is left for the read of the
+    /// running chunk's outcomes to find, as the worker's death.
+    pub(crate) fn flush_ahead(&mut self) {
+        let _ = self.stdin.flush();
+    }
+
+    /// Clears the pid slot before the child is reaped, so nobody signals a recycled pid; a
+    /// slot that already names a replacement worker is left alone.
+    fn release_slot(&self) {
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        if *slot == Some(self.pid) {
+            *slot = None;
+        }
+    }
+
+    /// Kills (if needed) and reaps the worker, waits for the last of its stderr, and says how
+    /// it ended; `detail` is what the host saw.
+    pub(crate) fn reap(&mut self, detail: String) -> Lost {
+        self.release_slot();
+        let _ = self.child.kill();
+        let cause = match self.child.wait() {
+            Ok(status) => match (status.signal(), status.code()) {
+                (Some(sig), _) => ExitCause::Signal(sig),
+                (None, Some(code)) => ExitCause::Code(code),
+                _ => ExitCause::Unknown,
+            },
+            Err(_) => ExitCause::Unknown,
+        };
+        // The relay reads until the pipe closes, which it has now that the worker is gone:
+        // join it, so its dying words are read before they are reported.
+        let _ = self.stderr_done.recv_timeout(STDERR_DRAIN);
+        let tail = self.stderr_tail.lock().unwrap_or_else(|e| e.into_inner());
+        Lost {
+            cause,
+            stderr_tail: tail.iter().cloned().collect::<Vec<_>>().join("\n"),
+            detail,
+        }
+    }
+
+    /// Asks the worker to exit, and reaps it (killing it if it does not exit promptly).
+    pub(crate) fn shutdown(mut self) {
+        let _ = wire::write_frame(&mut self.stdin, &HostMsg::Shutdown);
+        // A worker exits within a millisecond or so: poll finely at first, up to a second.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut pause = Duration::from_micros(100);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(10));
+        }
+        // Drop kills and reaps whatever is left.
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.release_slot();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A worker's message, named for an error report (never its whole contents: a frame of
+/// outcomes can be large).
+fn describe(msg: &WorkerMsg) -> String {
+    match msg {
+        WorkerMsg::Ready { .. } => "a second Ready".into(),
+        WorkerMsg::Refused { reason } => format!("a refusal ({reason})"),
+        WorkerMsg::Loaded { .. } => "a Loaded".into(),
+        WorkerMsg::Outcomes {
+            chunk_id,
+            first,
+            outcomes,
+        } => format!(
+            "{} outcomes of chunk {chunk_id} from item {first}",
+            outcomes.len()
+        ),
+        WorkerMsg::Results {
+            chunk_id,
+            first,
+            results,
+        } => format!(
+            "{} results of chunk {chunk_id} from item {first}",
+            results.len()
+        ),
+    }
+}
+
+/// The arguments of a job's items, serialized as the [`crate::wire::Chunk`]'s `items`.
+struct ArgsOf<'a>(&'a [JobItem]);
+
+impl serde::Serialize for ArgsOf<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        wire::Items::serialize_from(self.0.iter().map(|item| item.args.as_slice()), serializer)
+    }
+}
+
+/// Copies a worker's stderr lines to the log and keeps the last few for error reports.
+fn relay_stderr(pid: u32, stderr: std::process::ChildStderr, tail: Arc<Mutex<VecDeque<String>>>) {
+    for line in BufReader::new(stderr).lines() {
+        let Ok(line) = line else { break };
+        log::warn!(target: "wasmpool::worker", "worker {pid}: {line}");
+        let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
+        if tail.len() == STDERR_TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    }
+}
+
+/// Waits until `fd` has data to read (or is closed), for at most `timeout`.
+pub(crate) fn wait_readable(fd: &impl AsRawFd, timeout: Duration) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    loop {
+        // SAFETY: one valid pollfd on the stack.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n >= 0 {
+            return n > 0;
+        }
+        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return false;
+        }
+    }
+}

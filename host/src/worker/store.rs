@@ -1,0 +1,157 @@
+//! What a task's store holds, and how it is bounded: its WASI context (see
+//! [`super::sandbox`]), the limiter that caps its memories and tables, and its time and fuel
+//! budgets, armed per call.
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, ResourceLimiter, Store};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::engine::Metering;
+use crate::limits::{EPOCH_TICK, Resolved};
+
+use super::sandbox::Sandbox;
+
+/// The store data of a component task: its WASI context, resource table and limiter.
+pub(crate) struct ComponentState {
+    wasi: Sandbox<WasiCtx>,
+    table: ResourceTable,
+    limiter: TaskLimiter,
+}
+
+impl ComponentState {
+    pub(crate) fn new(wasi: Sandbox<WasiCtx>, limits: &Resolved) -> Self {
+        ComponentState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: TaskLimiter::new(limits),
+        }
+    }
+}
+
+impl WasiView for ComponentState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: self.wasi.get(),
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The store data of a core-module task: a WASI preview 1 context and its limiter.
+pub(crate) struct CoreState {
+    wasi: Sandbox<WasiP1Ctx>,
+    limiter: TaskLimiter,
+}
+
+impl CoreState {
+    pub(crate) fn new(wasi: Sandbox<WasiP1Ctx>, limits: &Resolved) -> Self {
+        CoreState {
+            wasi,
+            limiter: TaskLimiter::new(limits),
+        }
+    }
+
+    /// The WASI context, built on the guest's first WASI call (the linker's accessor).
+    pub(crate) fn wasi(&mut self) -> &mut WasiP1Ctx {
+        self.wasi.get()
+    }
+}
+
+/// Store data that carries a [`TaskLimiter`].
+pub(crate) trait Limited: 'static {
+    fn limiter_mut(&mut self) -> &mut TaskLimiter;
+    /// Whether the limiter refused a memory or table growth: the trap that follows is that
+    /// limit.
+    fn limit_hit(&self) -> bool;
+}
+
+impl Limited for ComponentState {
+    fn limiter_mut(&mut self) -> &mut TaskLimiter {
+        &mut self.limiter
+    }
+    fn limit_hit(&self) -> bool {
+        self.limiter.hit
+    }
+}
+
+impl Limited for CoreState {
+    fn limiter_mut(&mut self) -> &mut TaskLimiter {
+        &mut self.limiter
+    }
+    fn limit_hit(&self) -> bool {
+        self.limiter.hit
+    }
+}
+
+/// A fresh store for one task: its limiter installed, its time and fuel budgets armed.
+pub(crate) fn limited_store<T: Limited>(engine: &Engine, state: T, limits: &Resolved) -> Store<T> {
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| s.limiter_mut());
+    arm(&mut store, limits);
+    store
+}
+
+/// Sets a store's time and fuel budgets for the next call.
+pub(crate) fn arm<T>(store: &mut Store<T>, limits: &Resolved) {
+    // Only the instrumented engines check epochs and fuel, and only tasks with those limits
+    // run on them.
+    if limits.metering != Metering::Plain {
+        // An epoch deadline defaults to 0 ticks, which would interrupt at once.
+        let ticks = match limits.timeout {
+            Some(timeout) => (timeout.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64 + 1,
+            None => u64::MAX / 2,
+        };
+        store.set_epoch_deadline(ticks);
+    }
+    if let Some(fuel) = limits.fuel {
+        let _ = store.set_fuel(fuel);
+    }
+}
+
+/// Caps the growth of a task's memories and tables, and remembers that a cap was hit, so
+/// that the trap that follows is reported as the limit it is.
+pub(crate) struct TaskLimiter {
+    max_memory: u64,
+    max_table_elements: u64,
+    hit: bool,
+}
+
+impl TaskLimiter {
+    fn new(limits: &Resolved) -> Self {
+        TaskLimiter {
+            max_memory: limits.max_memory,
+            max_table_elements: limits.max_table_elements,
+            hit: false,
+        }
+    }
+
+    /// Allows a growth to `desired` units of `what`, or refuses it (a trap) and remembers why.
+    fn allow(&mut self, what: &str, desired: usize, limit: u64) -> wasmtime::Result<bool> {
+        if desired as u64 > limit {
+            self.hit = true;
+            wasmtime::bail!("{what} would grow to {desired}, past the limit of {limit}");
+        }
+        Ok(true)
+    }
+}
+
+impl ResourceLimiter for TaskLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.allow("linear memory (bytes)", desired, self.max_memory)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.allow("table (elements)", desired, self.max_table_elements)
+    }
+}
