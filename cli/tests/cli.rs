@@ -400,3 +400,23 @@ fn workers_die_with_a_host_killed_by_sigkill() {
         "orphaned workers: {workers:?}"
     );
 }
+
+#[test]
+fn the_binary_carries_the_tasks_it_offers_and_no_test_fixture() {
+    let binary = std::fs::read(env!("CARGO_BIN_EXE_wasmpool")).unwrap();
+    let carries = |needle: &[u8]| binary.windows(needle.len()).any(|w| w == needle);
+    // An export name of `primes`, which `wasmpool tasks` offers...
+    assert!(carries(b"count-primes-range"));
+    // ...and of `hostile`, a fixture of the test suite, which it does not.
+    assert!(!carries(b"memory-bomb"));
+    let out = wasmpool(&["run", "builtin:hostile", "spin"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no such built-in task"),
+        "{}",
+        stderr(&out)
+    );
+    let listed = stdout(&wasmpool(&["tasks"], ""));
+    assert!(!listed.contains("hostile"), "{listed}");
+    assert_eq!(listed.lines().count(), 11, "{listed}");
+}

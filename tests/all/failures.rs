@@ -199,11 +199,15 @@ fn a_killed_worker_fails_its_task_and_is_replaced() {
     // SAFETY: SIGKILL to our own worker child.
     unsafe { libc::kill(victim as i32, libc::SIGKILL) };
     let err = handle.result().unwrap_err();
-    let TaskError::WorkerCrashed { pid, cause, .. } = &err else {
+    let TaskError::WorkerCrashed {
+        pid, cause, detail, ..
+    } = &err
+    else {
         panic!("{err:?}")
     };
     assert_eq!(*pid, victim);
     assert_eq!(*cause, ExitCause::Signal(libc::SIGKILL));
+    assert_eq!(detail, "its pipe closed", "what the host saw");
     assert!(
         err.to_string().contains("killed by signal 9 (SIGKILL)"),
         "{err}"
@@ -269,4 +273,52 @@ fn when_no_worker_can_be_started_any_more_tasks_fail_instead_of_waiting() {
             "{detail}"
         );
     }
+}
+
+#[test]
+fn bad_input_names_the_parameter() {
+    let pool = pool(1);
+    let power = task(wasmpool_artifacts::POWER, "power");
+    let err = pool.apply::<_, i64>(&power, (2, -3)).unwrap_err();
+    let TaskError::BadInput { param, detail, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(param.as_deref(), Some("exponent"));
+    assert_eq!(detail, "parameter `exponent`: expected u32, got -3");
+    let err = pool.apply::<_, i64>(&power, (2,)).unwrap_err();
+    assert!(
+        matches!(&err, TaskError::BadInput { param: None, .. }),
+        "a count is no one parameter's fault: {err:?}"
+    );
+}
+
+/// A chunk whose frame would be larger than a frame may be is the caller's, not the
+/// worker's: it is split and sent in halves, and an item too large alone fails with its own
+/// error; the worker is never killed for it, and nothing is retried.
+#[test]
+fn a_chunk_too_large_for_a_frame_is_split_and_a_lone_item_refused() {
+    let pool = wasmpool::Pool::builder()
+        .workers(1)
+        .retries(3)
+        .on_output(|_| {})
+        .build()
+        .unwrap();
+    let count = task(wasmpool_artifacts::WORDS, "count-words");
+    let worker = pool.worker_pids();
+    // 33 items of 8 MiB: 264 MiB in one chunk, over the 256 MiB of a frame.
+    let text = "word ".repeat((8 << 20) / 5);
+    let items = vec![text.as_str(); 33];
+    let counts: Vec<u32> = pool.map_chunked(&count, &items, 33).unwrap();
+    assert_eq!(counts, vec![((8 << 20) / 5) as u32; 33]);
+    let alone = "x".repeat(wasmpool::MAX_FRAME_BYTES + 1);
+    let err = pool.apply::<_, u32>(&count, (alone.as_str(),)).unwrap_err();
+    let TaskError::ArgsTooLarge { size, limit, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        *size > *limit && *limit == wasmpool::MAX_FRAME_BYTES as u64,
+        "{err}"
+    );
+    assert_eq!(pool.worker_pids(), worker, "the worker did nothing wrong");
+    assert_eq!(pool.apply::<_, u32>(&count, ("still here",)).unwrap(), 2);
 }

@@ -4,6 +4,7 @@
 mod api;
 mod chaos;
 mod failures;
+mod guests;
 mod hostile;
 mod lifecycle;
 mod map;

@@ -25,6 +25,7 @@ fn start_join_and_result() {
             p.result::<String>().unwrap().unwrap(),
             format!("hello, {name}!")
         );
+        assert_eq!(p.exitcode(), Some(0));
     }
     assert!(pids.iter().all(|&pid| !process_exists(pid)));
 }
@@ -37,6 +38,7 @@ fn join_timeout_is_alive_and_kill() {
     p.start().unwrap();
     assert!(p.is_alive());
     assert!(!p.join_timeout(Duration::from_millis(50)));
+    assert_eq!(p.exitcode(), None, "still running");
     p.kill();
     assert!(p.join_timeout(Duration::from_secs(10)));
     assert!(!p.is_alive());
@@ -51,6 +53,47 @@ fn join_timeout_is_alive_and_kill() {
         ),
         "{err}"
     );
+    assert_eq!(
+        p.exitcode(),
+        Some(-9),
+        "Python's exit code of a SIGKILLed process"
+    );
+}
+
+#[test]
+fn a_process_starts_once_and_relays_what_its_task_prints() {
+    let hello = task(HELLO, "hello");
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = printed.clone();
+    let mut p = Process::new(&hello, ("world",))
+        .unwrap()
+        .on_output(move |out| {
+            sink.lock()
+                .unwrap()
+                .push((out.stream, out.text.to_string()))
+        });
+    p.start().unwrap();
+    assert!(matches!(p.start(), Err(wasmpool::Error::AlreadyStarted)));
+    p.join();
+    assert_eq!(p.result::<String>().unwrap().unwrap(), "hello, world!");
+    let printed = printed.lock().unwrap();
+    assert!(
+        printed.contains(&(wasmpool::GuestStream::Stdout, "hello, world!\n".to_string())),
+        "{printed:?}"
+    );
+    assert!(
+        printed.contains(&(
+            wasmpool::GuestStream::Stderr,
+            "greeting world\n".to_string()
+        )),
+        "{printed:?}"
+    );
+    // A trap is exit code 1, as a Python target that raised.
+    let divide = task(wasmpool_artifacts::TRAP, "divide");
+    let mut p = Process::new(&divide, (1u32, 0u32)).unwrap();
+    p.start().unwrap();
+    p.join();
+    assert_eq!(p.exitcode(), Some(1));
 }
 
 #[test]

@@ -8,10 +8,33 @@ fn proc_file(pid: u32, name: &str) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/{name}")).unwrap_or_default()
 }
 
+/// The walls, checked in a process of this test binary's own, started with a secret in its
+/// environment: the environment is set by the parent when it starts the process, never with
+/// `set_var` in a running test binary, whose other tests read the environment concurrently.
 #[test]
 fn workers_start_with_nothing_to_spare() {
-    // SAFETY: tests in this binary do not read this variable concurrently.
-    unsafe { std::env::set_var("WASMPOOL_TEST_SECRET", "hunter2") };
+    let test = "walls::a_worker_of_a_host_with_a_secret";
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--ignored", "--test-threads", "1"])
+        .env("WASMPOOL_TEST_SECRET", "hunter2")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "run by workers_start_with_nothing_to_spare, in a process of its own"]
+fn a_worker_of_a_host_with_a_secret() {
+    assert_eq!(
+        std::env::var("WASMPOOL_TEST_SECRET").as_deref(),
+        Ok("hunter2"),
+        "the host has the secret"
+    );
     let pool = pool(1);
     let square = task(SQUARE, "square");
     assert_eq!(pool.apply::<_, i64>(&square, (3,)).unwrap(), 9);
