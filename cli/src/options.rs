@@ -13,9 +13,9 @@ pub(crate) struct PoolArgs {
     /// Worker processes (default: one per available core; `run`: 1).
     #[arg(short = 'j', long = "workers", value_name = "N")]
     pub(crate) workers: Option<usize>,
-    /// Items per round trip to a worker (default: 16 for `map`).
+    /// Items per round trip to a worker (default for `map`: as many as take about 2 ms).
     #[arg(long, value_name = "N")]
-    pub(crate) chunksize: Option<usize>,
+    chunksize: Option<usize>,
     #[command(flatten)]
     sandbox: SandboxArgs,
 }

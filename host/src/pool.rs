@@ -34,7 +34,7 @@ use crate::values::{Args, ArgsShape, Values};
 use crate::wire::WorkerSettings;
 
 use handle::{Batch, MapResult, Slot, TaskFuture};
-use imap::{Imap, ImapJson, Order};
+use imap::{Chunking, Imap, ImapJson, Order};
 use job::{Gather, Job, JobItem, Sink, default_chunksize};
 use outcome::Outcome;
 use output::{GuestOutput, OutputSink};
@@ -42,11 +42,6 @@ use queue::{JobQueue, Refused};
 use shelf::Shelf;
 use worker_command::WorkerCommand;
 use worker_process::{PidSlot, kill_slot};
-
-/// Items per worker that `imap` keeps in flight by default, whatever its chunk size: measured
-/// with 1-item chunks on two workers, 2 items per worker streamed 31 k items/s, 8 gave 45 k,
-/// 32 gave 60 k, 128 gave 69 k. Memory stays bounded either way.
-const IMAP_ITEMS_IN_FLIGHT_PER_WORKER: usize = 64;
 
 /// Configures and starts a [`Pool`].
 ///
@@ -63,7 +58,7 @@ pub struct PoolBuilder {
     retries: u32,
     max_tasks_per_worker: Option<u64>,
     chunksize: Option<usize>,
-    imap_chunksize: usize,
+    imap_chunksize: Option<usize>,
     max_chunks_in_flight: Option<usize>,
     command: Option<WorkerCommand>,
     output: Option<OutputSink>,
@@ -93,7 +88,7 @@ impl Default for PoolBuilder {
             retries: 0,
             max_tasks_per_worker: None,
             chunksize: None,
-            imap_chunksize: 1,
+            imap_chunksize: None,
             max_chunks_in_flight: None,
             command: None,
             output: None,
@@ -153,15 +148,18 @@ impl PoolBuilder {
         self
     }
 
-    /// Items per chunk for `imap` and `imap_unordered` (default 1, as in Python).
+    /// Items per chunk for the streams (`imap`, `imap_unordered`, `imap_json`). By default
+    /// the pool sizes them by how long items take: one item per chunk at first, so that a few
+    /// slow items spread over all the workers at once, then as many as take about two
+    /// milliseconds, so that tiny items still travel thousands to a round trip.
     pub fn imap_chunksize(mut self, n: usize) -> Self {
-        self.imap_chunksize = n.max(1);
+        self.imap_chunksize = Some(n.max(1));
         self
     }
 
-    /// How many chunks `imap` keeps in flight at most (default: 2 per worker, and with small
-    /// chunks as many as make 64 items per worker: with one or two items each, a worker would
-    /// sit idle through every round trip).
+    /// How many chunks a stream keeps queued or running at most (default: 3 per worker when
+    /// the pool sizes the chunks; with a fixed [`PoolBuilder::imap_chunksize`], 2 per worker,
+    /// and with small chunks as many as make 64 items per worker).
     pub fn max_chunks_in_flight(mut self, n: usize) -> Self {
         self.max_chunks_in_flight = Some(n.max(1));
         self
@@ -215,6 +213,7 @@ impl PoolBuilder {
             drivers_left: AtomicUsize::new(workers),
             terminating: AtomicBool::new(false),
             chunk_ids: AtomicU64::new(0),
+            item_nanos: AtomicU64::new(0),
             output: self.output.unwrap_or_default(),
             job_items: Shelf::default(),
             outcome_slots: Arc::default(),
@@ -227,10 +226,7 @@ impl PoolBuilder {
             task_numbers: AtomicU64::new(0),
             workers,
             chunksize: self.chunksize,
-            imap_chunksize: self.imap_chunksize,
-            max_chunks_in_flight: self.max_chunks_in_flight.unwrap_or_else(|| {
-                (2 * workers).max(IMAP_ITEMS_IN_FLIGHT_PER_WORKER * workers / self.imap_chunksize)
-            }),
+            imap_chunking: Chunking::new(self.imap_chunksize, self.max_chunks_in_flight, workers),
         };
         let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
         for i in 0..workers {
@@ -277,6 +273,9 @@ pub(crate) struct Shared {
     drivers_left: AtomicUsize,
     terminating: AtomicBool,
     chunk_ids: AtomicU64,
+    /// How long an item has recently taken on a worker, in nanoseconds (0: not known yet), as
+    /// the drivers last saw it: what the streams size their chunks by.
+    item_nanos: AtomicU64,
     output: OutputSink,
     /// Emptied item vectors of finished chunks, and outcome slots of finished maps, for the
     /// next map (see [`shelf`]).
@@ -292,6 +291,20 @@ impl Shared {
     /// Keeps a finished job's item vector for a later one.
     pub(crate) fn recycle(&self, items: Vec<JobItem>) {
         self.job_items.put(items);
+    }
+
+    /// Notes how long items have recently taken on a worker.
+    pub(crate) fn note_item_time(&self, time: std::time::Duration) {
+        let nanos = u64::try_from(time.as_nanos()).unwrap_or(u64::MAX).max(1);
+        self.item_nanos.store(nanos, Ordering::Relaxed);
+    }
+
+    /// How long items have recently taken on a worker, once one has been measured.
+    pub(crate) fn item_time(&self) -> Option<std::time::Duration> {
+        match self.item_nanos.load(Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(std::time::Duration::from_nanos(nanos)),
+        }
     }
 
     pub(crate) fn next_chunk_id(&self) -> u64 {
@@ -366,8 +379,7 @@ pub struct Pool {
     task_numbers: AtomicU64,
     workers: usize,
     chunksize: Option<usize>,
-    imap_chunksize: usize,
-    max_chunks_in_flight: usize,
+    imap_chunking: Chunking,
 }
 
 impl std::fmt::Debug for Pool {

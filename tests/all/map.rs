@@ -136,7 +136,9 @@ fn imap_is_lazy_ordered_and_bounded() {
     assert_eq!(first, (0..20i64).map(|x| x * x).collect::<Vec<_>>());
     // At most 2 chunks of 3 items beyond what was consumed were ever pulled.
     assert!(pulled.get() <= 20 + 6, "pulled {} items", pulled.get());
-    // By default, 1-item chunks, up to 64 items per worker in flight.
+    // By default, chunks sized by how long items take: one item at first, then each at most
+    // twice the last, up to 3 chunks per worker in flight; tiny items soon travel hundreds to
+    // a chunk, and still only a few chunks are ever ahead of the consumer.
     pulled.set(0);
     let input = (0i64..).inspect(|_| pulled.set(pulled.get() + 1));
     let first: Vec<i64> = crate::support::pool(2)
@@ -145,7 +147,24 @@ fn imap_is_lazy_ordered_and_bounded() {
         .map(Result::unwrap)
         .collect();
     assert_eq!(first.len(), 20);
-    assert!(pulled.get() <= 20 + 128, "pulled {} items", pulled.get());
+    assert!(pulled.get() <= 20 + 1000, "pulled {} items", pulled.get());
+}
+
+/// A few slow items of a stream go to all the workers at once, not in one chunk to one of
+/// them: the first chunks of a stream hold one item each, until items are measured.
+#[test]
+fn imap_spreads_a_few_slow_items_over_all_workers() {
+    let pool = pool(2);
+    let sleep = task(wasmpool_artifacts::SLEEP, "sleep");
+    let start = std::time::Instant::now();
+    let slept: Vec<u64> = pool.imap(&sleep, [400u32; 4]).map(Result::unwrap).collect();
+    assert_eq!(slept.len(), 4);
+    // Two at a time on two workers: 0.8 s; all four in one chunk on one worker would be 1.6 s.
+    assert!(
+        start.elapsed() < std::time::Duration::from_millis(1400),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[test]

@@ -78,13 +78,9 @@ impl MapCommand {
             }
             None => Box::new(BufWriter::new(io::stdout().lock())),
         };
-        // imap streams: a long input is never all in memory. Default chunking for a stream of
-        // unknown length: a few items per round trip unless --chunksize says otherwise.
-        let mut builder = self.pool.builder(0);
-        if self.pool.chunksize.is_none() {
-            builder = builder.imap_chunksize(16);
-        }
-        let pool = builder.build()?;
+        // A stream: a long input is never all in memory, and the pool sizes its chunks by how
+        // long items take, unless --chunksize says otherwise.
+        let pool = self.pool.builder(0).build()?;
         let order = if self.unordered {
             Order::Completion
         } else {

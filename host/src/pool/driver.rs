@@ -126,6 +126,7 @@ pub(crate) fn drive(
         });
         match result {
             Ok(()) => {
+                shared.note_item_time(worker.typical_wait);
                 let done = held.pop_front().expect("not empty");
                 ran_here += done.job.items.len() as u64;
                 shared.recycle(done.job.items);
