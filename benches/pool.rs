@@ -3,8 +3,9 @@
 //! run, printing each figure and the ratio to the peer. Machines are noisy: only ratios
 //! measured side by side here mean anything.
 //!
-//! Run: `cargo bench --bench pool` (about three minutes; add `-- --no-python` to skip the
-//! Python peer, whose run takes about 70 s).
+//! Run: `cargo build --release && cargo bench --bench pool` (about four minutes; add
+//! `-- --no-python` to skip the Python peers, whose runs take about 90 s). The command-line
+//! rows run this build's `target/release/wasmpool`, which `cargo build --release` makes.
 //!
 //! Besides the end-to-end figures it reports where a task's time goes: the cost of a fresh
 //! instance plus the call inside a worker (measured in this process, no pipe), and the host's
@@ -142,6 +143,152 @@ fn python_baseline() -> Option<serde_json::Value> {
     serde_json::from_slice(&out.stdout).ok()
 }
 
+/// CPU time used so far by this process's waited-for children (and theirs): the workers of
+/// pools that have been dropped, and the command-line runs with their workers.
+fn children_cpu() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// The `wasmpool` binary of this build (`cargo build --release` makes it), if it is there.
+fn cli_binary() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let binary = exe.parent()?.parent()?.join("wasmpool");
+    binary.is_file().then_some(binary)
+}
+
+/// Wall time and CPU time (the process and all it waited for) of one run of `command`, with
+/// `input` on its stdin and its stdout thrown away.
+fn run_timed(command: &mut std::process::Command, input: &std::path::Path) -> (Duration, Duration) {
+    let before = children_cpu();
+    let start = Instant::now();
+    let status = command
+        .stdin(std::fs::File::open(input).unwrap())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("the command starts");
+    let wall = start.elapsed();
+    assert!(status.success(), "{command:?}: {status}");
+    (wall, children_cpu() - before)
+}
+
+/// Medians of `runs` runs of `command`: wall time and CPU time.
+fn median_timed(
+    runs: usize,
+    mut command: impl FnMut() -> std::process::Command,
+    input: &std::path::Path,
+) -> (Duration, Duration) {
+    let mut walls = Vec::new();
+    let mut cpus = Vec::new();
+    for _ in 0..runs {
+        let (wall, cpu) = run_timed(&mut command(), input);
+        walls.push(wall);
+        cpus.push(cpu);
+    }
+    walls.sort();
+    cpus.sort();
+    (walls[runs / 2], cpus[runs / 2])
+}
+
+/// `wasmpool map` over a million lines of `seq`, against Python's `Pool.map` with JSON in and
+/// out on the same lines (`benches/json_map.py`), and the CPU it spends per item (its workers
+/// included) against the library's `map` of the same items.
+fn command_line_rows(square: &wasmpool::Task, python: bool) -> Vec<Row> {
+    const LINES: i64 = 1_000_000;
+    let Some(binary) = cli_binary() else {
+        eprintln!("no target/release/wasmpool: build it (cargo build --release) for the CLI rows");
+        return Vec::new();
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("lines");
+    let text: String = (1..=LINES).map(|n| format!("{n}\n")).collect();
+    std::fs::write(&input, text).unwrap();
+    let per_item = |d: Duration| d.as_secs_f64() * 1e6 / LINES as f64;
+    let cli = |reuse: bool| {
+        let binary = binary.clone();
+        move || {
+            let mut command = std::process::Command::new(&binary);
+            command.args(["map", "builtin:square", "square", "-j", "2", "-q"]);
+            if reuse {
+                command.arg("--reuse-instance");
+            }
+            command
+        }
+    };
+    let (reuse_wall, reuse_cpu) = median_timed(RUNS, cli(true), &input);
+    let (fresh_wall, _) = median_timed(3, cli(false), &input);
+    let py_wall = python.then(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/json_map.py");
+        let python = || {
+            let mut command = std::process::Command::new("python3");
+            command.args([script, "2"]);
+            command
+        };
+        median_timed(3, python, &input).0
+    });
+    let py_rate = py_wall.map(|t| LINES as f64 / t.as_secs_f64());
+
+    // The library's map of the same items, its pool's start and end included, as the CLI's.
+    let mut library_cpu = Vec::new();
+    for _ in 0..RUNS {
+        let before = host_cpu() + children_cpu();
+        let p = pool();
+        let task = square.clone().with_instance_reuse();
+        let r: Vec<i64> = p.map(&task, 1..=LINES).unwrap();
+        assert_eq!(r.len(), LINES as usize);
+        drop(p);
+        library_cpu.push(host_cpu() + children_cpu() - before);
+    }
+    library_cpu.sort();
+    let library = per_item(library_cpu[RUNS / 2]);
+    let cli_cpu = per_item(reuse_cpu);
+    vec![
+        Row {
+            name: "wasmpool map, 1M JSON lines, --reuse-instance",
+            ours: LINES as f64 / reuse_wall.as_secs_f64(),
+            unit: "items/s",
+            peer: py_rate,
+            peer_name: "Python",
+            higher_is_better: true,
+            target: "> 1x",
+        },
+        Row {
+            name: "wasmpool map, 1M JSON lines, fresh instances",
+            ours: LINES as f64 / fresh_wall.as_secs_f64(),
+            unit: "items/s",
+            peer: py_rate,
+            peer_name: "Python",
+            higher_is_better: true,
+            target: "",
+        },
+        Row {
+            name: "CPU per item, wasmpool map --reuse-instance",
+            ours: cli_cpu,
+            unit: "us",
+            peer: Some(library),
+            peer_name: "library",
+            higher_is_better: false,
+            target: "",
+        },
+        Row {
+            name: "  the CLI's own, over the library's map",
+            ours: cli_cpu - library,
+            unit: "us",
+            peer: None,
+            peer_name: "",
+            higher_is_better: false,
+            target: "<= 0.2 us",
+        },
+    ]
+}
+
 fn main() {
     let square_module = Module::from_bytes(SQUARE.wasm).unwrap();
     let square = square_module.task("square").unwrap();
@@ -232,7 +379,7 @@ fn main() {
         .collect();
     lat.sort();
     rows.push(Row {
-        name: "apply_async(square).get() round trip, median",
+        name: "apply_async(square).result() round trip, median",
         ours: lat[calls / 2].as_secs_f64() * 1e6,
         unit: "us",
         peer: py_get(&["apply_async_roundtrip", "us_per_roundtrip"]),
@@ -474,6 +621,10 @@ fn main() {
             target: "",
         });
     }
+
+    // 9. the command line, with JSON in and out, against Python's Pool.map with JSON in and out
+    // on the same lines, and its CPU per item against the library's map of the same items.
+    rows.extend(command_line_rows(&square, py.is_some()));
 
     println!(
         "\n{:<46} {:>14} {:<8} {:>14} {:>8}  target",

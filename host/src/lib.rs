@@ -31,13 +31,33 @@
 //!
 //! # Failures
 //! Every task ends with exactly one outcome. A trap ([`TaskError::Trap`]) fails that task
-//! alone; an `err` returned by a `result<T, E>` export is [`TaskError::Guest`]; a worker that
-//! dies fails only the tasks it held ([`TaskError::WorkerCrashed`]) and is replaced.
+//! alone; an `err` returned by a `result<T, E>` export is [`TaskError::Guest`]; a limit that
+//! fires is its own variant ([`TaskError::Timeout`], [`TaskError::OutOfFuel`],
+//! [`TaskError::MemoryLimit`], ...); a worker that dies fails only the tasks it held
+//! ([`TaskError::WorkerCrashed`]) and is replaced.
+//!
+//! # Untrusted code
+//! Deny by default: a task sees no files, no network, no environment, no arguments and an
+//! empty stdin unless [`Grants`] say so, and [`Limits`] bound its time, instructions, memory,
+//! output and result, pool-wide ([`PoolBuilder::limits`]) or per task ([`Task::with_limits`]).
+//!
+//! # What tasks print
+//! The library never prints. What a task writes to stdout and stderr is handed, when the task
+//! ends, to the handler of [`PoolBuilder::on_output`] (or [`Process::on_output`]); by default
+//! it goes to the `log` facade (target `wasmpool::guest`), as do the library's own warnings
+//! (a worker's stderr, a replaced worker).
+//!
+//! # Front ends
+//! A program that deals in JSON rather than Rust types (the `wasmpool` command line is one)
+//! checks arguments with [`Task::args_from_json`] or [`Task::arg_from_json`], runs them with
+//! [`Pool::apply_json`] or streams them with [`Pool::imap_json`], and gets each outcome as
+//! JSON with WIT's names, or as its [`TaskError`], with its position in the input.
 //!
 //! # Workers
 //! A worker is this same executable, started with `WASMPOOL_WORKER=1`: a constructor that runs
-//! before `main` turns it into a worker, so no extra code is needed in your program. Use
-//! [`PoolBuilder::worker_command`] to run another program (such as `wasmpool worker`).
+//! before `main` turns it into a worker, so no extra code is needed in your program. A
+//! [`WorkerCommand`] runs another program instead (such as `wasmpool worker`), for every slot
+//! of a pool ([`PoolBuilder::worker_command`]) or for a [`Process`].
 
 #![deny(missing_docs)]
 
