@@ -90,10 +90,21 @@ fn ranges(limit: u32) -> Vec<(u32, u32)> {
 
 /// CPU time used so far by this process (all its threads; not its children, the workers).
 fn host_cpu() -> Duration {
+    cpu_of(libc::RUSAGE_SELF)
+}
+
+/// CPU time used so far by this process's waited-for children (and theirs): the workers of
+/// pools that have been dropped, and the command-line runs with their workers.
+fn children_cpu() -> Duration {
+    cpu_of(libc::RUSAGE_CHILDREN)
+}
+
+/// User and system time of `who`, as getrusage(2) counts them.
+fn cpu_of(who: libc::c_int) -> Duration {
     // SAFETY: getrusage fills the struct it is given.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        libc::getrusage(who, &mut usage);
         usage
     };
     let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
@@ -141,19 +152,6 @@ fn python_baseline() -> Option<serde_json::Value> {
         .output()
         .ok()?;
     serde_json::from_slice(&out.stdout).ok()
-}
-
-/// CPU time used so far by this process's waited-for children (and theirs): the workers of
-/// pools that have been dropped, and the command-line runs with their workers.
-fn children_cpu() -> Duration {
-    // SAFETY: getrusage fills the struct it is given.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
-        usage
-    };
-    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    time(usage.ru_utime) + time(usage.ru_stime)
 }
 
 /// The `wasmpool` binary of this build (`cargo build --release` makes it), if it is there.

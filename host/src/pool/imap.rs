@@ -190,6 +190,15 @@ impl<'a> Flow<'a> {
         }
     }
 
+    /// The stream `name`, for `Debug`: its task and how far it has come.
+    fn debug(&self, name: &str, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct(name)
+            .field("func", &self.task.name())
+            .field("submitted", &self.submitted)
+            .field("yielded", &self.yielded)
+            .finish()
+    }
+
     /// The next outcome with its input position.
     fn next(&mut self) -> Option<(usize, Outcome)> {
         self.refill();
@@ -227,11 +236,7 @@ pub struct Imap<'a, R> {
 
 impl<R> std::fmt::Debug for Imap<'_, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Imap")
-            .field("func", &self.flow.task.name())
-            .field("submitted", &self.flow.submitted)
-            .field("yielded", &self.flow.yielded)
-            .finish()
+        self.flow.debug("Imap", f)
     }
 }
 
@@ -276,11 +281,7 @@ pub struct ImapJson<'a> {
 
 impl std::fmt::Debug for ImapJson<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ImapJson")
-            .field("func", &self.flow.task.name())
-            .field("submitted", &self.flow.submitted)
-            .field("yielded", &self.flow.yielded)
-            .finish()
+        self.flow.debug("ImapJson", f)
     }
 }
 
