@@ -19,8 +19,10 @@ fi
 mkdir -p "$outside/app/src"
 cp .ci/outside/main.rs "$outside/app/src/main.rs"
 cp Cargo.lock "$outside/app/Cargo.lock"
-# The same features of wasmtime's dependencies and the same release profile as the workspace
-# (see the root Cargo.toml), so that this build reuses its wasmtime.
+# The same features of wasmtime's dependencies and the same release profile as the workspace's
+# test build (see the root Cargo.toml; `anyhow` with its default features comes from the CLI),
+# so that this build reuses its wasmtime. Should they drift apart, cargo would compile
+# wasmtime a third time, minutes on two cores: fail instead, as the demo step does.
 cat > "$outside/app/Cargo.toml" <<TOML
 [package]
 name = "outside"
@@ -31,6 +33,7 @@ publish = false
 [dependencies]
 wasmpool = { path = "$library" }
 serde_json = "1"
+anyhow = "1"
 fnv = "1"
 once_cell = "1"
 rand = { version = "0.10", features = ["std", "sys_rng"] }
@@ -40,4 +43,12 @@ debug = "line-tables-only"
 
 [workspace]
 TOML
-CARGO_TARGET_DIR="$root/target" cargo run --release --manifest-path "$outside/app/Cargo.toml"
+status=0
+CARGO_TARGET_DIR="$root/target" cargo run --release --manifest-path "$outside/app/Cargo.toml" \
+    2> "$outside/build.stderr" || status=$?
+cat "$outside/build.stderr" >&2
+[ "$status" -eq 0 ] || exit "$status"
+if grep -q "Compiling wasmtime v" "$outside/build.stderr"; then
+    echo "the crate outside the workspace compiled wasmtime again: its features differ from the workspace's" >&2
+    exit 1
+fi

@@ -17,7 +17,6 @@ use std::thread;
 use std::time::Duration;
 
 use crate::error::{Error, TaskError};
-use crate::wire::MAX_FRAME_BYTES;
 
 use super::Shared;
 use super::job::{Gather, Job};
@@ -218,20 +217,7 @@ fn split_or_refuse(held: &mut VecDeque<Held>, bytes: usize, module: bool) {
         return;
     }
     let job = held.pop_front().expect("not empty").job;
-    job.fail_all(|func| match module {
-        true => TaskError::Internal {
-            func: func.to_string(),
-            detail: format!(
-                "the module is too large to send to a worker: {bytes} bytes, over the \
-                 {MAX_FRAME_BYTES}-byte limit of a frame"
-            ),
-        },
-        false => TaskError::ArgsTooLarge {
-            func: func.to_string(),
-            size: bytes as u64,
-            limit: MAX_FRAME_BYTES as u64,
-        },
-    });
+    job.fail_all(|func| SendError::too_large(func, bytes, module));
 }
 
 /// Settles the item an interrupted chunk was running (a timeout, a crash, or a retry) and

@@ -154,12 +154,8 @@ impl Process {
                     let error = stop.error(func, worker.pid(), &job.limits, 1);
                     job.deliver(&job.items[0], Err(error));
                 }
-                Err(SendError::TooLarge { bytes, .. }) => {
-                    let error = TaskError::ArgsTooLarge {
-                        func: name.to_string(),
-                        size: bytes as u64,
-                        limit: crate::wire::MAX_FRAME_BYTES as u64,
-                    };
+                Err(SendError::TooLarge { bytes, module }) => {
+                    let error = SendError::too_large(name, bytes, module);
                     job.deliver(&job.items[0], Err(error));
                 }
             }

@@ -22,7 +22,8 @@ use crate::error::{Error, ExitCause, TaskError};
 use crate::limits::{Resolved, kill_grace};
 use crate::spin;
 use crate::wire::{
-    self, Code, HostMsg, ModuleId, PROTOCOL_VERSION, RunRef, WireError, WorkerMsg, WorkerSettings,
+    self, Code, HostMsg, MAX_FRAME_BYTES, ModuleId, PROTOCOL_VERSION, RunRef, WireError, WorkerMsg,
+    WorkerSettings,
 };
 
 use super::job::{Gather, Job, JobItem};
@@ -142,6 +143,30 @@ pub(crate) enum SendError {
     },
     /// The worker is gone.
     Lost(Interrupted),
+}
+
+impl SendError {
+    /// The error of a task whose chunk (or module, with `module`) took `bytes`, more than a
+    /// frame may: its arguments are the caller's to mend; a module that large cannot be sent.
+    pub(crate) fn too_large(func: &str, bytes: usize, module: bool) -> TaskError {
+        let func = func.to_string();
+        let limit = MAX_FRAME_BYTES;
+        if module {
+            TaskError::Internal {
+                func,
+                detail: format!(
+                    "the module is too large to send to a worker: {bytes} bytes, over the \
+                     {limit}-byte limit of a frame"
+                ),
+            }
+        } else {
+            TaskError::ArgsTooLarge {
+                func,
+                size: bytes as u64,
+                limit: limit as u64,
+            }
+        }
+    }
 }
 
 /// A failure inside [`WorkerProcess::send_chunk`], before it is decided what it means.
