@@ -1,7 +1,8 @@
-//! Ctrl-C and SIGTERM while a command runs a pool: the pool is terminated (queued tasks
-//! cancelled, workers killed and reaped) and the command is told, so it can report what
+//! Ctrl-C, SIGTERM and SIGHUP while a command runs a pool: the pool is terminated (queued
+//! tasks cancelled, workers killed and reaped) and the command is told, so it can report what
 //! finished before it exits.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
@@ -9,18 +10,23 @@ use wasmpool::Pool;
 
 use crate::terminal;
 
-/// Runs `f` with Ctrl-C (SIGINT) and SIGTERM caught: on either, the pool is terminated
-/// (queued tasks cancelled, workers killed and reaped) and `f` is told through the flag, so it
-/// can print what finished. Returns `f`'s result and the signal, if one came. If `f` is stuck
-/// (reading a terminal, say), the process exits on its own two seconds later.
+/// Runs `f` with Ctrl-C (SIGINT), SIGTERM and SIGHUP (a closed terminal) caught: on any, the
+/// pool is terminated (queued tasks cancelled, workers killed and reaped) and `f` is told
+/// through the flag (the signal's number, 0 until one comes), so it can print what finished.
+/// With `watch_stdout` (the results go there), the reader of stdout going away (`| head`) is
+/// caught the same way, as SIGPIPE, as soon as it happens rather than at the next write:
+/// nothing is left running for output no one reads.
+/// Returns `f`'s result and the signal, if one came. If `f` is stuck (reading a terminal,
+/// say), the process exits on its own two seconds later.
 pub(crate) fn with_interrupts<T>(
     pool: &Pool,
-    f: impl FnOnce(&AtomicI32) -> T,
+    watch_stdout: bool,
+    f: impl FnOnce(&Arc<AtomicI32>) -> T,
 ) -> anyhow::Result<(T, Option<i32>)> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let handle = signals.handle();
-    let caught = AtomicI32::new(0);
+    let caught = Arc::new(AtomicI32::new(0));
     let done = AtomicBool::new(false);
     let result = std::thread::scope(|scope| {
         scope.spawn(|| {
@@ -37,6 +43,17 @@ pub(crate) fn with_interrupts<T>(
                 std::process::exit(128 + signal);
             }
         });
+        if watch_stdout && stdout_is_a_pipe() {
+            scope.spawn(|| {
+                while !done.load(Ordering::SeqCst) {
+                    if stdout_reader_gone(Duration::from_millis(50)) {
+                        caught.store(libc::SIGPIPE, Ordering::SeqCst);
+                        pool.terminate();
+                        return;
+                    }
+                }
+            });
+        }
         let result = f(&caught);
         done.store(true, Ordering::SeqCst);
         handle.close();
@@ -44,4 +61,26 @@ pub(crate) fn with_interrupts<T>(
     });
     let signal = caught.load(Ordering::SeqCst);
     Ok((result, (signal != 0).then_some(signal)))
+}
+
+/// Whether stdout is a pipe or a socket, whose reader can go away.
+fn stdout_is_a_pipe() -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::metadata("/dev/stdout") else {
+        return false;
+    };
+    meta.file_type().is_fifo() || meta.file_type().is_socket()
+}
+
+/// Waits up to `timeout` for stdout's reader to go away; whether it has (the write end of a
+/// pipe whose readers are all gone reports an error condition).
+fn stdout_reader_gone(timeout: Duration) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd on the stack.
+    let n = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as libc::c_int) };
+    n > 0 && pfd.revents & (libc::POLLERR | libc::POLLHUP) != 0
 }

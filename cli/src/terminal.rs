@@ -2,11 +2,14 @@
 //! library's warnings, summaries, errors. Results go to stdout (or a file), so output pipes
 //! cleanly whatever happens here.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 use wasmpool::{GuestOutput, GuestStream, TaskError};
 
 /// What a task printed, each line prefixed by its task: `[task 3] hello`, `[task 3 stderr] ...`.
+/// Control characters are escaped (`\u{1b}`, `\r`): a task's output cannot move the cursor,
+/// clear the screen or overwrite its prefix to pass for a line of ours.
 pub(crate) fn guest_output(out: &GuestOutput<'_>) {
     let mut err = io::stderr().lock();
     let stream = match out.stream {
@@ -14,8 +17,25 @@ pub(crate) fn guest_output(out: &GuestOutput<'_>) {
         GuestStream::Stderr => " stderr",
     };
     for line in out.text.lines() {
-        let _ = writeln!(err, "[task {}{stream}] {line}", out.task);
+        let _ = writeln!(err, "[task {}{stream}] {}", out.task, printable(line));
     }
+}
+
+/// `line` with its control characters but tabs escaped, as Rust writes them in a literal.
+fn printable(line: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\t';
+    if !line.chars().any(unsafe_char) {
+        return Cow::Borrowed(line);
+    }
+    let mut shown = String::with_capacity(line.len() + 8);
+    for c in line.chars() {
+        if unsafe_char(c) {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    Cow::Owned(shown)
 }
 
 /// A task that failed, for `run`: its error, and its wasm backtrace if it trapped.
@@ -74,4 +94,19 @@ impl log::Log for StderrLogger {
     }
 
     fn flush(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_in_guest_output_are_escaped() {
+        assert_eq!(printable("plain\ttext"), "plain\ttext");
+        assert_eq!(
+            printable("\u{1b}[2J\rwasmpool map: 0 failed"),
+            "\\u{1b}[2J\\rwasmpool map: 0 failed"
+        );
+        assert_eq!(printable("bell\u{7}"), "bell\\u{7}");
+    }
 }

@@ -5,6 +5,10 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 fn wasmpool(args: &[&str], stdin: &str) -> Output {
+    wasmpool_bytes(args, stdin.as_bytes())
+}
+
+fn wasmpool_bytes(args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wasmpool"))
         .args(args)
         .stdin(Stdio::piped())
@@ -12,12 +16,7 @@ fn wasmpool(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("wasmpool starts");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -123,11 +122,12 @@ fn map_keeps_input_order_and_reports_failed_lines() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 4);
+    assert_eq!(lines.len(), 5, "a line for every line, the blank one too");
     assert_eq!(lines[0], 16);
     assert_eq!(lines[1]["error"]["kind"], "trap");
     assert_eq!(lines[2]["error"]["kind"], "bad-input");
-    assert_eq!(lines[3], 36);
+    assert_eq!(lines[3]["error"]["kind"], "bad-input");
+    assert_eq!(lines[4], 36);
 }
 
 #[test]
@@ -350,20 +350,23 @@ fn ctrl_c_stops_the_map_prints_what_finished_and_exits_130() {
     let err = stderr(&out);
     assert!(err.contains("interrupted by SIGINT"), "{err}");
     assert!(err.contains("cancelled"), "{err}");
-    let finished: Vec<serde_json::Value> = stdout(&out)
+    // Every line sits at its input's position: what finished, and a `cancelled` error for
+    // what had started or was queued; lines never read have no line.
+    let lines: Vec<serde_json::Value> = stdout(&out)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    assert!(lines.len() < 400, "{} lines", lines.len());
+    let finished = lines.iter().filter(|v| v.is_u64()).count();
+    let cancelled = lines
+        .iter()
+        .filter(|v| v["error"]["kind"] == "cancelled")
+        .count();
+    assert!(finished > 0 && cancelled > 0, "{lines:?}");
+    assert_eq!(finished + cancelled, lines.len(), "{lines:?}");
     assert!(
-        !finished.is_empty() && finished.len() < 400,
-        "{} lines",
-        finished.len()
-    );
-    assert!(
-        finished
-            .iter()
-            .all(|v| v.as_u64().is_some_and(|ms| ms >= 50)),
-        "{finished:?}"
+        lines.iter().filter_map(|v| v.as_u64()).all(|ms| ms >= 50),
+        "{lines:?}"
     );
     assert!(
         workers.iter().all(|&w| !alive(w)),
@@ -419,4 +422,188 @@ fn the_binary_carries_the_tasks_it_offers_and_no_test_fixture() {
     let listed = stdout(&wasmpool(&["tasks"], ""));
     assert!(!listed.contains("hostile"), "{listed}");
     assert_eq!(listed.lines().count(), 11, "{listed}");
+}
+
+#[test]
+fn map_gives_every_input_line_exactly_one_output_line() {
+    // A line that is not UTF-8 and a blank line are each their own bad input; the run goes on.
+    let out = wasmpool_bytes(&["map", "builtin:square", "square"], b"1\n2\n\xff\n\n5\n");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert_eq!(
+        (&lines[0], &lines[1], &lines[4]),
+        (&1.into(), &4.into(), &25.into())
+    );
+    assert_eq!(lines[2]["error"]["kind"], "bad-input");
+    assert!(
+        lines[2]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 3 is not JSON")
+    );
+    assert_eq!(lines[3]["error"]["kind"], "bad-input");
+    assert!(
+        lines[3]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 4 is blank")
+    );
+    // A bad line is quoted in short, whatever its length.
+    let long = format!("{}\n", "x".repeat(1 << 20));
+    let out = wasmpool(&["map", "builtin:square", "square"], &long);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).len() < 400, "{} bytes", stdout(&out).len());
+    assert!(stdout(&out).contains("(1048576 bytes)"), "{}", stdout(&out));
+}
+
+#[test]
+fn map_refuses_an_input_it_cannot_read_and_never_empties_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = wasmpool(&["map", "builtin:square", "square", "-i", d], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("it is a directory"),
+        "{}",
+        stderr(&out)
+    );
+    let data = dir.path().join("data");
+    std::fs::write(&data, "1\n2\n").unwrap();
+    let data = data.to_str().unwrap();
+    let out = wasmpool(
+        &["map", "builtin:square", "square", "-i", data, "-o", data],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("is also the output"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_to_string(data).unwrap(), "1\n2\n");
+}
+
+#[test]
+fn map_writes_each_result_as_soon_as_it_is_done() {
+    // One line in, stdin left open: the result must come out while the input has not ended.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmpool"))
+        .args(["map", "builtin:sleep", "sleep", "-q"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"100\n").unwrap();
+    stdin.flush().unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut out, &mut line);
+        let _ = tx.send(line);
+    });
+    let first = rx.recv_timeout(std::time::Duration::from_secs(10));
+    drop(stdin);
+    let status = child.wait().unwrap();
+    assert_eq!(
+        first.as_deref().map(str::trim),
+        Ok("100"),
+        "no result while the input was open"
+    );
+    assert!(status.success());
+}
+
+#[test]
+fn a_closed_stdout_ends_a_slow_map_at_once() {
+    // 60 items of 500 ms on 2 workers: 15 s of work, stopped when the reader goes away.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmpool"))
+        .args(["map", "builtin:sleep", "sleep", "-j", "2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all("500\n".repeat(60).as_bytes())
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    assert!(first.trim().parse::<u64>().unwrap() >= 500, "{first}");
+    let workers = children(pid);
+    let closed = std::time::Instant::now();
+    drop(out);
+    let status = child.wait_with_output().unwrap();
+    assert!(
+        closed.elapsed() < std::time::Duration::from_secs(3),
+        "ran on for {:?} after its reader left",
+        closed.elapsed()
+    );
+    assert!(status.status.success(), "quietly: {}", stderr(&status));
+    assert!(stderr(&status).is_empty(), "quietly: {}", stderr(&status));
+    assert!(workers.iter().all(|&w| !alive(w)), "workers left behind");
+}
+
+#[test]
+fn sighup_is_handled_like_sigterm() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmpool"))
+        .args(["map", "builtin:sleep", "sleep", "-j", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"5000\n").unwrap();
+    assert!(wait_for(
+        || children(pid).len() == 1,
+        std::time::Duration::from_secs(10)
+    ));
+    let workers = children(pid);
+    // SAFETY: SIGHUP to the child we started.
+    unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    assert_eq!(out.status.code(), Some(129), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("interrupted by SIGHUP"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("cancelled"), "{}", stdout(&out));
+    assert!(workers.iter().all(|&w| !alive(w)), "workers left behind");
+}
+
+#[test]
+fn guest_output_cannot_move_the_terminal() {
+    let out = wasmpool(
+        &[
+            "run",
+            "builtin:hello",
+            "hello",
+            "\u{1b}[2J\rwasmpool map: 0 failed",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !out.stderr.contains(&0x1b) && !out.stderr.contains(&b'\r'),
+        "{:?}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("[task 0] hello, \\u{1b}[2J\\rwasmpool map: 0 failed!"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -200,12 +200,16 @@ impl PoolBuilder {
             Some(command) => command,
             None => WorkerCommand::current_exe()?,
         };
+        let settings = WorkerSettings {
+            max_wasm_stack: self.max_wasm_stack,
+            allow_files: !self.grants.dirs.is_empty(),
+            lock_down: true,
+        };
         let shared = Arc::new(Shared {
-            settings: WorkerSettings {
-                max_wasm_stack: self.max_wasm_stack,
-                allow_files: !self.grants.dirs.is_empty(),
-                lock_down: true,
-            },
+            limits: self.limits,
+            grants: Arc::new(self.grants),
+            task_numbers: AtomicU64::new(0),
+            settings,
             retries: self.retries,
             max_tasks_per_worker: self.max_tasks_per_worker,
             queue: JobQueue::new(),
@@ -220,10 +224,7 @@ impl PoolBuilder {
         });
         let pool = Pool {
             shared,
-            limits: self.limits,
-            grants: Arc::new(self.grants),
             drivers: Mutex::new(Vec::new()),
-            task_numbers: AtomicU64::new(0),
             workers,
             chunksize: self.chunksize,
             imap_chunking: Chunking::new(self.imap_chunksize, self.max_chunks_in_flight, workers),
@@ -261,9 +262,14 @@ impl PoolBuilder {
     }
 }
 
-/// State shared by the pool and its driver threads.
+/// State shared by the pool, its driver threads and the threads that feed its streams.
 pub(crate) struct Shared {
     settings: WorkerSettings,
+    /// The pool's limits and grants, for tasks without their own.
+    limits: Limits,
+    grants: Arc<Grants>,
+    /// The next task's number in the pool, in submission order.
+    task_numbers: AtomicU64,
     retries: u32,
     max_tasks_per_worker: Option<u64>,
     queue: JobQueue,
@@ -325,6 +331,78 @@ impl Shared {
         }
     }
 
+    /// Fails the items whose arguments do not fit the task's signature at once, and queues
+    /// the rest as one job.
+    pub(crate) fn enqueue(
+        &self,
+        task: &Task,
+        items: impl ExactSizeIterator<Item = CheckedItem>,
+        sink: Arc<dyn Sink>,
+        gather: Gather,
+    ) {
+        let first = self
+            .task_numbers
+            .fetch_add(items.len() as u64, Ordering::Relaxed);
+        // A chunk's items share its sink; a single submission's item (which the queue may
+        // gather with others) carries its own.
+        let (job_sink, item_sink) = match gather {
+            Gather::No => (Some(Arc::clone(&sink)), None),
+            Gather::Yes => (None, Some(Arc::clone(&sink))),
+        };
+        let mut job_items = self.job_items.take(items.len());
+        for (n, item) in items.enumerate() {
+            match item.args {
+                Ok(args) => job_items.push(JobItem {
+                    index: item.index,
+                    task_no: first + n as u64,
+                    args,
+                    crashes: 0,
+                    sink: item_sink.clone(),
+                }),
+                Err(error) => sink.deliver(item.index, Err(error)),
+            }
+        }
+        if job_items.is_empty() {
+            return;
+        }
+        let grants = task
+            .grants()
+            .cloned()
+            .unwrap_or_else(|| Arc::clone(&self.grants));
+        if !grants.dirs.is_empty() && !self.settings.allow_files {
+            let detail =
+                "this task is granted directories, but the pool's workers were started without \
+                          file access: grant a directory on the pool (PoolBuilder::grants) too"
+                    .to_string();
+            for item in job_items {
+                let error = TaskError::Sandbox {
+                    func: task.name().to_string(),
+                    detail: detail.clone(),
+                };
+                sink.deliver(item.index, Err(error));
+            }
+            return;
+        }
+        let job = Job {
+            task: task.clone(),
+            items: job_items,
+            gather,
+            limits: task.limits().or(self.limits).resolve(),
+            grants,
+            sink: job_sink,
+        };
+        match self.queue.push(job) {
+            Ok(()) => {}
+            Err((job, Refused::Closed)) => job.fail_all(|func| TaskError::PoolClosed {
+                func: func.to_string(),
+            }),
+            Err((job, Refused::NoWorkers(detail))) => job.fail_all(|func| TaskError::Internal {
+                func: func.to_string(),
+                detail: detail.clone(),
+            }),
+        }
+    }
+
     /// The next job for a driver that took `turn` to spin for it; `None` once the pool is
     /// closed and the queue drained.
     pub(crate) fn next_job(&self, turn: queue::SpinTurn<'_>) -> Option<Job> {
@@ -373,10 +451,7 @@ pub(crate) struct CheckedItem {
 /// ```
 pub struct Pool {
     shared: Arc<Shared>,
-    limits: Limits,
-    grants: Arc<Grants>,
     drivers: Mutex<Vec<Driver>>,
-    task_numbers: AtomicU64,
     workers: usize,
     chunksize: Option<usize>,
     imap_chunking: Chunking,
@@ -515,7 +590,8 @@ impl Pool {
     fn submit_values(&self, task: &Task, args: Result<Values, TaskError>) -> Arc<Slot> {
         let slot = Slot::new(task.name());
         let item = CheckedItem { index: 0, args };
-        self.enqueue(task, std::iter::once(item), slot.clone(), Gather::Yes);
+        self.shared
+            .enqueue(task, std::iter::once(item), slot.clone(), Gather::Yes);
         slot
     }
 
@@ -541,8 +617,10 @@ impl Pool {
     /// A lazy stream like [`Pool::imap`] over arguments already checked (see
     /// [`Task::args_from_json`] and [`Task::arg_from_json`]), each outcome as JSON with WIT's
     /// names and its position in the input, in `order`. An item that is already an error (a
-    /// line that could not be parsed, say) is that item's outcome, in its place. This is the
-    /// command line's `map`.
+    /// line that could not be parsed, say) is that item's outcome, in its place. The input is
+    /// pulled on a thread of its own (hence `Send + 'static`), so that however slowly it
+    /// comes, an outcome is yielded as soon as its task ends. This is the command line's
+    /// `map`.
     ///
     /// # Examples
     /// ```no_run
@@ -550,21 +628,21 @@ impl Pool {
     /// # let pool = wasmpool::Pool::new()?;
     /// let square = wasmpool::Module::from_file("square.wasm")?.task("square")?;
     /// let lines = ["3", "4", "five"];
-    /// let args = lines.iter().map(|line| {
+    /// let checker = square.clone();
+    /// let args = lines.into_iter().map(move |line| {
     ///     let json = serde_json::from_str(line).unwrap_or(serde_json::Value::Null);
-    ///     square.arg_from_json(&json)
+    ///     checker.arg_from_json(&json)
     /// });
     /// for outcome in pool.imap_json(&square, args, Order::Input) {
     ///     println!("{}: {:?}", outcome.index, outcome.result);
     /// }
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn imap_json<'a>(
-        &'a self,
-        task: &Task,
-        items: impl IntoIterator<Item = Result<Args, TaskError>> + 'a,
-        order: Order,
-    ) -> ImapJson<'a> {
+    pub fn imap_json<I>(&self, task: &Task, items: I, order: Order) -> ImapJson<'_>
+    where
+        I: IntoIterator<Item = Result<Args, TaskError>>,
+        I::IntoIter: Send + 'static,
+    {
         let checker = task.clone();
         let input = items
             .into_iter()
@@ -666,82 +744,11 @@ impl Pool {
                 args: args_from_serialize(task.signature(), item, shape)
                     .map_err(|e| e.for_task(task.name())),
             });
-            self.enqueue(task, prepared, batch.clone(), Gather::No);
+            self.shared
+                .enqueue(task, prepared, batch.clone(), Gather::No);
         }
         batch.seal(queued);
         MapResult::new(batch)
-    }
-
-    /// Fails the items whose arguments do not fit the task's signature at once, and queues
-    /// the rest as one job.
-    pub(crate) fn enqueue(
-        &self,
-        task: &Task,
-        items: impl ExactSizeIterator<Item = CheckedItem>,
-        sink: Arc<dyn Sink>,
-        gather: Gather,
-    ) {
-        let first = self
-            .task_numbers
-            .fetch_add(items.len() as u64, Ordering::Relaxed);
-        // A chunk's items share its sink; a single submission's item (which the queue may
-        // gather with others) carries its own.
-        let (job_sink, item_sink) = match gather {
-            Gather::No => (Some(Arc::clone(&sink)), None),
-            Gather::Yes => (None, Some(Arc::clone(&sink))),
-        };
-        let mut job_items = self.shared.job_items.take(items.len());
-        for (n, item) in items.enumerate() {
-            match item.args {
-                Ok(args) => job_items.push(JobItem {
-                    index: item.index,
-                    task_no: first + n as u64,
-                    args,
-                    crashes: 0,
-                    sink: item_sink.clone(),
-                }),
-                Err(error) => sink.deliver(item.index, Err(error)),
-            }
-        }
-        if job_items.is_empty() {
-            return;
-        }
-        let grants = task
-            .grants()
-            .cloned()
-            .unwrap_or_else(|| Arc::clone(&self.grants));
-        if !grants.dirs.is_empty() && !self.shared.settings.allow_files {
-            let detail =
-                "this task is granted directories, but the pool's workers were started without \
-                          file access: grant a directory on the pool (PoolBuilder::grants) too"
-                    .to_string();
-            for item in job_items {
-                let error = TaskError::Sandbox {
-                    func: task.name().to_string(),
-                    detail: detail.clone(),
-                };
-                sink.deliver(item.index, Err(error));
-            }
-            return;
-        }
-        let job = Job {
-            task: task.clone(),
-            items: job_items,
-            gather,
-            limits: task.limits().or(self.limits).resolve(),
-            grants,
-            sink: job_sink,
-        };
-        match self.shared.queue.push(job) {
-            Ok(()) => {}
-            Err((job, Refused::Closed)) => job.fail_all(|func| TaskError::PoolClosed {
-                func: func.to_string(),
-            }),
-            Err((job, Refused::NoWorkers(detail))) => job.fail_all(|func| TaskError::Internal {
-                func: func.to_string(),
-                detail: detail.clone(),
-            }),
-        }
     }
 }
 

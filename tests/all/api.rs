@@ -140,9 +140,11 @@ fn imap_unordered_yields_in_completion_order() {
     let pairs: Vec<(i64, u32)> = items.to_vec();
     let ordered: Vec<i64> = pool.starmap(&slow_square, &pairs).unwrap();
     assert_eq!(ordered, [0, 1, 4, 9]);
+    let checker = slow_square.clone();
     let args = pairs
-        .iter()
-        .map(|(x, millis)| slow_square.args_from_json(&serde_json::json!([x, millis])));
+        .clone()
+        .into_iter()
+        .map(move |(x, millis)| checker.args_from_json(&serde_json::json!([x, millis])));
     let streamed: Vec<(usize, serde_json::Value)> = pool
         .imap_json(&slow_square, args, wasmpool::Order::Completion)
         .map(|outcome| (outcome.index, outcome.result.unwrap()))

@@ -1,12 +1,18 @@
 //! Lazy streams over an input iterator of any length, with a bounded number of chunks in
 //! flight, so a million-item input never sits in memory at once: [`Imap`] (`imap` and
 //! `imap_unordered`, each outcome as the caller's Rust type) and [`ImapJson`] (`imap_json`,
-//! each outcome as JSON with its position, for front ends such as the command line). Both are
-//! the same [`Flow`] underneath.
+//! each outcome as JSON with its position, for front ends such as the command line).
+//!
+//! Both are a [`Feed`], which pulls checked items from the input and submits them in chunks
+//! sized by [`Chunking`], and a [`Window`], which receives outcomes and yields them in the
+//! order asked for. An `Imap` feeds on the caller's thread, as it pulls outcomes; an
+//! `ImapJson` feeds on a thread of its own, so that an input that is slow to come (a pipe from
+//! a program that writes a line now and then) never holds back outcomes that are ready.
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -20,7 +26,7 @@ use crate::values::rust::typed;
 
 use super::job::{Gather, Sink};
 use super::outcome::Outcome;
-use super::{CheckedItem, Pool};
+use super::{CheckedItem, Pool, Shared};
 
 /// In which order a stream yields its outcomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +43,7 @@ pub(crate) enum Chunking {
     /// Every chunk has `size` items.
     Fixed { size: usize, in_flight: usize },
     /// Chunks as large as take about [`CHUNK_TIME`] by the item time the drivers measure (see
-    /// [`Flow::next_size`]).
+    /// [`Chunking::next_size`]).
     Measured { in_flight: usize },
 }
 
@@ -51,6 +57,9 @@ const MAX_MEASURED_CHUNK: usize = 4096;
 /// chunks on two workers, 2 items per worker streamed 31 k items/s, 8 gave 45 k, 32 gave 60 k,
 /// 128 gave 69 k.
 const ITEMS_IN_FLIGHT_PER_WORKER: usize = 64;
+/// The most room a chunk's vector is given before its items are pulled: a huge chunk size
+/// asked for must not be a huge allocation for a short input.
+const MAX_CHUNK_RESERVE: usize = 4096;
 
 impl Chunking {
     /// The pool's chunking: `size` items per chunk if the caller chose it, else measured;
@@ -77,178 +86,227 @@ impl Chunking {
         }
         .max(1)
     }
-}
 
-/// Where a stream's outcomes arrive, tagged by input position: a frame's worth at a time,
-/// one message for all the outcomes a worker reported together.
-struct Channel(Sender<Vec<(usize, Outcome)>>);
-
-impl Sink for Channel {
-    fn deliver(&self, index: usize, outcome: Outcome) {
-        let _ = self.0.send(vec![(index, outcome)]);
-    }
-
-    fn deliver_all(&self, outcomes: &mut dyn Iterator<Item = (usize, Outcome)>) {
-        let _ = self.0.send(outcomes.collect());
-    }
-}
-
-/// The machinery under both streams: pulls checked items from the input as outcomes are
-/// consumed, keeps at most `max_chunks_in_flight` chunks queued or running, and puts outcomes
-/// back in input order when asked to.
-struct Flow<'a> {
-    pool: &'a Pool,
-    task: Task,
-    /// Each item's arguments, already checked against the signature (or why not).
-    input: Box<dyn Iterator<Item = Result<Values, TaskError>> + 'a>,
-    chunking: Chunking,
-    /// The size of the last chunk submitted.
-    last_size: usize,
-    order: Order,
-    sink: Arc<Channel>,
-    results: Receiver<Vec<(usize, Outcome)>>,
-    submitted: usize,
-    yielded: usize,
-    input_done: bool,
-    /// Outcomes received and not yet yielded. In input order: the outcome of item
-    /// `yielded + i` at `i`, `None` while it has not arrived (the window is as wide as what
-    /// is in flight). In completion order: as they arrived, all `Some`.
-    arrived: VecDeque<Option<(usize, Outcome)>>,
-}
-
-impl<'a> Flow<'a> {
-    fn new(
-        pool: &'a Pool,
-        task: &Task,
-        input: Box<dyn Iterator<Item = Result<Values, TaskError>> + 'a>,
-        order: Order,
-    ) -> Self {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        Flow {
-            pool,
-            task: task.clone(),
-            input,
-            chunking: pool.imap_chunking,
-            last_size: 0,
-            order,
-            sink: Arc::new(Channel(tx)),
-            results: rx,
-            submitted: 0,
-            yielded: 0,
-            input_done: false,
-            arrived: VecDeque::new(),
-        }
-    }
-
-    /// The size of the next chunk. Measured: as many items as take about [`CHUNK_TIME`] by the
-    /// drivers' latest measure, at most twice the last chunk (so that one quick item cannot
-    /// send thousands of slow ones in one chunk), and one while nothing is measured yet (so
-    /// that a few slow items spread over all the workers at once).
-    fn next_size(&self) -> usize {
-        match self.chunking {
+    /// The size of the next chunk, after one of `last` items. Measured: as many items as take
+    /// about [`CHUNK_TIME`] by the drivers' latest measure, at most twice the last chunk (so
+    /// that one quick item cannot send thousands of slow ones in one chunk), and one while
+    /// nothing is measured yet (so that a few slow items spread over all the workers at once).
+    fn next_size(self, shared: &Shared, last: usize) -> usize {
+        match self {
             Chunking::Fixed { size, .. } => size.max(1),
             Chunking::Measured { .. } => {
-                let fits = match self.pool.shared.item_time() {
+                let fits = match shared.item_time() {
                     Some(item) => (CHUNK_TIME.as_nanos() / item.as_nanos().max(1)) as usize,
                     None => 1,
                 };
                 fits.clamp(1, MAX_MEASURED_CHUNK)
-                    .min(self.last_size.saturating_mul(2).max(1))
+                    .min(last.saturating_mul(2).max(1))
             }
         }
     }
+}
 
-    /// Submits chunks until the in-flight bound is reached or the input ends.
-    fn refill(&mut self) {
-        while !self.input_done {
-            let size = self.next_size();
-            let in_flight = self.submitted - self.yielded;
-            if in_flight > 0 && in_flight + size > size * self.chunking.in_flight() {
-                break;
-            }
-            let mut chunk = Vec::with_capacity(size);
-            while chunk.len() < size {
-                match self.input.next() {
-                    Some(args) => chunk.push(CheckedItem {
-                        index: self.submitted + chunk.len(),
-                        args,
-                    }),
-                    None => {
-                        self.input_done = true;
-                        break;
-                    }
+/// A stream's input: each item's arguments, already checked against the signature (or why
+/// not), borrowed from the caller for `'a`.
+type Input<'a> = Box<dyn Iterator<Item = Result<Values, TaskError>> + 'a>;
+
+/// What travels on a stream's channel.
+enum Delivery {
+    /// Outcomes, a frame's worth at a time: one message for all the outcomes a worker reported
+    /// together.
+    Outcomes(Vec<(usize, Outcome)>),
+    /// The input ended, after this many items (sent by a feed on its own thread).
+    Ended(usize),
+}
+
+/// Where a stream's outcomes arrive, tagged by input position.
+struct Channel(Sender<Delivery>);
+
+impl Sink for Channel {
+    fn deliver(&self, index: usize, outcome: Outcome) {
+        let _ = self.0.send(Delivery::Outcomes(vec![(index, outcome)]));
+    }
+
+    fn deliver_all(&self, outcomes: &mut dyn Iterator<Item = (usize, Outcome)>) {
+        let _ = self.0.send(Delivery::Outcomes(outcomes.collect()));
+    }
+}
+
+/// Pulls checked items from the input and submits them as chunks, while what is in flight
+/// (submitted and not yet yielded) stays within the chunking's bound.
+struct Feed<I> {
+    shared: Arc<Shared>,
+    task: Task,
+    /// Each item's arguments, already checked against the signature (or why not).
+    input: I,
+    chunking: Chunking,
+    sink: Arc<Channel>,
+    /// The size of the last chunk submitted.
+    last_size: usize,
+    submitted: usize,
+    done: bool,
+}
+
+impl<I: Iterator<Item = Result<Values, TaskError>>> Feed<I> {
+    /// Submits the next chunk if the bound allows it, `yielded` items having been consumed;
+    /// whether it did (`false`: no room, or the input is over).
+    fn submit_next(&mut self, yielded: usize) -> bool {
+        if self.done {
+            return false;
+        }
+        let size = self.chunking.next_size(&self.shared, self.last_size);
+        let in_flight = self.submitted - yielded;
+        if in_flight > 0 && in_flight + size > size.saturating_mul(self.chunking.in_flight()) {
+            return false;
+        }
+        let mut chunk = Vec::with_capacity(size.min(MAX_CHUNK_RESERVE));
+        while chunk.len() < size {
+            match self.input.next() {
+                Some(args) => chunk.push(CheckedItem {
+                    index: self.submitted + chunk.len(),
+                    args,
+                }),
+                None => {
+                    self.done = true;
+                    break;
                 }
             }
-            if chunk.is_empty() {
-                break;
-            }
-            self.last_size = chunk.len();
-            self.submitted += chunk.len();
-            let sink: Arc<dyn Sink> = self.sink.clone();
-            self.pool
-                .enqueue(&self.task, chunk.into_iter(), sink, Gather::No);
         }
+        if chunk.is_empty() {
+            return false;
+        }
+        self.last_size = chunk.len();
+        self.submitted += chunk.len();
+        let sink: Arc<dyn Sink> = self.sink.clone();
+        self.shared
+            .enqueue(&self.task, chunk.into_iter(), sink, Gather::No);
+        true
     }
 
-    /// The stream `name`, for `Debug`: its task and how far it has come.
-    fn debug(&self, name: &str, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct(name)
-            .field("func", &self.task.name())
-            .field("submitted", &self.submitted)
-            .field("yielded", &self.yielded)
-            .finish()
+    /// How many items must have been yielded before the next chunk fits in the bound.
+    fn room_at(&self) -> usize {
+        let size = self.chunking.next_size(&self.shared, self.last_size);
+        let slack = size.saturating_mul(self.chunking.in_flight()) - size;
+        self.submitted.saturating_sub(slack)
     }
 
-    /// The next outcome with its input position.
-    fn next(&mut self) -> Option<(usize, Outcome)> {
-        self.refill();
+    /// Submits chunks until the bound is reached or the input ends.
+    fn refill(&mut self, yielded: usize) {
+        while self.submit_next(yielded) {}
+    }
+}
+
+/// Outcomes on their way to the consumer, in the order asked for.
+struct Window {
+    order: Order,
+    results: Receiver<Delivery>,
+    /// Outcomes received and not yet yielded. In input order: the outcome of item
+    /// `yielded + i` at `i`, `None` while it has not arrived (the window is as wide as what
+    /// is in flight). In completion order: as they arrived, all `Some`.
+    arrived: VecDeque<Option<(usize, Outcome)>>,
+    yielded: usize,
+    /// How many items the input had, once it is known to have ended.
+    ended: Option<usize>,
+}
+
+impl Window {
+    fn new(order: Order) -> (Window, Arc<Channel>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let window = Window {
+            order,
+            results: rx,
+            arrived: VecDeque::new(),
+            yielded: 0,
+            ended: None,
+        };
+        (window, Arc::new(Channel(tx)))
+    }
+
+    /// Whether [`Window::next`] would return at once: the next outcome is in, or the stream
+    /// is over. `false` may be wrong the other way (an outcome on its way in), never this way.
+    fn ready(&self) -> bool {
+        matches!(self.arrived.front(), Some(Some(_))) || self.ended == Some(self.yielded)
+    }
+
+    /// The next outcome, waiting for it if need be; `None` once every item of the input has
+    /// been yielded. `ended` is the input's length if the caller knows it has ended;
+    /// `give_up` is asked while waiting whether to stop waiting for an end that may never be
+    /// announced.
+    fn next(
+        &mut self,
+        ended: Option<usize>,
+        give_up: impl Fn(usize) -> bool,
+    ) -> Option<(usize, Outcome)> {
         loop {
             if let Some(Some(_)) = self.arrived.front() {
                 self.yielded += 1;
                 return self.arrived.pop_front().flatten();
             }
-            if self.yielded == self.submitted {
+            if ended.or(self.ended) == Some(self.yielded) {
                 return None;
             }
-            let frame = self.results.recv().ok()?;
-            match self.order {
-                Order::Completion => self.arrived.extend(frame.into_iter().map(Some)),
-                Order::Input => {
-                    for (index, outcome) in frame {
-                        let at = index - self.yielded;
-                        if self.arrived.len() <= at {
-                            self.arrived.resize_with(at + 1, || None);
-                        }
-                        self.arrived[at] = Some((index, outcome));
-                    }
+            let delivery = match self.results.recv_timeout(Duration::from_millis(50)) {
+                Ok(delivery) => delivery,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) if give_up(self.yielded) => {
+                    return None;
                 }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return None,
+            };
+            match delivery {
+                Delivery::Ended(total) => self.ended = Some(total),
+                Delivery::Outcomes(frame) => match self.order {
+                    Order::Completion => self.arrived.extend(frame.into_iter().map(Some)),
+                    Order::Input => {
+                        for (index, outcome) in frame {
+                            let at = index - self.yielded;
+                            if self.arrived.len() <= at {
+                                self.arrived.resize_with(at + 1, || None);
+                            }
+                            self.arrived[at] = Some((index, outcome));
+                        }
+                    }
+                },
             }
         }
     }
 }
 
 /// The iterator [`Pool::imap`] and [`Pool::imap_unordered`] return: one `Result` per input
-/// item, in input order (`imap`) or completion order (`imap_unordered`).
+/// item, in input order (`imap`) or completion order (`imap_unordered`). It pulls the input
+/// on the caller's thread, as the caller pulls outcomes.
 pub struct Imap<'a, R> {
-    flow: Flow<'a>,
+    feed: Feed<Input<'a>>,
+    window: Window,
     _result: PhantomData<fn() -> R>,
 }
 
 impl<R> std::fmt::Debug for Imap<'_, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.flow.debug("Imap", f)
+        f.debug_struct("Imap")
+            .field("func", &self.feed.task.name())
+            .field("submitted", &self.feed.submitted)
+            .field("yielded", &self.window.yielded)
+            .finish()
     }
 }
 
 impl<'a, R: DeserializeOwned> Imap<'a, R> {
-    pub(crate) fn new(
-        pool: &'a Pool,
-        task: &Task,
-        input: Box<dyn Iterator<Item = Result<Values, TaskError>> + 'a>,
-        order: Order,
-    ) -> Self {
+    pub(crate) fn new(pool: &'a Pool, task: &Task, input: Input<'a>, order: Order) -> Self {
+        let (window, sink) = Window::new(order);
+        let feed = Feed {
+            shared: Arc::clone(&pool.shared),
+            task: task.clone(),
+            input,
+            chunking: pool.imap_chunking,
+            sink,
+            last_size: 0,
+            submitted: 0,
+            done: false,
+        };
         Imap {
-            flow: Flow::new(pool, task, input, order),
+            feed,
+            window,
             _result: PhantomData,
         }
     }
@@ -258,8 +316,12 @@ impl<R: DeserializeOwned> Iterator for Imap<'_, R> {
     type Item = Result<R, TaskError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (_, outcome) = self.flow.next()?;
-        Some(typed(self.flow.task.name(), &outcome))
+        self.feed.refill(self.window.yielded);
+        // After a refill, nothing in flight means the input is over.
+        let ended = (self.feed.done || self.feed.submitted == self.window.yielded)
+            .then_some(self.feed.submitted);
+        let (_, outcome) = self.window.next(ended, |_| false)?;
+        Some(typed(self.feed.task.name(), &outcome))
     }
 }
 
@@ -274,14 +336,73 @@ pub struct JsonOutcome {
     pub result: Result<serde_json::Value, TaskError>,
 }
 
-/// The iterator [`Pool::imap_json`] returns: one [`JsonOutcome`] per input item.
+/// How far a stream fed on its own thread has come, shared by the feeding thread and the
+/// consumer.
+#[derive(Default)]
+struct Progress {
+    yielded: AtomicUsize,
+    submitted: AtomicUsize,
+    /// Set when the consumer is gone: the feeding thread stops.
+    stop: AtomicBool,
+    /// The feeding thread waits here for room, or for the stop...
+    waiting: AtomicBool,
+    /// ...until this many items have been yielded: woken for less, it would find no room
+    /// and wait again (a wake-up per item, measured: 165 k futex calls in a map of 1 M).
+    room_at: AtomicUsize,
+    lock: Mutex<()>,
+    room: Condvar,
+}
+
+impl Progress {
+    /// Tells the feeding thread that room has been made, if it waits for it.
+    fn wake(&self) {
+        // Sequentially consistent with `wait_for_room`'s store and load: of a yield and a wait
+        // that cross, one of the two sees the other (a miss costs a timeout, not a hang).
+        if self.waiting.load(Ordering::SeqCst)
+            && (self.yielded.load(Ordering::SeqCst) >= self.room_at.load(Ordering::SeqCst)
+                || self.stop.load(Ordering::SeqCst))
+        {
+            let _lock = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.room.notify_one();
+        }
+    }
+
+    /// Waits until the consumer has yielded `room_at` items, or stopped (or a while passed).
+    fn wait_for_room(&self, room_at: usize) {
+        let lock = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.room_at.store(room_at, Ordering::SeqCst);
+        self.waiting.store(true, Ordering::SeqCst);
+        if self.yielded.load(Ordering::SeqCst) < room_at && !self.stop.load(Ordering::SeqCst) {
+            let _ = self
+                .room
+                .wait_timeout(lock, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        self.waiting.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The iterator [`Pool::imap_json`] returns: one [`JsonOutcome`] per input item. Its input is
+/// pulled on a thread of its own, so an outcome is ready as soon as its task ends (and, in
+/// input order, every one before it), however slowly the input comes.
 pub struct ImapJson<'a> {
-    flow: Flow<'a>,
+    task: Task,
+    shared: Arc<Shared>,
+    window: Window,
+    progress: Arc<Progress>,
+    _pool: PhantomData<&'a Pool>,
 }
 
 impl std::fmt::Debug for ImapJson<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.flow.debug("ImapJson", f)
+        f.debug_struct("ImapJson")
+            .field("func", &self.task.name())
+            .field(
+                "submitted",
+                &self.progress.submitted.load(Ordering::Relaxed),
+            )
+            .field("yielded", &self.window.yielded)
+            .finish()
     }
 }
 
@@ -289,12 +410,55 @@ impl<'a> ImapJson<'a> {
     pub(crate) fn new(
         pool: &'a Pool,
         task: &Task,
-        input: Box<dyn Iterator<Item = Result<Values, TaskError>> + 'a>,
+        input: Box<dyn Iterator<Item = Result<Values, TaskError>> + Send>,
         order: Order,
     ) -> Self {
+        let (window, sink) = Window::new(order);
+        let progress = Arc::new(Progress::default());
+        let mut feed = Feed {
+            shared: Arc::clone(&pool.shared),
+            task: task.clone(),
+            input,
+            chunking: pool.imap_chunking,
+            sink,
+            last_size: 0,
+            submitted: 0,
+            done: false,
+        };
+        let shared = Arc::clone(&pool.shared);
+        let feeding = Arc::clone(&progress);
+        std::thread::Builder::new()
+            .name("wasmpool-feed".into())
+            .spawn(move || {
+                while !feeding.stop.load(Ordering::Acquire) && !feed.shared.is_terminating() {
+                    let yielded = feeding.yielded.load(Ordering::Acquire);
+                    if feed.submit_next(yielded) {
+                        feeding.submitted.store(feed.submitted, Ordering::Release);
+                    } else if feed.done {
+                        break;
+                    } else {
+                        feeding.wait_for_room(feed.room_at());
+                    }
+                }
+                let _ = feed.sink.0.send(Delivery::Ended(feed.submitted));
+            })
+            // As `std::thread::spawn` does: a thread that cannot start is a system out of
+            // resources, and no outcome could be promised for the input.
+            .expect("a stream's feeding thread starts");
         ImapJson {
-            flow: Flow::new(pool, task, input, order),
+            task: task.clone(),
+            shared,
+            window,
+            progress,
+            _pool: PhantomData,
         }
+    }
+
+    /// Whether the next call of `next` returns at once, without waiting for a task: a front
+    /// end that writes outcomes as they come flushes its output before it waits, and need not
+    /// flush while more are ready.
+    pub fn ready(&self) -> bool {
+        self.window.ready()
     }
 }
 
@@ -302,10 +466,28 @@ impl Iterator for ImapJson<'_> {
     type Item = JsonOutcome;
 
     fn next(&mut self) -> Option<JsonOutcome> {
-        let (index, outcome) = self.flow.next()?;
+        // A terminated pool cancels what was submitted; the feeding thread may be stuck in
+        // the input, and is not waited for once that is all yielded.
+        let progress = &self.progress;
+        let shared = &self.shared;
+        let give_up = |yielded: usize| {
+            shared.is_terminating() && progress.submitted.load(Ordering::Acquire) == yielded
+        };
+        let (index, outcome) = self.window.next(None, give_up)?;
+        self.progress
+            .yielded
+            .store(self.window.yielded, Ordering::SeqCst);
+        self.progress.wake();
         Some(JsonOutcome {
             index,
             result: outcome.map(|values| results_json(&values, Names::Wit)),
         })
+    }
+}
+
+impl Drop for ImapJson<'_> {
+    fn drop(&mut self) {
+        self.progress.stop.store(true, Ordering::SeqCst);
+        self.progress.wake();
     }
 }
