@@ -69,7 +69,16 @@ pub(crate) fn from_json(json: &Json, ty: &WitType, path: &str) -> Result<Value, 
         WitType::U32 => Value::U32(int(json).ok_or_else(mismatch)?),
         WitType::S64 => Value::S64(int(json).ok_or_else(mismatch)?),
         WitType::U64 => Value::U64(int(json).ok_or_else(mismatch)?),
-        WitType::F32 => Value::F32(float(json).ok_or_else(mismatch)? as f32),
+        WitType::F32 => {
+            let x = float(json).ok_or_else(mismatch)?;
+            let narrow = x as f32;
+            // A finite number too large for an f32 would become an infinity: refused, as an
+            // integer too large for its type is.
+            if x.is_finite() && narrow.is_infinite() {
+                return Err(fail(format!("{} (out of range for f32)", excerpt(json))));
+            }
+            Value::F32(narrow)
+        }
         WitType::F64 => Value::F64(float(json).ok_or_else(mismatch)?),
         WitType::Char => {
             let s = json.as_str().ok_or_else(mismatch)?;
@@ -407,6 +416,29 @@ mod tests {
         );
         assert!(from_json(&json!(1.5), &WitType::S32, "x").is_err());
         assert!(from_json(&json!("7"), &WitType::S64, "x").is_err());
+    }
+
+    #[test]
+    fn floats_out_of_range_are_refused_like_integers() {
+        let err = from_json(&json!(1e39), &WitType::F32, "x").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "parameter `x`: expected f32, got 1e+39 (out of range for f32)"
+        );
+        assert!(from_json(&json!(-1e39), &WitType::F32, "x").is_err());
+        assert_eq!(
+            from_json(&json!(3.4028235e38), &WitType::F32, "x"),
+            Ok(Value::F32(f32::MAX)),
+            "the largest f32 fits"
+        );
+        assert!(matches!(
+            from_json(&json!("inf"), &WitType::F32, "x"),
+            Ok(Value::F32(x)) if x == f32::INFINITY
+        ));
+        assert_eq!(
+            from_json(&json!(1e39), &WitType::F64, "x"),
+            Ok(Value::F64(1e39))
+        );
     }
 
     #[test]
