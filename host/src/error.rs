@@ -73,12 +73,20 @@ pub enum TaskError {
         /// The fuel it was given.
         limit: u64,
     },
-    /// A linear memory or table of the task tried to grow past its cap.
+    /// A linear memory of the task tried to grow past its cap.
     #[error("`{func}` exceeded its memory limit of {limit} bytes")]
     MemoryLimit {
         /// The export.
         func: String,
         /// The cap on each linear memory, in bytes.
+        limit: u64,
+    },
+    /// A table of the task tried to grow past its cap.
+    #[error("`{func}` exceeded its table limit of {limit} elements")]
+    TableLimit {
+        /// The export.
+        func: String,
+        /// The cap on each table, in elements.
         limit: u64,
     },
     /// The task overflowed its wasm stack.
@@ -182,6 +190,7 @@ impl TaskError {
             | TaskError::Timeout { func, .. }
             | TaskError::OutOfFuel { func, .. }
             | TaskError::MemoryLimit { func, .. }
+            | TaskError::TableLimit { func, .. }
             | TaskError::StackOverflow { func, .. }
             | TaskError::ResultTooLarge { func, .. }
             | TaskError::OutputLimit { func, .. }
@@ -205,6 +214,7 @@ impl TaskError {
             TaskError::Timeout { .. } => "timeout",
             TaskError::OutOfFuel { .. } => "out-of-fuel",
             TaskError::MemoryLimit { .. } => "memory-limit",
+            TaskError::TableLimit { .. } => "table-limit",
             TaskError::StackOverflow { .. } => "stack-overflow",
             TaskError::ResultTooLarge { .. } => "result-too-large",
             TaskError::OutputLimit { .. } => "output-limit",
@@ -276,6 +286,19 @@ pub enum Error {
         origin: String,
         /// The callable exports it does have.
         available: String,
+    },
+    /// The export takes or returns a value that cannot cross a process boundary (a resource,
+    /// a stream...): it cannot be a task.
+    #[error(
+        "the export `{name}` of {origin} cannot be a task: its signature holds a {what}, which cannot cross a process boundary"
+    )]
+    UnsupportedExport {
+        /// The export.
+        name: String,
+        /// The module.
+        origin: String,
+        /// What it holds (`resource`, `stream`...).
+        what: String,
     },
     /// A file could not be read.
     #[error("cannot read {path}: {source}")]

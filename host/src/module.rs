@@ -189,7 +189,9 @@ impl Module {
     /// The export named `name`, as a task any pool can run.
     ///
     /// Names are as [`Module::exports`] lists them: `square`, or `iface#func` for a function
-    /// inside an exported interface (the full `ns:pkg/iface#func` works too).
+    /// inside an exported interface (the full `ns:pkg/iface#func` works too). An export whose
+    /// signature holds a resource, a stream or a future is [`Error::UnsupportedExport`]: such
+    /// values cannot leave the worker.
     pub fn task(&self, name: &str) -> Result<Task, Error> {
         let found = self
             .inner
@@ -201,6 +203,13 @@ impl Module {
                 origin: self.inner.origin.clone(),
                 available: self.export_names(),
             })?;
+        if let Some(what) = found.unsupported() {
+            return Err(Error::UnsupportedExport {
+                name: found.name.clone(),
+                origin: self.inner.origin.clone(),
+                what: what.to_string(),
+            });
+        }
         Ok(Task {
             module: self.clone(),
             sig: Arc::new(found.clone()),

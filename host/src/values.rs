@@ -155,6 +155,38 @@ pub struct Signature {
     pub results: Vec<WitType>,
 }
 
+impl WitType {
+    /// The first part of this type that cannot cross a process boundary (a resource, a
+    /// stream...), named, if there is one.
+    pub fn unsupported(&self) -> Option<&str> {
+        match self {
+            WitType::Unsupported(what) => Some(what),
+            WitType::List(t) | WitType::Option(t) => t.unsupported(),
+            WitType::Record(fields) => fields.iter().find_map(|(_, t)| t.unsupported()),
+            WitType::Tuple(types) => types.iter().find_map(WitType::unsupported),
+            WitType::Variant(cases) => cases
+                .iter()
+                .find_map(|(_, t)| t.as_ref().and_then(WitType::unsupported)),
+            WitType::Result { ok, err } => {
+                ok.iter().chain(err.iter()).find_map(|t| t.unsupported())
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Signature {
+    /// The first part of a parameter or result that cannot cross a process boundary, named
+    /// (`resource`), if there is one: such an export cannot be a task.
+    pub fn unsupported(&self) -> Option<&str> {
+        self.params
+            .iter()
+            .map(|(_, t)| t)
+            .chain(&self.results)
+            .find_map(WitType::unsupported)
+    }
+}
+
 impl Value {
     /// About how many bytes the value takes on the wire: what the result-size limit counts.
     pub fn approx_size(&self) -> u64 {

@@ -156,7 +156,11 @@ const LEGACY_SYSCALLS: &[libc::c_long] = &[libc::SYS_poll, libc::SYS_epoll_wait]
 const LEGACY_SYSCALLS: &[libc::c_long] = &[];
 
 /// The file-system calls added when the pool grants directories (wasmtime-wasi reaches the
-/// granted directories through `openat` and friends relative to their descriptors).
+/// granted directories through `openat` and friends relative to their descriptors). Not
+/// `symlinkat`: a guest cannot follow a link out of its grant, but a link it made would stay
+/// behind for other programs on the host, which can (`evil -> ../outside/secret.txt`); so a
+/// guest makes no symbolic links at all (it gets `EPERM`). Hard links (`linkat`) stay: their
+/// source must be inside the grant.
 const FILE_SYSCALLS: &[libc::c_long] = &[
     libc::SYS_openat,
     libc::SYS_getdents64,
@@ -166,7 +170,6 @@ const FILE_SYSCALLS: &[libc::c_long] = &[
     libc::SYS_renameat2,
     libc::SYS_readlinkat,
     libc::SYS_linkat,
-    libc::SYS_symlinkat,
     libc::SYS_fchmod,
     libc::SYS_fchmodat,
     libc::SYS_utimensat,

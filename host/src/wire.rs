@@ -290,8 +290,10 @@ pub(crate) enum RunFailure {
     Timeout,
     /// The call used up its fuel.
     OutOfFuel,
-    /// A linear memory (or table) tried to grow past its cap.
+    /// A linear memory tried to grow past its cap.
     MemoryLimit,
+    /// A table tried to grow past its cap.
+    TableLimit,
     /// The wasm stack overflowed.
     StackOverflow,
     /// The result was larger than allowed; its approximate encoded size.

@@ -285,3 +285,126 @@ fn granted_directories_and_environment() {
         "{err}"
     );
 }
+
+/// Results past the 128 MiB wasmtime lets a guest copy out by default follow the result limit:
+/// a large limit lets them through, the default one refuses them as too large, not as a trap.
+#[test]
+fn large_results_follow_the_result_limit() {
+    let roomy = pool_with(Limits::new().max_result_bytes(512 << 20));
+    let big: String = roomy
+        .apply(&task(HOSTILE, "huge-result"), (200u64 << 20,))
+        .unwrap();
+    assert_eq!(big.len(), 200 << 20);
+    drop(big);
+    let default = pool_with(Limits::new());
+    let err = default
+        .apply::<_, String>(&task(HOSTILE, "huge-result"), (150u64 << 20,))
+        .unwrap_err();
+    assert!(
+        matches!(err, TaskError::ResultTooLarge { size, .. } if size >= 150 << 20),
+        "{err:?}"
+    );
+    still_works(&default);
+}
+
+#[test]
+fn a_table_past_its_limit_is_its_own_error() {
+    let wat = r#"(module
+        (table 1 funcref)
+        (func (export "grow") (param i32) (result i32)
+            ref.null func local.get 0 table.grow 0))"#;
+    let grow = wasmpool::Module::from_bytes(wat)
+        .unwrap()
+        .task("grow")
+        .unwrap()
+        .with_limits(Limits::new().max_table_elements(10));
+    let pool = pool_with(Limits::new());
+    assert_eq!(pool.apply::<_, i32>(&grow, (5,)).unwrap(), 1);
+    let err = pool.apply::<_, i32>(&grow, (100,)).unwrap_err();
+    assert_eq!(
+        err,
+        TaskError::TableLimit {
+            func: "grow".into(),
+            limit: 10
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "`grow` exceeded its table limit of 10 elements"
+    );
+}
+
+#[test]
+fn no_room_for_output_is_the_output_limit() {
+    let pool = pool_with(Limits::new().max_output_bytes(0));
+    let err = pool
+        .apply::<_, String>(&task(wasmpool_artifacts::HELLO, "hello"), ("world",))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        TaskError::OutputLimit {
+            func: "hello".into(),
+            limit: 0
+        }
+    );
+}
+
+/// A link a guest could not follow out of its grant would still point there for every other
+/// program on the host: a guest makes no symbolic links.
+#[test]
+fn a_guest_cannot_make_symbolic_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let grant = dir.path().join("grant");
+    std::fs::create_dir(&grant).unwrap();
+    std::fs::write(dir.path().join("secret.txt"), "hunter2").unwrap();
+    let pool = Pool::builder()
+        .workers(1)
+        .grants(Grants::new().dir(&grant, "/out"))
+        .on_output(|_| {})
+        .build()
+        .unwrap();
+    let make = task(HOSTILE, "make-symlink");
+    for target in ["../secret.txt", "/etc/passwd", "inside.txt"] {
+        let err = pool
+            .apply::<_, ()>(&make, (target, "/out/evil"))
+            .unwrap_err();
+        assert!(matches!(err, TaskError::Guest { .. }), "{target}: {err}");
+        assert!(
+            std::fs::symlink_metadata(grant.join("evil")).is_err(),
+            "a link to {target} was made"
+        );
+    }
+    // The grant itself still works.
+    let write = task(HOSTILE, "write-file");
+    pool.apply::<_, ()>(&write, ("/out/inside.txt", "ok"))
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(grant.join("inside.txt")).unwrap(),
+        "ok"
+    );
+}
+
+#[test]
+fn exports_holding_resources_are_refused_as_tasks() {
+    let module = wasmpool::Module::from_bytes(HOSTILE.wasm).unwrap();
+    let listed: Vec<String> = module.exports().iter().map(|s| s.name.clone()).collect();
+    for name in ["handles#make", "handles#[method]counter.get"] {
+        assert!(listed.iter().any(|n| n.ends_with(name)), "{listed:?}");
+        let err = module.task(name).unwrap_err();
+        assert!(
+            matches!(&err, wasmpool::Error::UnsupportedExport { what, .. } if what == "resource"),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("cannot cross a process boundary"),
+            "{message}"
+        );
+        assert!(
+            !message.chars().any(|c| c.is_ascii_digit()),
+            "no addresses or handles in: {message}"
+        );
+    }
+    // Its other exports are tasks as before.
+    assert!(module.task("spin").is_ok());
+}

@@ -18,7 +18,34 @@ const FRAME: usize = 256;
 
 struct Hostile;
 
+/// The guest side of `handles#counter`.
+struct Count(u32);
+
+impl exports::handles::Guest for Hostile {
+    type Counter = Count;
+
+    fn make() -> exports::handles::Counter {
+        exports::handles::Counter::new(Count(0))
+    }
+}
+
+impl exports::handles::GuestCounter for Count {
+    fn new() -> Self {
+        Count(0)
+    }
+
+    fn get(&self) -> u32 {
+        self.0
+    }
+}
+
 impl Guest for Hostile {
+    fn make_symlink(target: String, link: String) -> Result<(), String> {
+        // The one way stable std offers to make a symbolic link on WASI.
+        #[allow(deprecated)]
+        std::fs::soft_link(target, link).map_err(|e| e.to_string())
+    }
+
     fn spin() -> u32 {
         loop {
             black_box(());

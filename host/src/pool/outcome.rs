@@ -92,6 +92,10 @@ pub(crate) fn finish(
             func: func(),
             limit: limits.max_memory,
         }),
+        Err(RunFailure::TableLimit) => Err(TaskError::TableLimit {
+            func: func(),
+            limit: limits.max_table_elements,
+        }),
         Err(RunFailure::StackOverflow) => Err(TaskError::StackOverflow {
             func: func(),
             limit: max_wasm_stack,

@@ -60,6 +60,11 @@ pub(crate) fn to_val(value: &Value) -> Val {
     }
 }
 
+/// Why a result cannot be returned: it holds `what`, which cannot leave the worker.
+fn unsupported(what: &str) -> String {
+    format!("the result holds {what}, which cannot leave the worker")
+}
+
 /// A component's result; an error for a value that cannot leave the worker (a resource).
 pub(crate) fn from_val(val: &Val) -> Result<Value, String> {
     let boxed = |v: &Option<Box<Val>>| -> Result<Option<Box<Value>>, String> {
@@ -94,11 +99,13 @@ pub(crate) fn from_val(val: &Val) -> Result<Value, String> {
         Val::Result(Ok(v)) => Value::Result(Ok(boxed(v)?)),
         Val::Result(Err(v)) => Value::Result(Err(boxed(v)?)),
         Val::Flags(flags) => Value::Flags(flags.clone()),
-        other => {
-            return Err(format!(
-                "the result holds a value that cannot leave the worker: {other:?}"
-            ));
-        }
+        // Named, never printed: a handle's debug form shows host addresses.
+        Val::Resource(_) => return Err(unsupported("a resource")),
+        Val::Future(_) => return Err(unsupported("a future")),
+        Val::Stream(_) => return Err(unsupported("a stream")),
+        Val::ErrorContext(_) => return Err(unsupported("an error context")),
+        Val::Map(_) => return Err(unsupported("a map")),
+        Val::FixedLengthList(_) => return Err(unsupported("a fixed-length list")),
     })
 }
 

@@ -19,7 +19,7 @@ use crate::wire::{Code, ItemOutcome, ModuleKind, RunFailure, WorkerSettings};
 use super::capture::Capture;
 use super::engines::Flavors;
 use super::sandbox::Sandbox;
-use super::store::{ComponentState, CoreState, Limited, arm, limited_store};
+use super::store::{Cap, ComponentState, CoreState, Limited, arm, limited_store};
 
 /// A module compiled and linked, ready to be instantiated many times.
 pub(crate) enum Compiled {
@@ -326,11 +326,13 @@ impl Live {
     }
 }
 
-/// A failed instantiation or call, as the host will report it. `limit_hit` says whether the
-/// limiter refused a memory or table growth during the call.
-fn failure(err: wasmtime::Error, limit_hit: bool) -> RunFailure {
-    if limit_hit {
-        return RunFailure::MemoryLimit;
+/// A failed instantiation or call, as the host will report it. `limit_hit` says which cap,
+/// if any, the limiter refused a growth past during the call.
+fn failure(err: wasmtime::Error, limit_hit: Option<Cap>) -> RunFailure {
+    match limit_hit {
+        Some(Cap::Memory) => return RunFailure::MemoryLimit,
+        Some(Cap::Table) => return RunFailure::TableLimit,
+        None => {}
     }
     match err.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => return RunFailure::Timeout,

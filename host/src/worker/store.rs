@@ -61,16 +61,16 @@ impl CoreState {
 /// Store data that carries a [`TaskLimiter`].
 pub(crate) trait Limited: 'static {
     fn limiter_mut(&mut self) -> &mut TaskLimiter;
-    /// Whether the limiter refused a memory or table growth: the trap that follows is that
+    /// Which cap the limiter refused a growth past, if it did: the trap that follows is that
     /// limit.
-    fn limit_hit(&self) -> bool;
+    fn limit_hit(&self) -> Option<Cap>;
 }
 
 impl Limited for ComponentState {
     fn limiter_mut(&mut self) -> &mut TaskLimiter {
         &mut self.limiter
     }
-    fn limit_hit(&self) -> bool {
+    fn limit_hit(&self) -> Option<Cap> {
         self.limiter.hit
     }
 }
@@ -79,17 +79,41 @@ impl Limited for CoreState {
     fn limiter_mut(&mut self) -> &mut TaskLimiter {
         &mut self.limiter
     }
-    fn limit_hit(&self) -> bool {
+    fn limit_hit(&self) -> Option<Cap> {
         self.limiter.hit
     }
 }
 
-/// A fresh store for one task: its limiter installed, its time and fuel budgets armed.
+/// The two caps a [`TaskLimiter`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cap {
+    /// A linear memory's size.
+    Memory,
+    /// A table's elements.
+    Table,
+}
+
+/// A fresh store for one task: its limiter installed, its time and fuel budgets armed, and
+/// room for its results to be copied out (see [`hostcall_room`]).
 pub(crate) fn limited_store<T: Limited>(engine: &Engine, state: T, limits: &Resolved) -> Store<T> {
     let mut store = Store::new(engine, state);
     store.limiter(|s| s.limiter_mut());
+    store.set_hostcall_fuel(hostcall_room(limits.max_result_bytes));
     arm(&mut store, limits);
     store
+}
+
+/// How many bytes wasmtime may copy out of a guest in one go (its "hostcall fuel", 128 MiB by
+/// default, which made every result of 150 MB a trap whatever the result limit said): four
+/// times the result limit, so that a result over its limit is copied and reported as
+/// `ResultTooLarge` with its size, while a guest that makes a small memory look like a huge
+/// result (a list of a million references to one string) still cannot make the worker
+/// allocate without bound.
+fn hostcall_room(max_result_bytes: u64) -> usize {
+    const DEFAULT: usize = 128 << 20;
+    usize::try_from(max_result_bytes.saturating_mul(4))
+        .unwrap_or(usize::MAX)
+        .max(DEFAULT)
 }
 
 /// Sets a store's time and fuel budgets for the next call.
@@ -109,12 +133,12 @@ pub(crate) fn arm<T>(store: &mut Store<T>, limits: &Resolved) {
     }
 }
 
-/// Caps the growth of a task's memories and tables, and remembers that a cap was hit, so
+/// Caps the growth of a task's memories and tables, and remembers which cap was hit, so
 /// that the trap that follows is reported as the limit it is.
 pub(crate) struct TaskLimiter {
     max_memory: u64,
     max_table_elements: u64,
-    hit: bool,
+    hit: Option<Cap>,
 }
 
 impl TaskLimiter {
@@ -122,14 +146,18 @@ impl TaskLimiter {
         TaskLimiter {
             max_memory: limits.max_memory,
             max_table_elements: limits.max_table_elements,
-            hit: false,
+            hit: None,
         }
     }
 
-    /// Allows a growth to `desired` units of `what`, or refuses it (a trap) and remembers why.
-    fn allow(&mut self, what: &str, desired: usize, limit: u64) -> wasmtime::Result<bool> {
+    /// Allows a growth to `desired` units of `cap`, or refuses it (a trap) and remembers why.
+    fn allow(&mut self, cap: Cap, desired: usize, limit: u64) -> wasmtime::Result<bool> {
         if desired as u64 > limit {
-            self.hit = true;
+            self.hit = Some(cap);
+            let what = match cap {
+                Cap::Memory => "linear memory (bytes)",
+                Cap::Table => "table (elements)",
+            };
             wasmtime::bail!("{what} would grow to {desired}, past the limit of {limit}");
         }
         Ok(true)
@@ -143,7 +171,7 @@ impl ResourceLimiter for TaskLimiter {
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        self.allow("linear memory (bytes)", desired, self.max_memory)
+        self.allow(Cap::Memory, desired, self.max_memory)
     }
 
     fn table_growing(
@@ -152,6 +180,6 @@ impl ResourceLimiter for TaskLimiter {
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        self.allow("table (elements)", desired, self.max_table_elements)
+        self.allow(Cap::Table, desired, self.max_table_elements)
     }
 }
