@@ -362,13 +362,18 @@ pub(crate) fn read_frame<T: DeserializeOwned>(
     if len > MAX_FRAME_BYTES {
         return Err(WireError::TooLarge(len));
     }
+    // The buffer grows as the payload's bytes arrive: a length that lies costs the reader
+    // nothing until the bytes it promises come (a buffer kept from earlier frames is reused).
     buf.clear();
-    buf.resize(len, 0);
-    if read_full(r, buf)? != len {
+    buf.reserve(len.min(FRAME_RESERVE));
+    if r.take(len as u64).read_to_end(buf)? != len {
         return Err(WireError::Truncated);
     }
     Ok(Some(decode(buf)?))
 }
+
+/// How much room a frame's buffer is given before its payload arrives.
+const FRAME_RESERVE: usize = 64 << 10;
 
 /// Decodes one message payload (a frame without its length prefix). The fuzz target's entry.
 pub(crate) fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, postcard::Error> {
@@ -442,6 +447,22 @@ mod tests {
             read_frame::<HostMsg>(&mut reader, &mut buf)
                 .unwrap()
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn a_length_that_lies_costs_nothing_until_its_bytes_come() {
+        let mut lying = (200u32 << 20).to_le_bytes().to_vec();
+        lying.extend_from_slice(b"ten bytes.");
+        let mut buf = Vec::new();
+        assert!(matches!(
+            read_frame::<HostMsg>(&mut lying.as_slice(), &mut buf),
+            Err(WireError::Truncated)
+        ));
+        assert!(
+            buf.capacity() < 1 << 20,
+            "{} bytes for a frame of 10",
+            buf.capacity()
         );
     }
 
