@@ -6,11 +6,17 @@
 //! metering variant, and a hash of the engine configuration
 //! (`Engine::precompile_compatibility_hash`), and sends it to workers, which load it with
 //! `deserialize` instead of compiling. Loading an artifact is `unsafe` in wasmtime because the
-//! bytes are trusted to be its own output, so an entry is never trusted blindly: each file
-//! carries a SHA-256 of its contents that is checked on every read, must be owned by this
-//! user, and is written under a temporary name then renamed, so a reader never sees half a
-//! file. A corrupt, truncated, foreign or stale entry is logged, compiled again and replaced.
-//! Artifacts from users are never accepted: the cache holds only what this host produced.
+//! bytes are trusted to be its own output, so an entry is never trusted blindly. Each file is
+//! **bound to what it was compiled from**: its header, inside the checked bytes, names the
+//! module's SHA-256, its kind, the metering variant and the engine configuration, and a read
+//! checks all of them against the module being loaded before any byte of code is used (a
+//! checksum of the entry's own bytes alone would accept another module's entry copied or
+//! linked into this one's place, and run it). The code carries a SHA-256 checked on every
+//! read; the file must be a regular file (never a link, a FIFO or a device, and opening one
+//! never blocks) owned by this user, and is written under a temporary name then renamed, so a
+//! reader never sees half a file. A corrupt, truncated, foreign, misplaced or stale entry is
+//! logged, compiled again and replaced. Artifacts from users are never accepted: the cache
+//! holds only what this host produced.
 //!
 //! The directory: `$WASMPOOL_CACHE_DIR` if set (`off` turns the cache off), else
 //! `$XDG_CACHE_HOME/wasmpool`, else `~/.cache/wasmpool`. Created with mode 0700. It holds at
@@ -39,8 +45,69 @@ pub(crate) const MAX_CACHE_BYTES: u64 = 1 << 30;
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
 
 /// The first bytes of every cache file, with the format's version.
-const MAGIC: &[u8; 8] = b"WPCODE01";
-const HEADER: usize = MAGIC.len() + 32;
+const MAGIC: &[u8; 8] = b"WPCODE02";
+
+/// What an entry is bound to: the module it was compiled from, and how. Written at the head
+/// of the entry and checked against the module being loaded before its code is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Binding {
+    module: ModuleId,
+    kind: ModuleKind,
+    metering: Metering,
+    /// The engine configuration and this version of wasmpool (see [`engine_key`]).
+    engine: u64,
+}
+
+/// The header: the magic, the binding (32 + 1 + 1 + 8 bytes), the code's SHA-256.
+const HEADER: usize = MAGIC.len() + 42 + 32;
+
+impl Binding {
+    fn new(engine: &Engine, metering: Metering, id: &ModuleId, kind: ModuleKind) -> Self {
+        Binding {
+            module: *id,
+            kind,
+            metering,
+            engine: engine_key(engine, kind),
+        }
+    }
+
+    fn encode(&self) -> [u8; 42] {
+        let mut out = [0u8; 42];
+        out[..32].copy_from_slice(&self.module);
+        out[32] = match self.kind {
+            ModuleKind::Component => 1,
+            ModuleKind::Core => 2,
+        };
+        out[33] = self.metering.index() as u8 + 1;
+        out[34..].copy_from_slice(&self.engine.to_le_bytes());
+        out
+    }
+
+    /// What differs between this binding and the one `stored` encodes, if anything.
+    fn mismatch(&self, stored: &[u8]) -> Option<&'static str> {
+        let expected = self.encode();
+        if stored[..32] != expected[..32] {
+            Some("it was compiled from another module")
+        } else if stored[32] != expected[32] {
+            Some("it was compiled as another kind of module")
+        } else if stored[33] != expected[33] {
+            Some("it was compiled for another engine variant")
+        } else if stored[34..42] != expected[34..42] {
+            Some("it was compiled by another engine configuration or wasmpool version")
+        } else {
+            None
+        }
+    }
+}
+
+/// The engine configuration and the wasmpool version an artifact belongs to.
+fn engine_key(engine: &Engine, kind: ModuleKind) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    kind.hash(&mut hasher);
+    env!("CARGO_PKG_VERSION").hash(&mut hasher);
+    hasher.finish()
+}
 
 /// Set by [`set_cache_dir`]: overrides the environment.
 static OVERRIDE: Mutex<Option<Option<PathBuf>>> = Mutex::new(None);
@@ -78,9 +145,10 @@ pub(crate) fn precompiled(
     kind: ModuleKind,
     wasm: &[u8],
 ) -> Result<Vec<u8>, String> {
-    let path = dir.map(|dir| entry_path(dir, engine, metering, id, kind));
+    let binding = Binding::new(engine, metering, id, kind);
+    let path = dir.map(|dir| entry_path(dir, &binding));
     if let Some(path) = &path {
-        match read_entry(path) {
+        match read_entry(path, &binding) {
             Ok(Some(code)) if Engine::detect_precompiled(&code) == Some(precompiled_kind(kind)) => {
                 return Ok(code);
             }
@@ -99,7 +167,7 @@ pub(crate) fn precompiled(
     }
     .map_err(|e| format!("{e:#}"))?;
     if let (Some(dir), Some(path)) = (dir, &path) {
-        match write_entry(path, &code) {
+        match write_entry(path, &binding, &code) {
             Ok(()) => prune(dir, path, MAX_CACHE_BYTES),
             Err(e) => {
                 log::warn!(target: "wasmpool::cache", "cannot store {}: {e}", path.display())
@@ -125,47 +193,59 @@ pub(crate) fn evict(
     kind: ModuleKind,
 ) {
     if let Some(dir) = dir {
-        let _ = std::fs::remove_file(entry_path(dir, engine, metering, id, kind));
+        let binding = Binding::new(engine, metering, id, kind);
+        let _ = std::fs::remove_file(entry_path(dir, &binding));
     }
 }
 
 /// `<dir>/<engine configuration>/<module hash>-<metering>.cwasm`.
-fn entry_path(
-    dir: &Path,
-    engine: &Engine,
-    metering: Metering,
-    id: &ModuleId,
-    kind: ModuleKind,
-) -> PathBuf {
-    let mut hasher = DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut hasher);
-    kind.hash(&mut hasher);
-    env!("CARGO_PKG_VERSION").hash(&mut hasher);
-    let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
-    dir.join(format!("{:016x}", hasher.finish()))
-        .join(format!("{id}-{metering:?}.cwasm"))
+fn entry_path(dir: &Path, binding: &Binding) -> PathBuf {
+    let id: String = binding.module.iter().map(|b| format!("{b:02x}")).collect();
+    dir.join(format!("{:016x}", binding.engine))
+        .join(format!("{id}-{:?}.cwasm", binding.metering))
 }
 
-/// The code stored at `path`: `None` if there is no entry, an error if there is one that
-/// cannot be trusted. A sound entry is marked as just used (its modification time), for
-/// [`prune`].
-fn read_entry(path: &Path) -> Result<Option<Vec<u8>>, String> {
-    let mut file = match std::fs::File::open(path) {
+/// The code stored at `path` for `binding`: `None` if there is no entry, an error if there
+/// is one that cannot be trusted (not a regular file of this user, not an entry, bound to
+/// something else, or corrupt). A sound entry is marked as just used (its modification time),
+/// for [`prune`].
+fn read_entry(path: &Path, binding: &Binding) -> Result<Option<Vec<u8>>, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Never through a link, and never blocking: a FIFO put here would otherwise hang the
+    // read until someone writes to it.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path);
+    let mut file = match opened {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err("it is a symbolic link, not an entry this host wrote".into());
+        }
         Err(e) => return Err(e.to_string()),
     };
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("it is not a regular file".into());
+    }
+    // SAFETY: geteuid cannot fail.
+    if meta.uid() != unsafe { libc::geteuid() } {
+        return Err(format!("owned by uid {}, not by this user", meta.uid()));
+    }
+    if meta.len() > MAX_CACHE_BYTES {
+        return Err(format!("{} bytes, larger than the whole cache", meta.len()));
+    }
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| e.to_string())?;
-    let owner = file.metadata().map_err(|e| e.to_string())?.uid();
-    // SAFETY: geteuid cannot fail.
-    if owner != unsafe { libc::geteuid() } {
-        return Err(format!("owned by uid {owner}, not by this user"));
-    }
     if bytes.len() < HEADER || &bytes[..MAGIC.len()] != MAGIC {
         return Err("not a wasmpool cache entry, or truncated".into());
     }
-    let (sum, code) = bytes[MAGIC.len()..].split_at(32);
+    let (stored, rest) = bytes[MAGIC.len()..].split_at(42);
+    if let Some(why) = binding.mismatch(stored) {
+        return Err(why.into());
+    }
+    let (sum, code) = rest.split_at(32);
     if Sha256::digest(code).as_slice() != sum {
         return Err("its checksum does not match its contents".into());
     }
@@ -206,8 +286,9 @@ fn prune(dir: &Path, keep: &Path, max: u64) {
     }
 }
 
-/// Stores `code` at `path` atomically (a temporary file in the same directory, renamed).
-fn write_entry(path: &Path, code: &[u8]) -> std::io::Result<()> {
+/// Stores `code`, bound to `binding`, at `path` atomically (a temporary file in the same
+/// directory, renamed).
+fn write_entry(path: &Path, binding: &Binding, code: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().expect("entries live in a directory");
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -223,6 +304,7 @@ fn write_entry(path: &Path, code: &[u8]) -> std::io::Result<()> {
     ));
     let mut file = std::fs::File::create(&temp)?;
     file.write_all(MAGIC)?;
+    file.write_all(&binding.encode())?;
     file.write_all(&Sha256::digest(code))?;
     file.write_all(code)?;
     drop(file);
@@ -237,14 +319,15 @@ mod tests {
     use crate::engine::host_engine as engine;
 
     const WAT: &str = r#"(module (func (export "one") (result i32) i32.const 1))"#;
+    const OTHER: &str = r#"(module (func (export "two") (result i32) i32.const 2))"#;
 
-    fn compile(dir: &Path) -> Vec<u8> {
-        let wasm = wat::parse_str(WAT).unwrap();
-        let id = [3; 32];
+    /// The code of `wat` (known by `id`) for `metering`, through the cache in `dir`.
+    fn compile_as(dir: &Path, wat: &str, id: ModuleId, metering: Metering) -> Vec<u8> {
+        let wasm = wat::parse_str(wat).unwrap();
         precompiled(
             Some(dir),
-            engine(Metering::Plain),
-            Metering::Plain,
+            engine(metering),
+            metering,
             &id,
             ModuleKind::Core,
             &wasm,
@@ -252,9 +335,20 @@ mod tests {
         .unwrap()
     }
 
+    fn compile(dir: &Path) -> Vec<u8> {
+        compile_as(dir, WAT, [3; 32], Metering::Plain)
+    }
+
+    fn binding_of(id: ModuleId, metering: Metering) -> Binding {
+        Binding::new(engine(metering), metering, &id, ModuleKind::Core)
+    }
+
     fn the_entry(dir: &Path) -> PathBuf {
-        let engine = engine(Metering::Plain);
-        entry_path(dir, engine, Metering::Plain, &[3; 32], ModuleKind::Core)
+        entry_path(dir, &binding_of([3; 32], Metering::Plain))
+    }
+
+    fn read(path: &Path) -> Result<Option<Vec<u8>>, String> {
+        read_entry(path, &binding_of([3; 32], Metering::Plain))
     }
 
     #[test]
@@ -263,7 +357,7 @@ mod tests {
         let first = compile(dir.path());
         let path = the_entry(dir.path());
         assert!(path.exists());
-        assert_eq!(read_entry(&path).unwrap(), Some(first.clone()));
+        assert_eq!(read(&path).unwrap(), Some(first.clone()));
         assert_eq!(compile(dir.path()), first);
         let mode = std::fs::metadata(path.parent().unwrap()).unwrap().mode();
         assert_eq!(mode & 0o777, 0o700);
@@ -278,16 +372,17 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
-        assert!(read_entry(&path).unwrap_err().contains("checksum"));
+        assert!(read(&path).unwrap_err().contains("checksum"));
         assert_eq!(compile(dir.path()), good);
-        assert_eq!(read_entry(&path).unwrap(), Some(good.clone()));
+        assert_eq!(read(&path).unwrap(), Some(good.clone()));
 
         std::fs::write(&path, &bytes[..20]).unwrap();
-        assert!(read_entry(&path).unwrap_err().contains("truncated"));
+        assert!(read(&path).unwrap_err().contains("truncated"));
         assert_eq!(compile(dir.path()), good);
 
         // A well-formed entry whose code is not wasmtime's is rebuilt too.
         let mut forged = MAGIC.to_vec();
+        forged.extend_from_slice(&binding_of([3; 32], Metering::Plain).encode());
         forged.extend_from_slice(&Sha256::digest(b"junk"));
         forged.extend_from_slice(b"junk");
         std::fs::write(&path, &forged).unwrap();
@@ -336,7 +431,7 @@ mod tests {
             .unwrap()
             .set_modified(hours_ago(500))
             .unwrap();
-        assert!(read_entry(&path).unwrap().is_some());
+        assert!(read(&path).unwrap().is_some());
         let used = std::fs::metadata(&path).unwrap().modified().unwrap();
         assert!(used > hours_ago(1));
     }
@@ -344,21 +439,66 @@ mod tests {
     #[test]
     fn the_key_tells_metering_variants_apart() {
         let dir = Path::new("/cache");
-        let plain = entry_path(
-            dir,
-            engine(Metering::Plain),
-            Metering::Plain,
-            &[1; 32],
-            ModuleKind::Core,
-        );
-        let fuel = entry_path(
-            dir,
-            engine(Metering::EpochsAndFuel),
-            Metering::EpochsAndFuel,
-            &[1; 32],
-            ModuleKind::Core,
-        );
+        let plain = entry_path(dir, &binding_of([1; 32], Metering::Plain));
+        let fuel = entry_path(dir, &binding_of([1; 32], Metering::EpochsAndFuel));
         assert_ne!(plain.parent(), fuel.parent());
         assert_ne!(plain.file_name(), fuel.file_name());
+    }
+
+    /// An entry is bound to what it was compiled from: another module's entry, or the same
+    /// module's other variant, copied or linked into its place is refused and rebuilt, never
+    /// run (a checksum of the entry's own bytes would accept either).
+    #[test]
+    fn an_entry_in_another_ones_place_is_refused_and_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = compile(dir.path());
+        let two = compile_as(dir.path(), OTHER, [4; 32], Metering::Plain);
+        let path = the_entry(dir.path());
+        let other = entry_path(dir.path(), &binding_of([4; 32], Metering::Plain));
+        std::fs::copy(&other, &path).unwrap();
+        assert_eq!(
+            read(&path).unwrap_err(),
+            "it was compiled from another module"
+        );
+        assert_eq!(compile(dir.path()), one, "rebuilt from the right module");
+        assert_ne!(one, two);
+        // A link to it, in its place.
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&other, &path).unwrap();
+        assert!(read(&path).unwrap_err().contains("symbolic link"));
+        assert_eq!(compile(dir.path()), one);
+        // The same module's epochs variant over its plain one.
+        let epochs = compile_as(dir.path(), WAT, [3; 32], Metering::Epochs);
+        let epochs_path = entry_path(dir.path(), &binding_of([3; 32], Metering::Epochs));
+        std::fs::copy(&path, &epochs_path).unwrap();
+        let refused = read_entry(&epochs_path, &binding_of([3; 32], Metering::Epochs));
+        assert!(
+            refused.unwrap_err().contains("another"),
+            "the plain code is not the epochs code"
+        );
+        assert_eq!(
+            compile_as(dir.path(), WAT, [3; 32], Metering::Epochs),
+            epochs
+        );
+    }
+
+    #[test]
+    fn a_fifo_in_the_cache_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = compile(dir.path());
+        let path = the_entry(dir.path());
+        std::fs::remove_file(&path).unwrap();
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: mkfifo with a valid path and mode.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let cache = dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            let _ = tx.send(compile(&cache));
+        });
+        let rebuilt = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the read of a FIFO does not hang");
+        assert_eq!(rebuilt, good);
     }
 }
