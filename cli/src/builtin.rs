@@ -6,6 +6,8 @@ use std::io;
 use std::path::PathBuf;
 
 use wasmpool::Module;
+
+use crate::options::LoadArgs;
 use wasmpool_artifacts::{
     ARITH, FALLIBLE, Guest, HELLO, POWER, PRIMES, PURE, RECORDS, SLEEP, SQUARE, TRAP, WORDS,
 };
@@ -20,9 +22,9 @@ pub(crate) fn get(name: &str) -> Option<&'static Guest> {
     OFFERED.iter().find(|guest| guest.name == name)
 }
 
-/// A module path as the commands take it: a file, or `builtin:NAME` for a task built into
-/// this binary.
-pub(crate) fn load_module(path: &str) -> Result<Module, wasmpool::Error> {
+/// A module path as the commands take it: a file (loaded as `load` says), or `builtin:NAME`
+/// for a task built into this binary.
+pub(crate) fn load_module(path: &str, load: &LoadArgs) -> Result<Module, wasmpool::Error> {
     match path.strip_prefix("builtin:") {
         Some(name) => match get(name) {
             Some(guest) => Module::from_bytes_named(guest.wasm, path),
@@ -34,6 +36,6 @@ pub(crate) fn load_module(path: &str) -> Result<Module, wasmpool::Error> {
                 ),
             }),
         },
-        None => Module::from_file(PathBuf::from(path)),
+        None => load.loader().file(PathBuf::from(path)),
     }
 }

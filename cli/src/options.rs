@@ -1,20 +1,41 @@
-//! The options the commands that start a pool share: workers and chunks, limits, grants.
+//! The options the commands share: how modules are loaded, and for those that start a pool,
+//! workers and chunks, limits, grants. A value that cannot work (no workers, empty chunks, a
+//! zero timeout) is refused with a sentence, as a usage error.
 
 use std::time::Duration;
 
 use clap::Args;
-use wasmpool::{Grants, Limits, Pool, PoolBuilder};
+use wasmpool::{Grants, Limits, Module, Pool, PoolBuilder};
 
 use crate::terminal;
+
+/// The most worker processes a pool may start (each takes a few file descriptors and a thread
+/// on the host, and about 10 MiB of memory).
+const MAX_WORKERS: usize = 1024;
+
+/// How the commands load a module.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct LoadArgs {
+    /// The largest module file to read: `256M`, `1G`, bytes.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "256M")]
+    max_module_size: u64,
+}
+
+impl LoadArgs {
+    /// The loader these options describe.
+    pub(crate) fn loader(&self) -> wasmpool::Loader {
+        Module::loader().max_bytes(self.max_module_size)
+    }
+}
 
 /// Options shared by the commands that start a pool.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct PoolArgs {
-    /// Worker processes (default: one per available core; `run`: 1).
-    #[arg(short = 'j', long = "workers", value_name = "N")]
+    /// Worker processes, 1 to 1024 (default: one per available core; `run`: 1).
+    #[arg(short = 'j', long = "workers", value_name = "N", value_parser = parse_workers)]
     pub(crate) workers: Option<usize>,
     /// Items per round trip to a worker (default for `map`: as many as take about 2 ms).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_chunksize)]
     chunksize: Option<usize>,
     #[command(flatten)]
     sandbox: SandboxArgs,
@@ -25,7 +46,7 @@ pub(crate) struct PoolArgs {
 #[command(next_help_heading = "Sandbox (deny by default)")]
 pub(crate) struct SandboxArgs {
     /// Wall-clock limit per task: `500ms`, `2s`, `1m` (default: none).
-    #[arg(long, value_name = "TIME", value_parser = parse_duration)]
+    #[arg(long, value_name = "TIME", value_parser = parse_timeout)]
     timeout: Option<Duration>,
     /// Instruction budget per task, in fuel units (about one per wasm instruction).
     #[arg(long, value_name = "UNITS")]
@@ -96,6 +117,35 @@ impl SandboxArgs {
     }
 }
 
+fn parse_workers(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("a pool needs at least one worker".into()),
+        Ok(n) if n > MAX_WORKERS => Err(format!(
+            "{n} workers is more than the {MAX_WORKERS} a pool may start"
+        )),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{text}` is not a number of workers")),
+    }
+}
+
+fn parse_chunksize(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("a chunk holds at least one item".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{text}` is not a number of items")),
+    }
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err(
+            "a timeout of 0 would stop every task before it starts (leave --timeout out for none)"
+                .into(),
+        ),
+        timeout => Ok(timeout),
+    }
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -161,5 +211,21 @@ mod tests {
         assert!(parse_size("lots").is_err());
         assert_eq!(parse_env("A=b=c"), Ok(("A".into(), "b=c".into())));
         assert!(parse_env("=x").is_err());
+    }
+
+    #[test]
+    fn values_that_cannot_work_are_refused() {
+        assert!(parse_workers("0").unwrap_err().contains("at least one"));
+        assert!(parse_workers("1025").unwrap_err().contains("1024"));
+        assert_eq!(parse_workers("8"), Ok(8));
+        assert!(parse_chunksize("0").is_err());
+        assert_eq!(parse_chunksize("1000000000"), Ok(1_000_000_000));
+        assert!(
+            parse_timeout("0s")
+                .unwrap_err()
+                .contains("leave --timeout out")
+        );
+        assert!(parse_timeout("0ms").is_err());
+        assert_eq!(parse_timeout("1ms"), Ok(Duration::from_millis(1)));
     }
 }

@@ -385,7 +385,8 @@ fn workers_die_with_a_host_killed_by_sigkill() {
         .unwrap();
     let pid = child.id();
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"60000\n").unwrap();
+    // Two items: a worker for each of the two slots.
+    stdin.write_all(b"60000\n60000\n").unwrap();
     assert!(wait_for(
         || children(pid).len() == 2,
         std::time::Duration::from_secs(10)
@@ -603,6 +604,58 @@ fn guest_output_cannot_move_the_terminal() {
     );
     assert!(
         stderr(&out).contains("[task 0] hello, \\u{1b}[2J\\rwasmpool map: 0 failed!"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn options_that_cannot_work_are_usage_errors() {
+    for (args, says) in [
+        (&["-j", "0"][..], "at least one worker"),
+        (&["-j", "100000"][..], "more than the 1024"),
+        (&["--chunksize", "0"][..], "at least one item"),
+        (&["--timeout", "0s"][..], "leave --timeout out"),
+    ] {
+        let mut all = vec!["map", "builtin:square", "square"];
+        all.extend_from_slice(args);
+        let out = wasmpool(&all, "1\n");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+        assert!(stdout(&out).is_empty());
+    }
+    // A chunk size far larger than the input is only as large as the input.
+    let out = wasmpool(
+        &[
+            "map",
+            "builtin:square",
+            "square",
+            "--chunksize",
+            "1000000000",
+        ],
+        "3\n4\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "9\n16\n");
+    // A module larger than allowed names the flag that raises the limit.
+    let dir = tempfile::tempdir().unwrap();
+    let exported = wasmpool(&["tasks", "--export", dir.path().to_str().unwrap()], "");
+    assert!(exported.status.success());
+    let square = dir.path().join("square.wasm");
+    let out = wasmpool(
+        &[
+            "run",
+            square.to_str().unwrap(),
+            "square",
+            "3",
+            "--max-module-size",
+            "1K",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--max-module-size"),
         "{}",
         stderr(&out)
     );

@@ -238,6 +238,11 @@ fn read_entry(path: &Path, binding: &Binding) -> Result<Option<Vec<u8>>, String>
     }
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| e.to_string())?;
+    if bytes.starts_with(&MAGIC[..6]) && !bytes.starts_with(MAGIC) {
+        // An entry of another format version, from another wasmpool: stale, not suspect.
+        log::debug!(target: "wasmpool::cache", "{}: an entry of another format; rebuilding it", path.display());
+        return Ok(None);
+    }
     if bytes.len() < HEADER || &bytes[..MAGIC.len()] != MAGIC {
         return Err("not a wasmpool cache entry, or truncated".into());
     }

@@ -300,6 +300,18 @@ pub enum Error {
         /// What it holds (`resource`, `stream`...).
         what: String,
     },
+    /// A module file is larger than the loader reads (see [`crate::Loader::max_bytes`]).
+    #[error(
+        "cannot load {origin}: it is {size} bytes, over the limit of {limit} (raise it with Loader::max_bytes, or --max-module-size)"
+    )]
+    ModuleTooLarge {
+        /// The file.
+        origin: String,
+        /// Its size, or at least what was read of it.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// A file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {

@@ -54,7 +54,7 @@
 //! JSON with WIT's names, or as its [`TaskError`], with its position in the input.
 //!
 //! # Workers
-//! A worker is this same executable, started with `WASMPOOL_WORKER=1`: a constructor that runs
+//! A worker is this same executable, started with `WASMPOOL_WORKER` set: a constructor that runs
 //! before `main` turns it into a worker, so no extra code is needed in your program. A
 //! [`WorkerCommand`] runs another program instead (such as `wasmpool worker`), for every slot
 //! of a pool ([`PoolBuilder::worker_command`]) or for a [`Process`].
@@ -84,7 +84,7 @@ pub use limits::{
     DEFAULT_MAX_MEMORY, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_RESULT_BYTES,
     DEFAULT_MAX_TABLE_ELEMENTS, DEFAULT_MAX_WASM_STACK, DirGrant, Grants, Limits,
 };
-pub use module::{Module, Task};
+pub use module::{DEFAULT_MAX_MODULE_BYTES, Loader, Module, Task};
 pub use pool::handle::{MapResult, ReturnWhen, TaskFuture, WaitOutcome, as_completed, wait};
 pub use pool::imap::{Imap, ImapJson, JsonOutcome, Order};
 pub use pool::output::{GuestOutput, GuestStream};

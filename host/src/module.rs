@@ -46,6 +46,88 @@ struct ModuleInner {
     code: [OnceLock<Result<Arc<Vec<u8>>, String>>; 3],
 }
 
+/// The largest module file [`Module::from_file`] reads by default (see [`Loader::max_bytes`]).
+pub const DEFAULT_MAX_MODULE_BYTES: u64 = 256 << 20;
+
+/// How module files are loaded: what [`Module::from_file`] does with the defaults.
+///
+/// A module file is untrusted input: only a regular file is read (a FIFO, a device such as
+/// `/dev/zero`, a directory are refused, and opening one never blocks), and at most
+/// [`Loader::max_bytes`] of it.
+///
+/// # Examples
+/// ```no_run
+/// let module = wasmpool::Module::loader().max_bytes(1 << 30).file("python-task.wasm")?;
+/// # Ok::<(), wasmpool::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Loader {
+    max_bytes: u64,
+}
+
+impl Default for Loader {
+    fn default() -> Self {
+        Loader {
+            max_bytes: DEFAULT_MAX_MODULE_BYTES,
+        }
+    }
+}
+
+impl Loader {
+    /// The largest module file read (default [`DEFAULT_MAX_MODULE_BYTES`]); a larger one is
+    /// [`Error::ModuleTooLarge`].
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// Reads and validates a `.wasm` component or core module (or a `.wat` text file).
+    pub fn file(&self, path: impl AsRef<Path>) -> Result<Module, Error> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = path.as_ref();
+        let origin = path.display().to_string();
+        let read_error = |source| Error::Read {
+            path: origin.clone(),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(read_error)?;
+        let meta = file.metadata().map_err(read_error)?;
+        if !meta.is_file() {
+            let kind = if meta.is_dir() {
+                "a directory"
+            } else {
+                "not a regular file"
+            };
+            return Err(read_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("it is {kind}"),
+            )));
+        }
+        let too_large = |size| Error::ModuleTooLarge {
+            origin: origin.clone(),
+            size,
+            limit: self.max_bytes,
+        };
+        if meta.len() > self.max_bytes {
+            return Err(too_large(meta.len()));
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        // At most one byte past the limit: a file that grows while it is read is caught too.
+        file.take(self.max_bytes.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(read_error)?;
+        if bytes.len() as u64 > self.max_bytes {
+            return Err(too_large(bytes.len() as u64));
+        }
+        Module::new(bytes, origin.clone())
+    }
+}
+
 /// One export of one module: what a pool runs.
 ///
 /// Cheap to clone; the same task can be used with any pool.
@@ -68,12 +150,12 @@ impl Module {
     /// # Ok::<(), wasmpool::Error>(())
     /// ```
     pub fn from_file(path: impl AsRef<Path>) -> Result<Module, Error> {
-        let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::new(bytes, path.display().to_string())
+        Self::loader().file(path)
+    }
+
+    /// A [`Loader`] with the defaults, to load modules with other limits.
+    pub fn loader() -> Loader {
+        Loader::default()
     }
 
     /// Validates a module or component given as bytes (binary wasm or `.wat` text).

@@ -189,7 +189,10 @@ impl PoolBuilder {
         self
     }
 
-    /// Starts the workers; returns once every one has answered its handshake.
+    /// Starts the pool: its first worker now (this returns once it has answered its
+    /// handshake, so that a worker that cannot start is this call's error), the others as
+    /// work comes for them, so that a pool of many slots given a few items starts a few
+    /// workers.
     pub fn build(self) -> Result<Pool, Error> {
         self.grants.check()?;
         let workers = match self.workers {
@@ -229,36 +232,35 @@ impl PoolBuilder {
             chunksize: self.chunksize,
             imap_chunking: Chunking::new(self.imap_chunksize, self.max_chunks_in_flight, workers),
         };
-        let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
+        let mut ready_tx = Some(ready_tx);
         for i in 0..workers {
             let shared = Arc::clone(&pool.shared);
             let slot = PidSlot::default();
-            let ready = ready_tx.clone();
             let driver_slot = Arc::clone(&slot);
             let command = command.clone();
+            // The first slot's worker starts now, the others' when work comes for them.
+            let start = match ready_tx.take() {
+                Some(ready) => driver::Start::Now(ready),
+                None => driver::Start::OnDemand,
+            };
             let thread = std::thread::Builder::new()
                 .name(format!("wasmpool-driver-{i}"))
-                .spawn(move || driver::drive(shared, command, driver_slot, ready))
+                .spawn(move || driver::drive(shared, command, driver_slot, start))
                 .map_err(|e| Error::Spawn {
                     program: "driver thread".into(),
                     detail: e.to_string(),
                 })?;
             pool.lock_drivers().push(Driver { thread, pid: slot });
         }
-        drop(ready_tx);
-        for _ in 0..workers {
-            match ready_rx.recv() {
-                Ok(Ok(_pid)) => {}
-                Ok(Err(e)) => return Err(e), // dropping `pool` ends the workers already started
-                Err(_) => {
-                    return Err(Error::Spawn {
-                        program: "worker".into(),
-                        detail: "a driver thread died during start-up".into(),
-                    });
-                }
-            }
+        match ready_rx.recv() {
+            Ok(Ok(_pid)) => Ok(pool),
+            Ok(Err(e)) => Err(e), // dropping `pool` ends the drivers started
+            Err(_) => Err(Error::Spawn {
+                program: "worker".into(),
+                detail: "a driver thread died during start-up".into(),
+            }),
         }
-        Ok(pool)
     }
 }
 
@@ -477,12 +479,13 @@ impl Pool {
         Pool::builder().build()
     }
 
-    /// How many worker processes the pool runs.
+    /// How many worker slots the pool has: how many worker processes it runs at most.
     pub fn workers(&self) -> usize {
         self.workers
     }
 
-    /// The process ids of the current workers (a replaced worker has a new pid).
+    /// The process ids of the current workers (a replaced worker has a new pid): those that
+    /// have started, as workers start when work first comes for them.
     pub fn worker_pids(&self) -> Vec<u32> {
         self.lock_drivers()
             .iter()

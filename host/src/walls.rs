@@ -1,16 +1,20 @@
 //! What a worker process gives up, so that even an escape from the wasm sandbox finds little
-//! to use. Two moments:
+//! to use. Three moments, all in the worker, before it reads a byte of work:
 //!
-//! - [`child_walls`] runs in the child between `fork` and `exec` (async-signal-safe calls
-//!   only): no new privileges, death with its parent, resource limits.
-//! - [`enter_worker`] runs first thing in the worker: every inherited descriptor but the
-//!   protocol pipes and stderr is closed.
+//! - [`first_walls`] runs first of all: no new privileges, death with its parent, resource
+//!   limits.
+//! - [`enter_worker`] runs next: every inherited descriptor but the protocol pipes and stderr
+//!   is closed.
 //! - [`lock_down`] runs once the worker is set up: a seccomp-bpf allow-list of system calls,
 //!   on every thread, so that even code that escaped the wasm sandbox cannot open a file (unless
 //!   the pool grants directories), create a socket, or start a program.
 //!
-//! With these, the host also starts each worker with an empty environment and in a process
-//! group of its own (see `pool/supervisor.rs`). `docs/security.md` describes the layers.
+//! The worker raises them itself, rather than the host between `fork` and `exec`: the host
+//! then starts workers with `posix_spawn`, whose cost does not grow with the host's threads
+//! and mappings as `fork`'s does (hundreds of workers started in time linear in their number),
+//! and a worker reached through a launcher (`ssh HOST wasmpool worker`) raises the same walls.
+//! The host also starts each worker with an empty environment and in a process group of its
+//! own (see `pool/worker_process.rs`). `docs/security.md` describes the layers.
 
 use std::io;
 
@@ -25,13 +29,12 @@ pub(crate) const WORKER_ADDRESS_SPACE: u64 = 96 << 30;
 /// The worker's open-file limit: its pipes, wasmtime's memory images, granted directories.
 pub(crate) const WORKER_OPEN_FILES: u64 = 256;
 
-/// In the child, before `exec`: `PR_SET_NO_NEW_PRIVS`, `PR_SET_PDEATHSIG` (SIGKILL when the
-/// host thread that started it ends, which includes the host dying by any signal), and
-/// rlimits (no core dumps, a bounded address space and number of open files).
-///
-/// # Safety
-/// Only async-signal-safe calls: it must be called from `pre_exec`.
-pub(crate) unsafe fn child_walls(parent: libc::pid_t) -> io::Result<()> {
+/// First thing in a worker: `PR_SET_NO_NEW_PRIVS`, `PR_SET_PDEATHSIG` (SIGKILL when the
+/// host thread that started it ends, which includes the host dying by any signal), and rlimits
+/// (no core dumps, a bounded address space and number of open files). `parent` is the host's
+/// pid when the host said it: a worker whose parent died before the death signal was armed
+/// exits at once.
+pub(crate) fn first_walls(parent: Option<libc::pid_t>) -> io::Result<()> {
     fn check(rc: libc::c_int) -> io::Result<()> {
         if rc == 0 {
             Ok(())
@@ -39,12 +42,11 @@ pub(crate) unsafe fn child_walls(parent: libc::pid_t) -> io::Result<()> {
             Err(io::Error::last_os_error())
         }
     }
-    // SAFETY: prctl, getppid, setrlimit and _exit are async-signal-safe.
+    // SAFETY: prctl, getppid, setrlimit and _exit on this process, with valid arguments.
     unsafe {
         check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
         check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))?;
-        // The parent may have died before the death signal was armed.
-        if libc::getppid() != parent {
+        if parent.is_some_and(|parent| libc::getppid() != parent) {
             libc::_exit(1);
         }
         let limit = |resource, value: u64| {

@@ -61,7 +61,7 @@ impl From<std::io::Error> for WorkerFault {
     }
 }
 
-/// Set in a child's environment to make it a worker.
+/// Set in a child's environment to make it a worker; its value is the host's pid.
 pub(crate) const WORKER_ENV: &str = "WASMPOOL_WORKER";
 
 /// Runs before `main` in every program that links wasmpool: a process started as a worker
@@ -90,6 +90,14 @@ pub(crate) fn ensure_worker_hook_linked() {
 /// then exits the process. Anything else that writes to stdout (a library, a stray `println!`)
 /// is sent to stderr instead, so that it cannot corrupt the frames.
 pub fn worker_main() -> ! {
+    // Before anything else: no new privileges, death with the host, resource limits.
+    let host = std::env::var(WORKER_ENV)
+        .ok()
+        .and_then(|pid| pid.parse::<libc::pid_t>().ok());
+    if let Err(e) = crate::walls::first_walls(host) {
+        eprintln!("wasmpool worker: cannot raise its walls: {e}");
+        std::process::exit(70);
+    }
     // SAFETY: plain descriptor juggling on the process's own standard descriptors, before any
     // other thread exists: fd 1 is duplicated for the protocol, then fd 1 becomes stderr.
     let (protocol_in, protocol_out) = unsafe {

@@ -322,3 +322,38 @@ fn a_chunk_too_large_for_a_frame_is_split_and_a_lone_item_refused() {
     assert_eq!(pool.worker_pids(), worker, "the worker did nothing wrong");
     assert_eq!(pool.apply::<_, u32>(&count, ("still here",)).unwrap(), 2);
 }
+
+/// A module file is untrusted input: only a regular file is read, never blocking on a FIFO or
+/// reading a device without end, and at most the loader's limit of it.
+#[test]
+fn module_files_are_regular_files_within_a_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("task.wasm");
+    let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo with a valid path and mode.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(
+            Module::from_file(&fifo)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        );
+    });
+    let err = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("loading a FIFO does not block")
+        .unwrap_err();
+    assert!(err.contains("not a regular file"), "{err}");
+    let err = Module::from_file("/dev/zero").unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    let big = dir.path().join("big.wasm");
+    std::fs::write(&big, SQUARE.wasm).unwrap();
+    let err = Module::loader().max_bytes(1000).file(&big).unwrap_err();
+    assert!(
+        matches!(err, Error::ModuleTooLarge { limit: 1000, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("--max-module-size"), "{err}");
+    assert!(Module::loader().max_bytes(1 << 20).file(&big).is_ok());
+}

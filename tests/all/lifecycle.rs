@@ -10,11 +10,17 @@ use crate::support::{pool, process_exists, task};
 #[test]
 fn dropping_a_pool_leaves_no_child_process() {
     let pool = pool(3);
+    assert_eq!(
+        pool.worker_pids().len(),
+        1,
+        "the first worker starts with the pool, the others when work comes for them"
+    );
+    // Six tasks of 100 ms, one per chunk: work for every slot.
+    let sleep = task(SLEEP, "sleep");
+    let _: Vec<u64> = pool.map_chunked(&sleep, [100u32; 6], 1).unwrap();
     let pids = pool.worker_pids();
     assert_eq!(pids.len(), 3);
     assert!(pids.iter().all(|&pid| process_exists(pid)));
-    let square = task(SQUARE, "square");
-    let _: Vec<i64> = pool.map(&square, 0..100i64).unwrap();
     drop(pool);
     // Reaped, not just killed: a zombie would still exist.
     assert!(pids.iter().all(|&pid| !process_exists(pid)), "{pids:?}");
@@ -110,5 +116,22 @@ fn max_tasks_per_worker_recycles_workers() {
     assert!(
         retired.iter().all(|&pid| !process_exists(pid)),
         "retired workers are reaped: {retired:?}"
+    );
+}
+
+/// A pool of many slots given a few items starts a few workers, not one per slot.
+#[test]
+fn workers_start_as_work_needs_them() {
+    let start = Instant::now();
+    let pool = pool(64);
+    let built = start.elapsed();
+    let sleep = task(SLEEP, "sleep");
+    let slept: Vec<u64> = pool.map_chunked(&sleep, [200u32; 3], 1).unwrap();
+    assert_eq!(slept.len(), 3);
+    let started = pool.worker_pids().len();
+    assert!((1..=4).contains(&started), "{started} workers for 3 items");
+    assert!(
+        built < Duration::from_secs(5),
+        "a pool of 64 slots started in {built:?}"
     );
 }

@@ -45,10 +45,11 @@ fn a_worker_of_a_host_with_a_secret() {
         .split(|b| *b == 0)
         .filter(|v| !v.is_empty())
         .collect();
+    let switch = format!("WASMPOOL_WORKER={}", std::process::id());
     assert_eq!(
         vars,
-        [b"WASMPOOL_WORKER=1".as_slice()],
-        "only the worker switch is set"
+        [switch.as_bytes()],
+        "only the worker switch, naming its host, is set"
     );
 
     let status = proc_file(pid, "status");

@@ -15,11 +15,13 @@ pub(crate) struct InspectCommand {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    load: crate::options::LoadArgs,
 }
 
 impl InspectCommand {
     pub(crate) fn execute(self) -> anyhow::Result<i32> {
-        let module = load_module(&self.module)?;
+        let module = load_module(&self.module, &self.load)?;
         let kind = match module.kind() {
             ModuleKind::Component => "component",
             ModuleKind::Core => "core module",

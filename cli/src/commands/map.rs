@@ -52,6 +52,8 @@ pub(crate) struct MapCommand {
     #[arg(short, long)]
     quiet: bool,
     #[command(flatten)]
+    load: crate::options::LoadArgs,
+    #[command(flatten)]
     pool: PoolArgs,
     /// Call the items of each chunk in one instance instead of a fresh one each: much faster
     /// for tiny pure functions, but an item sees what earlier items of its chunk left in the
@@ -62,7 +64,7 @@ pub(crate) struct MapCommand {
 
 impl MapCommand {
     pub(crate) fn execute(self) -> anyhow::Result<i32> {
-        let module = load_module(&self.module)?;
+        let module = load_module(&self.module, &self.load)?;
         let mut task = module.task(&self.func)?;
         if self.reuse_instance {
             task = task.with_instance_reuse();

@@ -26,6 +26,8 @@ pub(crate) struct RunCommand {
     #[arg(allow_negative_numbers = true)]
     args: Vec<String>,
     #[command(flatten)]
+    load: crate::options::LoadArgs,
+    #[command(flatten)]
     pool: PoolArgs,
 }
 
@@ -52,7 +54,7 @@ pub(crate) fn error_json(e: &TaskError) -> serde_json::Value {
 
 impl RunCommand {
     pub(crate) fn execute(self) -> anyhow::Result<i32> {
-        let module = load_module(&self.module)?;
+        let module = load_module(&self.module, &self.load)?;
         let task = module.task(&self.func)?;
         let pool = self.pool.builder(1).build()?;
         let args = serde_json::Value::Array(self.args.iter().map(|a| arg_json(a)).collect());

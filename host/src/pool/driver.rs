@@ -42,29 +42,61 @@ impl Held {
     }
 }
 
-/// A driver thread's life (see the module docs). `ready` hears once whether the first worker
-/// started.
-pub(crate) fn drive(
-    shared: Arc<Shared>,
-    command: WorkerCommand,
-    slot: PidSlot,
-    ready: crossbeam_channel::Sender<Result<u32, Error>>,
-) {
-    let start = || WorkerProcess::spawn(&command, shared.settings, Arc::clone(&slot));
-    let mut worker = match start() {
-        Ok(w) => {
-            let _ = ready.send(Ok(w.pid()));
-            w
-        }
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
-    drop(ready);
-    let mut ran_here = 0u64;
+/// When a slot starts its first worker.
+pub(crate) enum Start {
+    /// At once; the sender hears whether it started (a pool's first slot, so that a worker
+    /// command that cannot work is the pool's build error).
+    Now(crossbeam_channel::Sender<Result<u32, Error>>),
+    /// When the slot takes its first job: a pool of a thousand slots given three items starts
+    /// three workers, not a thousand.
+    OnDemand,
+}
+
+/// A driver thread's life (see the module docs).
+pub(crate) fn drive(shared: Arc<Shared>, command: WorkerCommand, slot: PidSlot, start: Start) {
+    let spawn = || WorkerProcess::spawn(&command, shared.settings, Arc::clone(&slot));
     // The running chunk, and those sent ahead.
     let mut held: VecDeque<Held> = VecDeque::new();
+    let mut worker = match start {
+        Start::Now(ready) => match spawn() {
+            Ok(w) => {
+                let _ = ready.send(Ok(w.pid()));
+                w
+            }
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        },
+        Start::OnDemand => {
+            let turn = shared.queue.take_spin_turn();
+            let Some(job) = shared.next_job(turn) else {
+                return;
+            };
+            match spawn() {
+                Ok(w) => {
+                    if let Some(job) = claim(&shared, job) {
+                        held.push_back(Held::new(job));
+                    }
+                    w
+                }
+                Err(e) => {
+                    // Another slot may run it; this one gives up.
+                    let detail = format!("no worker process could be started: {e}");
+                    log::error!(target: "wasmpool::pool", "{detail}");
+                    if let Err((job, _)) = shared.queue.push(job) {
+                        job.fail_all(|func| TaskError::Internal {
+                            func: func.to_string(),
+                            detail: detail.clone(),
+                        });
+                    }
+                    shared.driver_lost(&detail);
+                    return;
+                }
+            }
+        }
+    };
+    let mut ran_here = 0u64;
     // Taken before the last outcome this driver holds is handed out (see `JobQueue::next`).
     let mut turn = None;
     loop {
@@ -134,7 +166,7 @@ pub(crate) fn drive(
                     .is_some_and(|max| ran_here >= max)
                 {
                     worker.shutdown();
-                    match respawn(&shared, &start) {
+                    match respawn(&shared, &spawn) {
                         Ok(w) => worker = w,
                         Err(e) => {
                             shared.driver_lost(&format!("no worker process could be started: {e}"));
@@ -161,7 +193,7 @@ pub(crate) fn drive(
                     held.pop_front();
                 }
                 ran_here = 0;
-                match respawn(&shared, &start) {
+                match respawn(&shared, &spawn) {
                     Ok(w) => worker = w,
                     Err(e) => {
                         let detail = format!("no worker process could be started: {e}");

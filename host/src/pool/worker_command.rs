@@ -12,7 +12,8 @@ use crate::error::Error;
 /// this very executable does (the default, [`WorkerCommand::current_exe`]: the library's
 /// constructor turns it into a worker before `main`), as does `wasmpool worker`, and so does
 /// any launcher whose stdio reaches one, such as `ssh HOST wasmpool worker`. The host starts it
-/// with an empty environment but for `WASMPOOL_WORKER=1`, in a process group of its own, with
+/// with an empty environment but for `WASMPOOL_WORKER` (naming the host), in a process group of
+/// its own, with
 /// the walls of `docs/security.md` (no new privileges, death with the host, resource limits),
 /// and talks to it only through its stdin and stdout.
 ///

@@ -205,21 +205,19 @@ impl WorkerProcess {
             detail,
         };
         let mut process = Command::new(command.program());
-        // An empty environment, a process group of its own (a Ctrl-C at the terminal reaches
-        // the host, which ends the workers itself), and the walls of `walls::child_walls`.
+        // An empty environment but for the worker switch, which names this host (the worker
+        // raises its walls first thing, `walls::first_walls`, and checks it is still our
+        // child), and a process group of its own (a Ctrl-C at the terminal reaches the host,
+        // which ends the workers itself). No code runs between fork and exec, so the standard
+        // library starts it with `posix_spawn`.
         process
             .args(command.arguments())
             .env_clear()
-            .env(crate::worker::WORKER_ENV, "1")
+            .env(crate::worker::WORKER_ENV, std::process::id().to_string())
             .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let parent = std::process::id() as libc::pid_t;
-        // SAFETY: child_walls makes only async-signal-safe calls.
-        unsafe {
-            process.pre_exec(move || crate::walls::child_walls(parent));
-        }
         let mut child = process.spawn().map_err(|e| spawn_error(e.to_string()))?;
         let pid = child.id();
         *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(pid);
