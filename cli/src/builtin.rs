@@ -5,7 +5,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use wasmpool::Module;
+use wasmpool::{Limits, Module};
 
 use crate::options::LoadArgs;
 use wasmpool_artifacts::{
@@ -22,12 +22,17 @@ pub(crate) fn get(name: &str) -> Option<&'static Guest> {
     OFFERED.iter().find(|guest| guest.name == name)
 }
 
-/// A module path as the commands take it: a file (loaded as `load` says), or `builtin:NAME`
-/// for a task built into this binary.
-pub(crate) fn load_module(path: &str, load: &LoadArgs) -> Result<Module, wasmpool::Error> {
+/// A module path as the commands take it: a file, or `builtin:NAME` for a task built into
+/// this binary, loaded as `load` says for tasks with `limits`.
+pub(crate) fn load_module(
+    path: &str,
+    load: &LoadArgs,
+    limits: Limits,
+) -> Result<Module, wasmpool::Error> {
+    let loader = load.loader(limits);
     match path.strip_prefix("builtin:") {
         Some(name) => match get(name) {
-            Some(guest) => Module::from_bytes_named(guest.wasm, path),
+            Some(guest) => loader.bytes(guest.wasm, path),
             None => Err(wasmpool::Error::Read {
                 path: path.to_string(),
                 source: io::Error::new(
@@ -36,6 +41,6 @@ pub(crate) fn load_module(path: &str, load: &LoadArgs) -> Result<Module, wasmpoo
                 ),
             }),
         },
-        None => load.loader().file(PathBuf::from(path)),
+        None => loader.file(PathBuf::from(path)),
     }
 }

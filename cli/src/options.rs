@@ -13,18 +13,31 @@ use crate::terminal;
 /// on the host, and about 10 MiB of memory).
 const MAX_WORKERS: usize = 1024;
 
-/// How the commands load a module.
+/// How the commands load a module. Compiling it happens in a process of its own, behind the
+/// same walls as a task, within these limits.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Loading the module")]
 pub(crate) struct LoadArgs {
     /// The largest module file to read: `256M`, `1G`, bytes.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "256M")]
     max_module_size: u64,
+    /// How long compiling the module may take: `30s`, `5m`.
+    #[arg(long, value_name = "TIME", value_parser = parse_timeout, default_value = "60s")]
+    compile_timeout: Duration,
+    /// How much memory compiling the module may take (the compiling process's address
+    /// space): `2G`, `8G`.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "4G")]
+    compile_memory: u64,
 }
 
 impl LoadArgs {
-    /// The loader these options describe.
-    pub(crate) fn loader(&self) -> wasmpool::Loader {
-        Module::loader().max_bytes(self.max_module_size)
+    /// The loader these options describe, compiling for tasks with `limits`.
+    pub(crate) fn loader(&self, limits: Limits) -> wasmpool::Loader {
+        Module::loader()
+            .max_bytes(self.max_module_size)
+            .compile_timeout(self.compile_timeout)
+            .compile_memory(self.compile_memory)
+            .for_limits(limits)
     }
 }
 
@@ -88,14 +101,26 @@ impl PoolArgs {
     }
 }
 
+impl PoolArgs {
+    /// The limits every task gets.
+    pub(crate) fn limits(&self) -> Limits {
+        self.sandbox.limits()
+    }
+}
+
 impl SandboxArgs {
-    fn apply(&self, builder: PoolBuilder) -> PoolBuilder {
+    fn limits(&self) -> Limits {
         let mut limits = Limits::new();
         limits.timeout = self.timeout;
         limits.fuel = self.fuel;
         limits.max_memory = self.max_memory;
         limits.max_output_bytes = self.max_output;
         limits.max_result_bytes = self.max_result;
+        limits
+    }
+
+    fn apply(&self, builder: PoolBuilder) -> PoolBuilder {
+        let limits = self.limits();
         let mut grants = Grants::new();
         for (spec, read_only) in self
             .dirs

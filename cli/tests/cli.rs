@@ -660,3 +660,33 @@ fn options_that_cannot_work_are_usage_errors() {
         stderr(&out)
     );
 }
+
+#[test]
+fn compiling_has_limits_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let giant = dir.path().join("giant.wat");
+    let nonce = std::process::id();
+    let body = "local.get 0 i32.const 1 i32.add local.set 0 ".repeat(100_000);
+    std::fs::write(
+        &giant,
+        format!(
+            r#"(module (func (export "f{nonce}") (param i32) (result i32) {body} local.get 0))"#
+        ),
+    )
+    .unwrap();
+    let out = wasmpool(
+        &[
+            "inspect",
+            giant.to_str().unwrap(),
+            "--compile-timeout",
+            "50ms",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("took longer than the limit of 50ms"),
+        "{}",
+        stderr(&out)
+    );
+}

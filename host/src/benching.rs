@@ -18,6 +18,7 @@ pub fn instantiate_and_call(task: &Task, args: &[Value], iterations: u32) -> Dur
         max_wasm_stack: crate::limits::DEFAULT_MAX_WASM_STACK,
         allow_files: false,
         lock_down: false,
+        compile_memory: None,
     };
     let runner = Runner::new(settings).expect("a worker's engines start");
     let module = task.module();

@@ -34,7 +34,9 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 
-use crate::engine::Metering;
+use crate::compile::CompileError;
+use crate::engine::{Metering, host_engine};
+use crate::wire::Compiled;
 use crate::wire::{ModuleId, ModuleKind};
 
 /// How many bytes of entries the cache keeps at most.
@@ -45,7 +47,7 @@ pub(crate) const MAX_CACHE_BYTES: u64 = 1 << 30;
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
 
 /// The first bytes of every cache file, with the format's version.
-const MAGIC: &[u8; 8] = b"WPCODE02";
+const MAGIC: &[u8; 8] = b"WPCODE03";
 
 /// What an entry is bound to: the module it was compiled from, and how. Written at the head
 /// of the entry and checked against the module being loaded before its code is used.
@@ -58,8 +60,9 @@ struct Binding {
     engine: u64,
 }
 
-/// The header: the magic, the binding (32 + 1 + 1 + 8 bytes), the code's SHA-256.
-const HEADER: usize = MAGIC.len() + 42 + 32;
+/// The header: the magic, the binding (32 + 1 + 1 + 8 bytes), the length of the interface
+/// (4 bytes), and the SHA-256 of what follows: the interface (postcard), then the code.
+const HEADER: usize = MAGIC.len() + 42 + 4 + 32;
 
 impl Binding {
     fn new(engine: &Engine, metering: Metering, id: &ModuleId, kind: ModuleKind) -> Self {
@@ -134,23 +137,25 @@ pub fn cache_dir() -> Option<PathBuf> {
     }
 }
 
-/// The precompiled code of `wasm` (whose SHA-256 is `id`) for `engine`: read from the cache
-/// in `dir` when a sound entry is there, otherwise compiled now (and stored, when `dir` is
-/// given). A compile error is the module's fault and is returned as text.
-pub(crate) fn precompiled(
+/// The compiled code and interface of the module whose SHA-256 is `id`, for the engine of
+/// `metering`: read from the cache in `dir` when a sound entry is there, otherwise made by
+/// `compile` (which compiles behind walls: see [`crate::compile`]) and stored, when `dir` is
+/// given.
+pub(crate) fn compiled(
     dir: Option<&Path>,
-    engine: &Engine,
     metering: Metering,
     id: &ModuleId,
     kind: ModuleKind,
-    wasm: &[u8],
-) -> Result<Vec<u8>, String> {
-    let binding = Binding::new(engine, metering, id, kind);
+    compile: impl FnOnce() -> Result<Compiled, CompileError>,
+) -> Result<Compiled, CompileError> {
+    let binding = Binding::new(host_engine(metering), metering, id, kind);
     let path = dir.map(|dir| entry_path(dir, &binding));
     if let Some(path) = &path {
         match read_entry(path, &binding) {
-            Ok(Some(code)) if Engine::detect_precompiled(&code) == Some(precompiled_kind(kind)) => {
-                return Ok(code);
+            Ok(Some(compiled))
+                if Engine::detect_precompiled(&compiled.code) == Some(precompiled_kind(kind)) =>
+            {
+                return Ok(compiled);
             }
             Ok(Some(_)) => {
                 log::warn!(target: "wasmpool::cache", "{}: not wasmtime code of this kind; rebuilding it", path.display())
@@ -161,40 +166,22 @@ pub(crate) fn precompiled(
             }
         }
     }
-    let code = match kind {
-        ModuleKind::Component => engine.precompile_component(wasm),
-        ModuleKind::Core => engine.precompile_module(wasm),
-    }
-    .map_err(|e| format!("{e:#}"))?;
+    let compiled = compile()?;
     if let (Some(dir), Some(path)) = (dir, &path) {
-        match write_entry(path, &binding, &code) {
+        match write_entry(path, &binding, &compiled) {
             Ok(()) => prune(dir, path, MAX_CACHE_BYTES),
             Err(e) => {
                 log::warn!(target: "wasmpool::cache", "cannot store {}: {e}", path.display())
             }
         }
     }
-    Ok(code)
+    Ok(compiled)
 }
 
 fn precompiled_kind(kind: ModuleKind) -> wasmtime::Precompiled {
     match kind {
         ModuleKind::Component => wasmtime::Precompiled::Component,
         ModuleKind::Core => wasmtime::Precompiled::Module,
-    }
-}
-
-/// Forgets a cache entry that turned out to be unusable (wasmtime refused to load it).
-pub(crate) fn evict(
-    dir: Option<&Path>,
-    engine: &Engine,
-    metering: Metering,
-    id: &ModuleId,
-    kind: ModuleKind,
-) {
-    if let Some(dir) = dir {
-        let binding = Binding::new(engine, metering, id, kind);
-        let _ = std::fs::remove_file(entry_path(dir, &binding));
     }
 }
 
@@ -205,11 +192,11 @@ fn entry_path(dir: &Path, binding: &Binding) -> PathBuf {
         .join(format!("{id}-{:?}.cwasm", binding.metering))
 }
 
-/// The code stored at `path` for `binding`: `None` if there is no entry, an error if there
-/// is one that cannot be trusted (not a regular file of this user, not an entry, bound to
-/// something else, or corrupt). A sound entry is marked as just used (its modification time),
-/// for [`prune`].
-fn read_entry(path: &Path, binding: &Binding) -> Result<Option<Vec<u8>>, String> {
+/// The code and interface stored at `path` for `binding`: `None` if there is no entry, an
+/// error if there is one that cannot be trusted (not a regular file of this user, not an
+/// entry, bound to something else, or corrupt). A sound entry is marked as just used (its
+/// modification time), for [`prune`].
+fn read_entry(path: &Path, binding: &Binding) -> Result<Option<Compiled>, String> {
     use std::os::unix::fs::OpenOptionsExt;
     // Never through a link, and never blocking: a FIFO put here would otherwise hang the
     // read until someone writes to it.
@@ -250,12 +237,23 @@ fn read_entry(path: &Path, binding: &Binding) -> Result<Option<Vec<u8>>, String>
     if let Some(why) = binding.mismatch(stored) {
         return Err(why.into());
     }
-    let (sum, code) = rest.split_at(32);
-    if Sha256::digest(code).as_slice() != sum {
+    let (interface_len, rest) = rest.split_at(4);
+    let interface_len = u32::from_le_bytes(interface_len.try_into().expect("4")) as usize;
+    let (sum, payload) = rest.split_at(32);
+    if Sha256::digest(payload).as_slice() != sum {
         return Err("its checksum does not match its contents".into());
     }
+    if interface_len > payload.len() {
+        return Err("its interface is longer than the entry".into());
+    }
+    let (interface, code) = payload.split_at(interface_len);
+    let interface = postcard::from_bytes(interface)
+        .map_err(|e| format!("its interface does not decode: {e}"))?;
     let _ = file.set_modified(SystemTime::now());
-    Ok(Some(code.to_vec()))
+    Ok(Some(Compiled {
+        code: code.to_vec(),
+        interface,
+    }))
 }
 
 /// Keeps the entries under `dir` within `max` bytes in all, removing the least recently used
@@ -291,9 +289,10 @@ fn prune(dir: &Path, keep: &Path, max: u64) {
     }
 }
 
-/// Stores `code`, bound to `binding`, at `path` atomically (a temporary file in the same
+/// Stores `compiled`, bound to `binding`, at `path` atomically (a temporary file in the same
 /// directory, renamed).
-fn write_entry(path: &Path, binding: &Binding, code: &[u8]) -> std::io::Result<()> {
+fn write_entry(path: &Path, binding: &Binding, compiled: &Compiled) -> std::io::Result<()> {
+    let interface = postcard::to_allocvec(&compiled.interface).map_err(std::io::Error::other)?;
     let dir = path.parent().expect("entries live in a directory");
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -308,10 +307,15 @@ fn write_entry(path: &Path, binding: &Binding, code: &[u8]) -> std::io::Result<(
         WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     let mut file = std::fs::File::create(&temp)?;
+    let mut sum = Sha256::new();
+    sum.update(&interface);
+    sum.update(&compiled.code);
     file.write_all(MAGIC)?;
     file.write_all(&binding.encode())?;
-    file.write_all(&Sha256::digest(code))?;
-    file.write_all(code)?;
+    file.write_all(&(interface.len() as u32).to_le_bytes())?;
+    file.write_all(&sum.finalize())?;
+    file.write_all(&interface)?;
+    file.write_all(&compiled.code)?;
     drop(file);
     std::fs::rename(&temp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&temp);
@@ -326,18 +330,16 @@ mod tests {
     const WAT: &str = r#"(module (func (export "one") (result i32) i32.const 1))"#;
     const OTHER: &str = r#"(module (func (export "two") (result i32) i32.const 2))"#;
 
-    /// The code of `wat` (known by `id`) for `metering`, through the cache in `dir`.
+    /// The code of `wat` (known by `id`) for `metering`, through the cache in `dir` (compiled
+    /// in this process: what is under test is the cache, not the compiling process).
     fn compile_as(dir: &Path, wat: &str, id: ModuleId, metering: Metering) -> Vec<u8> {
         let wasm = wat::parse_str(wat).unwrap();
-        precompiled(
-            Some(dir),
-            engine(metering),
-            metering,
-            &id,
-            ModuleKind::Core,
-            &wasm,
-        )
+        compiled(Some(dir), metering, &id, ModuleKind::Core, || {
+            crate::worker::compile::compile(ModuleKind::Core, metering, &wasm)
+                .map_err(CompileError::Invalid)
+        })
         .unwrap()
+        .code
     }
 
     fn compile(dir: &Path) -> Vec<u8> {
@@ -354,6 +356,7 @@ mod tests {
 
     fn read(path: &Path) -> Result<Option<Vec<u8>>, String> {
         read_entry(path, &binding_of([3; 32], Metering::Plain))
+            .map(|entry| entry.map(|compiled| compiled.code))
     }
 
     #[test]
@@ -388,6 +391,7 @@ mod tests {
         // A well-formed entry whose code is not wasmtime's is rebuilt too.
         let mut forged = MAGIC.to_vec();
         forged.extend_from_slice(&binding_of([3; 32], Metering::Plain).encode());
+        forged.extend_from_slice(&0u32.to_le_bytes());
         forged.extend_from_slice(&Sha256::digest(b"junk"));
         forged.extend_from_slice(b"junk");
         std::fs::write(&path, &forged).unwrap();

@@ -300,6 +300,30 @@ pub enum Error {
         /// What it holds (`resource`, `stream`...).
         what: String,
     },
+    /// Compiling the module took longer than the loader allows (see
+    /// [`crate::Loader::compile_timeout`]): the compiling process was killed.
+    #[error(
+        "cannot load {origin}: compiling it took longer than the limit of {limit:?} (raise it with Loader::compile_timeout, or --compile-timeout)"
+    )]
+    CompileTimeout {
+        /// The module.
+        origin: String,
+        /// The limit.
+        limit: std::time::Duration,
+    },
+    /// The process compiling the module died: past its memory limit (see
+    /// [`crate::Loader::compile_memory`]), most often, or a crash of the compiler.
+    #[error(
+        "cannot load {origin}: the process compiling it {cause}, as when compiling takes more than the limit of {memory} bytes of memory (raise it with Loader::compile_memory, or --compile-memory)"
+    )]
+    CompileFailed {
+        /// The module.
+        origin: String,
+        /// The memory limit of the compiling process, in bytes.
+        memory: u64,
+        /// How the compiling process ended.
+        cause: ExitCause,
+    },
     /// A module file is larger than the loader reads (see [`crate::Loader::max_bytes`]).
     #[error(
         "cannot load {origin}: it is {size} bytes, over the limit of {limit} (raise it with Loader::max_bytes, or --max-module-size)"

@@ -62,6 +62,7 @@
 #![deny(missing_docs)]
 
 mod code_cache;
+mod compile;
 mod engine;
 mod error;
 mod limits;
@@ -79,6 +80,7 @@ pub mod benching;
 pub mod fuzzing;
 
 pub use code_cache::{cache_dir, set_cache_dir};
+pub use compile::{DEFAULT_COMPILE_MEMORY, DEFAULT_COMPILE_TIMEOUT};
 pub use error::{Error, ExitCause, TaskError};
 pub use limits::{
     DEFAULT_MAX_MEMORY, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_RESULT_BYTES,

@@ -6,20 +6,24 @@
 //! or one that imports what workers do not provide, is an [`Error::InvalidModule`] at load
 //! time, and every task's arguments are later checked against the signatures read here.
 
+mod interface;
+
 use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::types::{ComponentItem, Type};
 
+use crate::compile::{CompileError, CompileLimits};
 use crate::engine::Metering;
-use crate::engine::host_engine;
 use crate::error::{Error, TaskError};
 use crate::limits::{Grants, Limits};
 use crate::values::json::args_from_json;
-use crate::values::{Args, ArgsShape, Signature, Values, WitType};
+use crate::values::{Args, ArgsShape, Signature, Values};
 use crate::wire::{ModuleId, ModuleKind};
+
+pub(crate) use interface::{Interface, read_interface};
 
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
 const CORE_VERSION: [u8; 4] = [1, 0, 0, 0];
@@ -41,9 +45,40 @@ struct ModuleInner {
     origin: String,
     exports: Vec<Signature>,
     imports: Vec<String>,
-    /// The compiled code for each metering variant, made on first use (the plain one at
-    /// load time): what workers load instead of compiling.
+    /// The limits of compiling it, for each variant compiled later.
+    compile: CompileLimits,
+    /// The compiled code for each metering variant, made on first use (the loader's at load
+    /// time): what workers load instead of compiling.
     code: [OnceLock<Result<Arc<Vec<u8>>, String>>; 3],
+}
+
+/// The module's code and interface for `metering`, from the cache or compiled behind walls.
+fn compile_or_cached(
+    id: &ModuleId,
+    kind: ModuleKind,
+    metering: Metering,
+    wasm: &[u8],
+    limits: CompileLimits,
+) -> Result<crate::wire::Compiled, CompileError> {
+    let cache = crate::code_cache::cache_dir();
+    crate::code_cache::compiled(cache.as_deref(), metering, id, kind, || {
+        crate::compile::compile(kind, metering, wasm, limits)
+    })
+}
+
+/// A failed compile as the error of loading `origin`.
+fn compile_error(origin: &str, e: CompileError) -> Error {
+    let origin = origin.to_string();
+    match e {
+        CompileError::Invalid(detail) => Error::InvalidModule { origin, detail },
+        CompileError::Timeout(limit) => Error::CompileTimeout { origin, limit },
+        CompileError::Died { cause, memory } => Error::CompileFailed {
+            origin,
+            memory,
+            cause,
+        },
+        CompileError::Spawn(e) => e,
+    }
 }
 
 /// The largest module file [`Module::from_file`] reads by default (see [`Loader::max_bytes`]).
@@ -63,17 +98,55 @@ pub const DEFAULT_MAX_MODULE_BYTES: u64 = 256 << 20;
 #[derive(Debug, Clone)]
 pub struct Loader {
     max_bytes: u64,
+    compile: CompileLimits,
+    metering: Metering,
 }
 
 impl Default for Loader {
     fn default() -> Self {
         Loader {
             max_bytes: DEFAULT_MAX_MODULE_BYTES,
+            compile: CompileLimits::default(),
+            metering: Metering::Plain,
         }
     }
 }
 
 impl Loader {
+    /// How long compiling a module may take (default [`crate::DEFAULT_COMPILE_TIMEOUT`]): the
+    /// compiler runs in a process of its own, killed past this, and the load is
+    /// [`Error::CompileTimeout`].
+    pub fn compile_timeout(mut self, timeout: Duration) -> Self {
+        self.compile.timeout = timeout;
+        self
+    }
+
+    /// How much memory compiling a module may take, as the address space of the process that
+    /// compiles it, its own code included (default [`crate::DEFAULT_COMPILE_MEMORY`]); past it the
+    /// load is [`Error::CompileFailed`].
+    pub fn compile_memory(mut self, bytes: u64) -> Self {
+        self.compile.memory = bytes;
+        self
+    }
+
+    /// Compiles modules, at load, for the tasks that run with `limits` (a timeout and a fuel
+    /// limit each need code of their own): a module for a pool with a timeout is then
+    /// compiled once, not once to load it and again to run it.
+    pub fn for_limits(mut self, limits: Limits) -> Self {
+        self.metering = limits.resolve().metering;
+        self
+    }
+
+    /// Validates a module or component given as bytes (binary wasm or `.wat` text), naming
+    /// it `origin` in messages.
+    pub fn bytes(
+        &self,
+        bytes: impl Into<Vec<u8>>,
+        origin: impl Into<String>,
+    ) -> Result<Module, Error> {
+        Module::new(bytes.into(), origin.into(), self)
+    }
+
     /// The largest module file read (default [`DEFAULT_MAX_MODULE_BYTES`]); a larger one is
     /// [`Error::ModuleTooLarge`].
     pub fn max_bytes(mut self, bytes: u64) -> Self {
@@ -124,7 +197,7 @@ impl Loader {
         if bytes.len() as u64 > self.max_bytes {
             return Err(too_large(bytes.len() as u64));
         }
-        Module::new(bytes, origin.clone())
+        Module::new(bytes, origin.clone(), self)
     }
 }
 
@@ -169,10 +242,10 @@ impl Module {
         bytes: impl Into<Vec<u8>>,
         origin: impl Into<String>,
     ) -> Result<Module, Error> {
-        Self::new(bytes.into(), origin.into())
+        Self::loader().bytes(bytes, origin)
     }
 
-    fn new(bytes: Vec<u8>, origin: String) -> Result<Module, Error> {
+    fn new(bytes: Vec<u8>, origin: String, loader: &Loader) -> Result<Module, Error> {
         let invalid = |detail: String| Error::InvalidModule {
             origin: origin.clone(),
             detail,
@@ -204,38 +277,26 @@ impl Module {
             )));
         };
         let id: ModuleId = Sha256::digest(&bytes).into();
-        // Compiling validates the module; the code is kept for the workers, and cached on
-        // disk so that the next run skips the compile.
-        let engine = host_engine(Metering::Plain);
-        let cache = crate::code_cache::cache_dir();
-        let compile = |cache: Option<&Path>| {
-            crate::code_cache::precompiled(cache, engine, Metering::Plain, &id, kind, &bytes)
-                .map_err(&invalid)
-        };
-        let mut code = compile(cache.as_deref())?;
-        let interface = match read_interface(kind, &code) {
-            Ok(interface) => interface,
-            Err(why) => {
-                // wasmtime refused a cached artifact (say, from another build): start over.
-                log::warn!(target: "wasmpool::cache", "a cached artifact was refused ({why}); compiling again");
-                crate::code_cache::evict(cache.as_deref(), engine, Metering::Plain, &id, kind);
-                code = compile(cache.as_deref())?;
-                read_interface(kind, &code).map_err(&invalid)?
-            }
-        };
+        // Compiling validates the module (behind walls, in a process of its own: see
+        // `crate::compile`); the code is kept for the workers, and cached on disk so that the
+        // next run skips the compile. It is compiled for the engine variant the loader was
+        // told the tasks will need, so that a module for tasks with a timeout is compiled once.
+        let metering = loader.metering;
+        let compiled = compile_or_cached(&id, kind, metering, &bytes, loader.compile)
+            .map_err(|e| compile_error(&origin, e))?;
         let Interface {
             exports,
             imports,
             link_error,
-        } = interface;
+        } = compiled.interface;
         if let Some(why) = link_error {
             return Err(invalid(format!(
                 "a worker cannot link it: {why} (workers provide WASI 0.2 to components and \
                  WASI preview 1 to core modules, nothing else)"
             )));
         }
-        let plain = OnceLock::new();
-        let _ = plain.set(Ok(Arc::new(code)));
+        let code: [OnceLock<Result<Arc<Vec<u8>>, String>>; 3] = Default::default();
+        let _ = code[metering.index()].set(Ok(Arc::new(compiled.code)));
         Ok(Module {
             inner: Arc::new(ModuleInner {
                 id,
@@ -244,26 +305,21 @@ impl Module {
                 origin,
                 exports,
                 imports,
-                code: [plain, OnceLock::new(), OnceLock::new()],
+                compile: loader.compile,
+                code,
             }),
         })
     }
 
     /// The compiled code of this module for workers of one metering variant (compiled on
-    /// first use, or read from the disk cache), or why it cannot be compiled.
+    /// first use, behind walls, or read from the disk cache), or why it cannot be compiled.
     pub(crate) fn code(&self, metering: Metering) -> Result<Arc<Vec<u8>>, String> {
         let inner = &self.inner;
         inner.code[metering.index()]
             .get_or_init(|| {
-                crate::code_cache::precompiled(
-                    crate::code_cache::cache_dir().as_deref(),
-                    host_engine(metering),
-                    metering,
-                    &inner.id,
-                    inner.kind,
-                    &inner.bytes,
-                )
-                .map(Arc::new)
+                compile_or_cached(&inner.id, inner.kind, metering, &inner.bytes, inner.compile)
+                    .map(|compiled| Arc::new(compiled.code))
+                    .map_err(|e| compile_error(&inner.origin, e).to_string())
             })
             .clone()
     }
@@ -514,149 +570,6 @@ fn looks_like_text(bytes: &[u8]) -> bool {
         let s = s.trim_start();
         s.starts_with('(') || s.starts_with(";;")
     })
-}
-
-fn core_exports(module: &wasmtime::Module) -> Vec<Signature> {
-    let num = |t: &wasmtime::ValType| match t {
-        wasmtime::ValType::I32 => WitType::S32,
-        wasmtime::ValType::I64 => WitType::S64,
-        wasmtime::ValType::F32 => WitType::F32,
-        wasmtime::ValType::F64 => WitType::F64,
-        other => WitType::Unsupported(format!("core type {other}")),
-    };
-    module
-        .exports()
-        .filter_map(|export| {
-            let func = export.ty().func()?.clone();
-            Some(Signature {
-                name: export.name().to_string(),
-                params: func
-                    .params()
-                    .enumerate()
-                    .map(|(i, t)| (format!("p{i}"), num(&t)))
-                    .collect(),
-                results: func.results().map(|t| num(&t)).collect(),
-            })
-        })
-        .collect()
-}
-
-/// What the host reads of a module from its compiled code.
-struct Interface {
-    exports: Vec<Signature>,
-    imports: Vec<String>,
-    /// Why a worker could not link the module, if it could not.
-    link_error: Option<String>,
-}
-
-/// The exports and the imports of a module, from its compiled code, and whether a worker can
-/// link it.
-fn read_interface(kind: ModuleKind, code: &[u8]) -> Result<Interface, String> {
-    let engine = host_engine(Metering::Plain);
-    let interface = match kind {
-        ModuleKind::Core => {
-            // SAFETY: `code` is this host's own compiler output, just made or read from the
-            // cache, whose entries are checksummed and owned by this user (see
-            // `crate::code_cache`).
-            unsafe { wasmtime::Module::deserialize(engine, code) }.map(|module| Interface {
-                exports: core_exports(&module),
-                imports: module
-                    .imports()
-                    .map(|import| format!("{}.{}", import.module(), import.name()))
-                    .collect(),
-                link_error: crate::worker::engines::core_link_error(&module),
-            })
-        }
-        // SAFETY: as for a core module, above.
-        ModuleKind::Component => unsafe {
-            wasmtime::component::Component::deserialize(engine, code)
-        }
-        .map(|component| Interface {
-            exports: component_exports(&component),
-            imports: component
-                .component_type()
-                .imports(engine)
-                .map(|(name, _)| name.to_string())
-                .collect(),
-            link_error: crate::worker::engines::component_link_error(&component),
-        }),
-    };
-    interface.map_err(|e| format!("{e:#}"))
-}
-
-fn component_exports(component: &wasmtime::component::Component) -> Vec<Signature> {
-    let engine = host_engine(Metering::Plain);
-    let ty = component.component_type();
-    let mut out = Vec::new();
-    for (name, export) in ty.exports(engine) {
-        match export.ty {
-            ComponentItem::ComponentFunc(func) => out.push(signature(name.to_string(), &func)),
-            ComponentItem::ComponentInstance(instance) => {
-                for (func_name, item) in instance.exports(engine) {
-                    if let ComponentItem::ComponentFunc(func) = item.ty {
-                        out.push(signature(format!("{name}#{func_name}"), &func));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
-fn signature(name: String, func: &wasmtime::component::types::ComponentFunc) -> Signature {
-    Signature {
-        name,
-        params: func
-            .params()
-            .map(|(n, t)| (n.to_string(), wit_type(&t)))
-            .collect(),
-        results: func.results().map(|t| wit_type(&t)).collect(),
-    }
-}
-
-fn wit_type(ty: &Type) -> WitType {
-    let boxed = |t: &Type| Box::new(wit_type(t));
-    match ty {
-        Type::Bool => WitType::Bool,
-        Type::S8 => WitType::S8,
-        Type::U8 => WitType::U8,
-        Type::S16 => WitType::S16,
-        Type::U16 => WitType::U16,
-        Type::S32 => WitType::S32,
-        Type::U32 => WitType::U32,
-        Type::S64 => WitType::S64,
-        Type::U64 => WitType::U64,
-        Type::Float32 => WitType::F32,
-        Type::Float64 => WitType::F64,
-        Type::Char => WitType::Char,
-        Type::String => WitType::String,
-        Type::List(l) => WitType::List(boxed(&l.ty())),
-        Type::Record(r) => WitType::Record(
-            r.fields()
-                .map(|f| (f.name.to_string(), wit_type(&f.ty)))
-                .collect(),
-        ),
-        Type::Tuple(t) => WitType::Tuple(t.types().map(|t| wit_type(&t)).collect()),
-        Type::Variant(v) => WitType::Variant(
-            v.cases()
-                .map(|c| (c.name.to_string(), c.ty.as_ref().map(wit_type)))
-                .collect(),
-        ),
-        Type::Enum(e) => WitType::Enum(e.names().map(str::to_string).collect()),
-        Type::Option(o) => WitType::Option(boxed(&o.ty())),
-        Type::Result(r) => WitType::Result {
-            ok: r.ok().as_ref().map(boxed),
-            err: r.err().as_ref().map(boxed),
-        },
-        Type::Flags(f) => WitType::Flags(f.names().map(str::to_string).collect()),
-        Type::Map(_) => WitType::Unsupported("map".into()),
-        Type::Own(_) | Type::Borrow(_) => WitType::Unsupported("resource".into()),
-        Type::Future(_) => WitType::Unsupported("future".into()),
-        Type::Stream(_) => WitType::Unsupported("stream".into()),
-        Type::ErrorContext => WitType::Unsupported("error-context".into()),
-        Type::FixedLengthList(_) => WitType::Unsupported("fixed-length list".into()),
-    }
 }
 
 #[cfg(test)]

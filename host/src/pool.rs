@@ -207,6 +207,7 @@ impl PoolBuilder {
             max_wasm_stack: self.max_wasm_stack,
             allow_files: !self.grants.dirs.is_empty(),
             lock_down: true,
+            compile_memory: None,
         };
         let shared = Arc::new(Shared {
             limits: self.limits,

@@ -20,11 +20,12 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::engine::Metering;
 use crate::limits::{Grants, Resolved};
+use crate::module::Interface;
 use crate::values::wire::Packed;
 use crate::values::{Value, Values};
 
 /// The protocol version both sides must agree on. Bump it on any change to the messages.
-pub(crate) const PROTOCOL_VERSION: u32 = 4;
+pub(crate) const PROTOCOL_VERSION: u32 = 5;
 
 /// The largest frame either side accepts: bigger is a protocol error, not an allocation.
 pub const MAX_FRAME_BYTES: usize = 256 << 20;
@@ -67,6 +68,16 @@ pub(crate) enum HostMsg {
     /// Run one chunk of calls of the same export; the worker answers with
     /// [`WorkerMsg::Outcomes`] batches that together carry one outcome per item, in order.
     Run(Chunk),
+    /// To a compiling worker (see [`WorkerSettings::compile_memory`]): compile `wasm` for one
+    /// engine variant and read its interface; answered by [`WorkerMsg::Compiled`].
+    Compile {
+        /// Component or core module.
+        kind: ModuleKind,
+        /// The engine variant to compile for.
+        metering: Metering,
+        /// The module, untrusted.
+        wasm: Vec<u8>,
+    },
     /// Finish: the worker exits with status 0.
     Shutdown,
 }
@@ -103,6 +114,9 @@ pub(crate) struct WorkerSettings {
     /// Whether to install the seccomp filter (always, for real workers; the in-process unit
     /// tests of the worker loop turn it off).
     pub(crate) lock_down: bool,
+    /// Set for a worker that only compiles: its address space is capped at this many bytes,
+    /// and it answers [`HostMsg::Compile`] instead of running tasks.
+    pub(crate) compile_memory: Option<u64>,
 }
 
 /// A batch of calls to one export of one module.
@@ -240,6 +254,9 @@ pub(crate) enum WorkerMsg {
         /// One outcome per item, in order.
         outcomes: Vec<ItemOutcome>,
     },
+    /// A compiling worker's answer: the compiled code and the module's interface, or why the
+    /// module does not compile.
+    Compiled(Result<Compiled, String>),
     /// Like `Outcomes`, for consecutive items that all succeeded, printed nothing, and
     /// returned numbers of the same kinds: their results, packed.
     Results {
@@ -250,6 +267,15 @@ pub(crate) enum WorkerMsg {
         /// Each item's results.
         results: Packed,
     },
+}
+
+/// A module compiled for one engine variant, as a compiling worker returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Compiled {
+    /// wasmtime's compiled code (`precompile_component` or `precompile_module`).
+    pub code: Vec<u8>,
+    /// What the module offers and needs, read from that code.
+    pub interface: Interface,
 }
 
 /// What one call produced: its results or why it failed, and what the guest printed.
@@ -425,6 +451,7 @@ mod tests {
                     max_wasm_stack: 1 << 20,
                     allow_files: false,
                     lock_down: false,
+                    compile_memory: None,
                 },
             },
             sample_chunk(),

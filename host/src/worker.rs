@@ -17,6 +17,7 @@
 mod ahead;
 pub(crate) mod cache;
 mod capture;
+pub(crate) mod compile;
 pub(crate) mod engines;
 mod reply;
 pub(crate) mod runner;
@@ -121,7 +122,10 @@ pub fn worker_main() -> ! {
                 std::thread::Builder::new()
                     .name("wasmpool-session".into())
                     .stack_size(stack)
-                    .spawn_scoped(scope, || session(settings, &mut input, &output))
+                    .spawn_scoped(scope, || match settings.compile_memory {
+                        Some(memory) => compile::session(settings, memory, &mut input, &output),
+                        None => session(settings, &mut input, &output),
+                    })
                     .map_err(|e| WorkerFault::Setup(format!("cannot start its session: {e}")))
                     .and_then(|t| {
                         t.join()
@@ -259,6 +263,11 @@ fn session<W: Write + Send + 'static>(
                     "a second Hello in the middle of the session".into(),
                 ));
             }
+            Some(HostMsg::Compile { .. }) => {
+                return Err(WorkerFault::Protocol(
+                    "a running worker was asked to compile".into(),
+                ));
+            }
         }
     }
 }
@@ -347,6 +356,7 @@ fn msg_name(msg: &HostMsg) -> &'static str {
         HostMsg::Hello { .. } => "Hello",
         HostMsg::Load { .. } => "Load",
         HostMsg::Run(_) => "Run",
+        HostMsg::Compile { .. } => "Compile",
         HostMsg::Shutdown => "Shutdown",
     }
 }
@@ -358,6 +368,7 @@ pub(crate) const TEST_SETTINGS: WorkerSettings = WorkerSettings {
     max_wasm_stack: 512 << 10,
     allow_files: false,
     lock_down: false,
+    compile_memory: None,
 };
 
 #[cfg(test)]

@@ -357,3 +357,39 @@ fn module_files_are_regular_files_within_a_size() {
     assert!(err.to_string().contains("--max-module-size"), "{err}");
     assert!(Module::loader().max_bytes(1 << 20).file(&big).is_ok());
 }
+
+/// Compiling is untrusted work, done in a process of its own within limits: a module that
+/// takes too long to compile, or too much memory, is a clear load error naming the limit, and
+/// the host goes on.
+#[test]
+fn compiling_happens_in_a_process_of_its_own_within_limits() {
+    // Modules of their own, so that no cache entry spares their compiles.
+    let nonce = format!("{}-{:?}", std::process::id(), std::time::SystemTime::now());
+    // One function of 100,000 additions: a second or so of Cranelift's time.
+    let body = "local.get 0 i32.const 1 i32.add local.set 0 ".repeat(100_000);
+    let wat = format!(
+        r#"(module (func (export "f{nonce}") (param i32) (result i32) {body} local.get 0))"#
+    );
+    let quick = Module::loader().compile_timeout(std::time::Duration::from_millis(50));
+    let started = std::time::Instant::now();
+    let err = quick.bytes(wat.clone(), "giant.wat").unwrap_err();
+    assert!(matches!(err, Error::CompileTimeout { .. }), "{err:?}");
+    assert!(err.to_string().contains("--compile-timeout"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // 64 MiB of address space is less than the compiler itself needs.
+    let small = Module::loader().compile_memory(64 << 20);
+    let tiny = format!(r#"(module (func (export "g{nonce}")))"#);
+    let err = small.bytes(tiny, "tiny.wat").unwrap_err();
+    assert!(
+        matches!(err, Error::CompileFailed { memory, .. } if memory == 64 << 20),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("--compile-memory"), "{err}");
+    // The same host loads and runs modules as before.
+    let square = Module::loader()
+        .bytes(SQUARE.wasm, "square.wasm")
+        .unwrap()
+        .task("square")
+        .unwrap();
+    assert_eq!(pool(1).apply::<_, i64>(&square, (7,)).unwrap(), 49);
+}

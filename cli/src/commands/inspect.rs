@@ -21,7 +21,7 @@ pub(crate) struct InspectCommand {
 
 impl InspectCommand {
     pub(crate) fn execute(self) -> anyhow::Result<i32> {
-        let module = load_module(&self.module, &self.load)?;
+        let module = load_module(&self.module, &self.load, wasmpool::Limits::new())?;
         let kind = match module.kind() {
             ModuleKind::Component => "component",
             ModuleKind::Core => "core module",

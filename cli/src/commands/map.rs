@@ -64,7 +64,7 @@ pub(crate) struct MapCommand {
 
 impl MapCommand {
     pub(crate) fn execute(self) -> anyhow::Result<i32> {
-        let module = load_module(&self.module, &self.load)?;
+        let module = load_module(&self.module, &self.load, self.pool.limits())?;
         let mut task = module.task(&self.func)?;
         if self.reuse_instance {
             task = task.with_instance_reuse();

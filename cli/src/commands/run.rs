@@ -54,7 +54,7 @@ pub(crate) fn error_json(e: &TaskError) -> serde_json::Value {
 
 impl RunCommand {
     pub(crate) fn execute(self) -> anyhow::Result<i32> {
-        let module = load_module(&self.module, &self.load)?;
+        let module = load_module(&self.module, &self.load, self.pool.limits())?;
         let task = module.task(&self.func)?;
         let pool = self.pool.builder(1).build()?;
         let args = serde_json::Value::Array(self.args.iter().map(|a| arg_json(a)).collect());

@@ -120,6 +120,7 @@ impl Process {
             max_wasm_stack: DEFAULT_MAX_WASM_STACK,
             allow_files: !job.grants.dirs.is_empty(),
             lock_down: true,
+            compile_memory: None,
         };
         let pid = Arc::clone(&self.pid);
         let output = self.output.clone();

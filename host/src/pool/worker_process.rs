@@ -574,6 +574,46 @@ impl WorkerProcess {
         }
     }
 
+    /// Asks a compiling worker to compile `wasm` for `metering` and waits up to `timeout` for
+    /// its answer: the compiled code, or the module's compile error (`Ok(Err(..))`), or how
+    /// the worker failed (it overran and was killed, or it died: see [`Lost`]).
+    pub(crate) fn compile(
+        &mut self,
+        kind: crate::wire::ModuleKind,
+        metering: Metering,
+        wasm: &[u8],
+        timeout: Duration,
+    ) -> Result<Result<crate::wire::Compiled, String>, (Why, Lost)> {
+        let request = HostMsg::Compile {
+            kind,
+            metering,
+            wasm: wasm.to_vec(),
+        };
+        let sent = wire::write_frame(&mut self.stdin, &request);
+        if let Err(e) = sent {
+            let lost = self.reap(format!("the host could not write to it: {e}"));
+            return Err((Why::Crashed, lost));
+        }
+        if !wait_readable(self.stdout.get_ref(), timeout) {
+            let lost = self.reap(format!("the host killed it after {timeout:?}"));
+            return Err((Why::Overran, lost));
+        }
+        match wire::read_frame::<WorkerMsg>(&mut self.stdout, &mut self.read_buf) {
+            Ok(Some(WorkerMsg::Compiled(compiled))) => Ok(compiled),
+            Ok(None) | Err(WireError::Truncated) => {
+                Err((Why::Crashed, self.reap("it died while compiling".into())))
+            }
+            Ok(Some(other)) => {
+                let detail = format!("the host killed it: it answered with {}", describe(&other));
+                Err((Why::Crashed, self.reap(detail)))
+            }
+            Err(e) => {
+                let detail = format!("the host killed it: its answer cannot be read ({e})");
+                Err((Why::Crashed, self.reap(detail)))
+            }
+        }
+    }
+
     /// Asks the worker to exit, and reaps it (killing it if it does not exit promptly).
     pub(crate) fn shutdown(mut self) {
         let _ = wire::write_frame(&mut self.stdin, &HostMsg::Shutdown);
@@ -606,6 +646,7 @@ fn describe(msg: &WorkerMsg) -> String {
         WorkerMsg::Ready { .. } => "a second Ready".into(),
         WorkerMsg::Refused { reason } => format!("a refusal ({reason})"),
         WorkerMsg::Loaded { .. } => "a Loaded".into(),
+        WorkerMsg::Compiled(_) => "a Compiled".into(),
         WorkerMsg::Outcomes {
             chunk_id,
             first,
