@@ -38,16 +38,21 @@ fn printable(line: &str) -> Cow<'_, str> {
     Cow::Owned(shown)
 }
 
-/// A task that failed, for `run`: its error, and its wasm backtrace if it trapped.
+/// A task that failed, for `run`: its error, and its wasm backtrace if it trapped. Both may
+/// carry the guest's own text (an `err` it returned, a trap message), escaped as its output is.
 pub(crate) fn task_failed(e: &TaskError) {
     let mut err = io::stderr().lock();
-    let _ = writeln!(err, "wasmpool: {e}");
+    for line in e.to_string().lines() {
+        let _ = writeln!(err, "wasmpool: {}", printable(line));
+    }
     if let TaskError::Trap {
         backtrace: Some(bt),
         ..
     } = e
     {
-        let _ = writeln!(err, "{bt}");
+        for line in bt.lines() {
+            let _ = writeln!(err, "{}", printable(line));
+        }
     }
 }
 
@@ -89,7 +94,9 @@ impl log::Log for StderrLogger {
 
     fn log(&self, record: &log::Record<'_>) {
         if self.enabled(record.metadata()) {
-            let _ = writeln!(io::stderr().lock(), "wasmpool: {}", record.args());
+            // A worker's stderr comes through here: escaped, as guest output is.
+            let text = record.args().to_string();
+            let _ = writeln!(io::stderr().lock(), "wasmpool: {}", printable(&text));
         }
     }
 

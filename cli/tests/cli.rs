@@ -690,3 +690,12 @@ fn compiling_has_limits_of_its_own() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_guest_error_cannot_move_the_terminal_either() {
+    // parse-int returns err(its own message), which quotes the text it was given.
+    let out = wasmpool(&["run", "builtin:fallible", "parse-int", "\u{1b}[2Jx"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!out.stderr.contains(&0x1b), "{:?}", stderr(&out));
+    assert!(stderr(&out).contains("\\u{1b}[2Jx"), "{}", stderr(&out));
+}
