@@ -20,6 +20,18 @@ fn wasmpool_bytes(args: &[&str], stdin: &[u8]) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// The binary started with `args`, its three streams piped, for a test that talks to it while
+/// it runs.
+fn spawn(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_wasmpool"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wasmpool starts")
+}
+
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -181,13 +193,7 @@ fn map_unordered_tags_each_line_with_its_index() {
 
 #[test]
 fn map_output_pipes_into_head() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmpool"))
-        .args(["map", "builtin:square", "square", "-q"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&["map", "builtin:square", "square", "-q"]);
     let mut stdin = child.stdin.take().unwrap();
     let feeder = std::thread::spawn(move || {
         for i in 0..200_000 {
@@ -317,21 +323,15 @@ fn wait_for(mut condition: impl FnMut() -> bool, within: std::time::Duration) ->
 
 #[test]
 fn ctrl_c_stops_the_map_prints_what_finished_and_exits_130() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmpool"))
-        .args([
-            "map",
-            "builtin:sleep",
-            "sleep",
-            "-j",
-            "2",
-            "--chunksize",
-            "1",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&[
+        "map",
+        "builtin:sleep",
+        "sleep",
+        "-j",
+        "2",
+        "--chunksize",
+        "1",
+    ]);
     let pid = child.id();
     let mut stdin = child.stdin.take().unwrap();
     // 400 tasks of 50 ms on 2 workers: 10 s of work, interrupted after about one.
@@ -376,13 +376,7 @@ fn ctrl_c_stops_the_map_prints_what_finished_and_exits_130() {
 
 #[test]
 fn workers_die_with_a_host_killed_by_sigkill() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmpool"))
-        .args(["map", "builtin:sleep", "sleep", "-j", "2"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&["map", "builtin:sleep", "sleep", "-j", "2"]);
     let pid = child.id();
     let mut stdin = child.stdin.take().unwrap();
     // Two items: a worker for each of the two slots.
@@ -491,13 +485,7 @@ fn map_refuses_an_input_it_cannot_read_and_never_empties_it() {
 #[test]
 fn map_writes_each_result_as_soon_as_it_is_done() {
     // One line in, stdin left open: the result must come out while the input has not ended.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmpool"))
-        .args(["map", "builtin:sleep", "sleep", "-q"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&["map", "builtin:sleep", "sleep", "-q"]);
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"100\n").unwrap();
     stdin.flush().unwrap();
@@ -522,13 +510,7 @@ fn map_writes_each_result_as_soon_as_it_is_done() {
 #[test]
 fn a_closed_stdout_ends_a_slow_map_at_once() {
     // 60 items of 500 ms on 2 workers: 15 s of work, stopped when the reader goes away.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmpool"))
-        .args(["map", "builtin:sleep", "sleep", "-j", "2"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&["map", "builtin:sleep", "sleep", "-j", "2"]);
     let pid = child.id();
     child
         .stdin
@@ -556,13 +538,7 @@ fn a_closed_stdout_ends_a_slow_map_at_once() {
 
 #[test]
 fn sighup_is_handled_like_sigterm() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmpool"))
-        .args(["map", "builtin:sleep", "sleep", "-j", "1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&["map", "builtin:sleep", "sleep", "-j", "1"]);
     let pid = child.id();
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"5000\n").unwrap();

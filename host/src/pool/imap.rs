@@ -148,6 +148,20 @@ struct Feed<I> {
 }
 
 impl<I: Iterator<Item = Result<Values, TaskError>>> Feed<I> {
+    /// A feed of `input` into `pool` for `task`, its outcomes to `sink`.
+    fn new(pool: &Pool, task: &Task, input: I, sink: Arc<Channel>) -> Self {
+        Feed {
+            shared: Arc::clone(&pool.shared),
+            task: task.clone(),
+            input,
+            chunking: pool.imap_chunking,
+            sink,
+            last_size: 0,
+            submitted: 0,
+            done: false,
+        }
+    }
+
     /// Submits the next chunk if the bound allows it, `yielded` items having been consumed;
     /// whether it did (`false`: no room, or the input is over).
     fn submit_next(&mut self, yielded: usize) -> bool {
@@ -294,16 +308,7 @@ impl<R> std::fmt::Debug for Imap<'_, R> {
 impl<'a, R: DeserializeOwned> Imap<'a, R> {
     pub(crate) fn new(pool: &'a Pool, task: &Task, input: Input<'a>, order: Order) -> Self {
         let (window, sink) = Window::new(order);
-        let feed = Feed {
-            shared: Arc::clone(&pool.shared),
-            task: task.clone(),
-            input,
-            chunking: pool.imap_chunking,
-            sink,
-            last_size: 0,
-            submitted: 0,
-            done: false,
-        };
+        let feed = Feed::new(pool, task, input, sink);
         Imap {
             feed,
             window,
@@ -415,16 +420,7 @@ impl<'a> ImapJson<'a> {
     ) -> Self {
         let (window, sink) = Window::new(order);
         let progress = Arc::new(Progress::default());
-        let mut feed = Feed {
-            shared: Arc::clone(&pool.shared),
-            task: task.clone(),
-            input,
-            chunking: pool.imap_chunking,
-            sink,
-            last_size: 0,
-            submitted: 0,
-            done: false,
-        };
+        let mut feed = Feed::new(pool, task, input, sink);
         let shared = Arc::clone(&pool.shared);
         let feeding = Arc::clone(&progress);
         std::thread::Builder::new()
