@@ -16,7 +16,15 @@ fn wasmpool_bytes(args: &[&str], stdin: &[u8]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("wasmpool starts");
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    // A command that refuses its options exits before it reads: its stdin may be closed.
+    let fed = child.stdin.take().unwrap().write_all(stdin);
+    assert!(
+        fed.as_ref().is_ok()
+            || fed
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe),
+        "{fed:?}"
+    );
     child.wait_with_output().unwrap()
 }
 
