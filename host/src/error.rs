@@ -15,14 +15,19 @@ use serde::{Deserialize, Serialize};
 pub enum TaskError {
     /// The guest trapped: `unreachable`, a Rust panic, an integer division by zero, an
     /// out-of-bounds access... The worker survives and takes the next task.
-    #[error("wasm trap in `{func}`: {message}")]
+    #[error("{}", trap_text(func, message, panic.as_deref()))]
     Trap {
         /// The export that trapped.
         func: String,
         /// What trapped, as wasmtime describes it.
         message: String,
-        /// The wasm backtrace, innermost frame first, when one was captured.
+        /// The wasm backtrace, innermost frame first, when one was captured. For a Rust panic,
+        /// from the guest's own code on: the frames of the panic machinery are left out.
         backtrace: Option<String>,
+        /// The panic message, when the guest panicked (a Rust panic traps with `unreachable`
+        /// after printing its message to stderr, where it is read from): `power overflows s64
+        /// (at power/src/lib.rs:9:36)`.
+        panic: Option<String>,
     },
     /// The export returned the `err` case of its `result<T, E>`: the guest's own error.
     #[error("`{func}` returned an error: {message}")]
@@ -168,6 +173,13 @@ pub enum TaskError {
         /// What went wrong.
         detail: String,
     },
+}
+
+fn trap_text(func: &str, message: &str, panic: Option<&str>) -> String {
+    match panic {
+        Some(panic) => format!("`{func}` panicked: {panic}"),
+        None => format!("wasm trap in `{func}`: {message}"),
+    }
 }
 
 fn stderr_note(tail: &str) -> String {

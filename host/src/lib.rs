@@ -88,7 +88,7 @@ pub use limits::{
 };
 pub use module::{DEFAULT_MAX_MODULE_BYTES, Loader, Module, Task};
 pub use pool::handle::{MapResult, ReturnWhen, TaskFuture, WaitOutcome, as_completed, wait};
-pub use pool::imap::{Imap, ImapJson, JsonOutcome, Order};
+pub use pool::imap::{Captured, Imap, ImapJson, JsonOutcome, Order, StreamOptions};
 pub use pool::output::{GuestOutput, GuestStream};
 pub use pool::process::Process;
 pub use pool::worker_command::WorkerCommand;

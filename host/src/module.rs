@@ -475,13 +475,16 @@ impl Task {
     /// The arguments of one call from JSON, checked against the signature, as
     /// [`crate::Pool::apply`] takes them: an array is spread over the parameters (`[2, 10]`
     /// for `power(base, exponent)`), and a value that is not an array is the one argument of
-    /// a one-parameter export (`7` for `square(x)`). A mismatch is [`TaskError::BadInput`]
-    /// naming the parameter and the WIT type it expects.
+    /// a one-parameter export (`7` for `square(x)`). An object gives the arguments by name
+    /// (`{"base": 2, "exponent": 10}`; for a one-parameter export only when its key is the
+    /// parameter's name and the parameter is not a record, whose own form is an object). A
+    /// mismatch is [`TaskError::BadInput`] naming the parameter and the WIT type it expects.
     ///
     /// # Examples
     /// ```no_run
     /// let power = wasmpool::Module::from_file("power.wasm")?.task("power")?;
     /// assert!(power.args_from_json(&serde_json::json!([2, 10])).is_ok());
+    /// assert!(power.args_from_json(&serde_json::json!({"base": 2, "exponent": 10})).is_ok());
     /// let err = power.args_from_json(&serde_json::json!([2, -1])).unwrap_err();
     /// assert!(err.to_string().contains("parameter `exponent`: expected u32, got -1"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -493,7 +496,8 @@ impl Task {
     /// The one argument of a call from JSON, checked against the signature, as
     /// [`crate::Pool::map`] takes each item: the value is the argument itself, an array
     /// included (`[1, 2]` for `sum(xs: list<s64>)`). For an export of several parameters this
-    /// is [`TaskError::BadInput`]; spread them with [`Task::args_from_json`].
+    /// is [`TaskError::BadInput`], unless the value is an object that gives them by name, as
+    /// [`Task::args_from_json`] takes them.
     pub fn arg_from_json(&self, json: &serde_json::Value) -> Result<Args, TaskError> {
         self.checked(json, ArgsShape::Single)
     }

@@ -12,6 +12,7 @@ pub(crate) mod imap;
 pub(crate) mod job;
 pub(crate) mod outcome;
 pub(crate) mod output;
+mod panic;
 pub(crate) mod process;
 pub(crate) mod queue;
 mod shelf;
@@ -34,7 +35,7 @@ use crate::values::{Args, ArgsShape, Values};
 use crate::wire::WorkerSettings;
 
 use handle::{Batch, MapResult, Slot, TaskFuture};
-use imap::{Chunking, Imap, ImapJson, Order};
+use imap::{Chunking, Imap, ImapJson, Order, StreamOptions};
 use job::{Gather, Job, JobItem, Sink, default_chunksize};
 use outcome::Outcome;
 use output::{GuestOutput, OutputSink};
@@ -647,11 +648,35 @@ impl Pool {
         I: IntoIterator<Item = Result<Args, TaskError>>,
         I::IntoIter: Send + 'static,
     {
+        self.imap_json_with(task, items, StreamOptions::new().order(order))
+    }
+
+    /// [`Pool::imap_json`] as `options` say: in which order, and whether each outcome carries
+    /// what its call printed and its time ([`JsonOutcome::captured`]).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use wasmpool::{Module, Pool, StreamOptions};
+    /// let pool = Pool::new(2)?;
+    /// let hello = Module::from_file("hello.wasm")?.task("hello")?;
+    /// let names = ["Ada", "Grace"].map(|n| hello.arg_from_json(&serde_json::json!(n)));
+    /// let options = StreamOptions::new().capture_output(true);
+    /// for outcome in pool.imap_json_with(&hello, names, options) {
+    ///     let captured = outcome.captured.unwrap_or_default();
+    ///     println!("{:?} printed {:?}", outcome.result, String::from_utf8_lossy(&captured.stdout));
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn imap_json_with<I>(&self, task: &Task, items: I, options: StreamOptions) -> ImapJson<'_>
+    where
+        I: IntoIterator<Item = Result<Args, TaskError>>,
+        I::IntoIter: Send + 'static,
+    {
         let checker = task.clone();
         let input = items
             .into_iter()
             .map(move |args| args.and_then(|args| checker.accept(args)));
-        ImapJson::new(self, task, Box::new(input), order)
+        ImapJson::new(self, task, Box::new(input), options)
     }
 
     /// Each item's arguments checked against `task`'s signature, lazily.

@@ -329,6 +329,16 @@ pub(crate) enum ArgsError {
     },
     /// One argument does not fit its parameter's type.
     Value(ValueError),
+    /// Arguments given by name (a JSON object) that do not name the parameters: a parameter
+    /// missing, or a name that is none of them.
+    Names {
+        /// The parameters, as `name: type`.
+        params: Vec<String>,
+        /// The parameters the object does not give.
+        missing: Vec<String>,
+        /// The object's keys that name no parameter.
+        unknown: Vec<String>,
+    },
     /// serde could not serialize the caller's arguments.
     Serialize(String),
 }
@@ -356,6 +366,24 @@ impl fmt::Display for ArgsError {
                 Ok(())
             }
             ArgsError::Value(e) => e.fmt(f),
+            ArgsError::Names {
+                params,
+                missing,
+                unknown,
+            } => {
+                write!(
+                    f,
+                    "arguments by name must name each parameter ({})",
+                    params.join(", ")
+                )?;
+                if !missing.is_empty() {
+                    write!(f, "; missing: {}", missing.join(", "))?;
+                }
+                if !unknown.is_empty() {
+                    write!(f, "; no such parameter: {}", unknown.join(", "))?;
+                }
+                Ok(())
+            }
             ArgsError::Serialize(e) => write!(f, "cannot serialize the arguments: {e}"),
         }
     }
@@ -367,7 +395,7 @@ impl ArgsError {
     pub(crate) fn for_task(self, func: &str) -> TaskError {
         let param = match &self {
             ArgsError::Value(e) => Some(e.path.clone()),
-            ArgsError::Count { .. } | ArgsError::Serialize(_) => None,
+            ArgsError::Count { .. } | ArgsError::Names { .. } | ArgsError::Serialize(_) => None,
         };
         TaskError::BadInput {
             func: func.to_string(),

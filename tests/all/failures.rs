@@ -18,6 +18,7 @@ fn a_trap_fails_one_item_only() {
                     func,
                     message,
                     backtrace,
+                    ..
                 }),
             ) => {
                 assert_eq!(func, "maybe-crash");
@@ -392,4 +393,45 @@ fn compiling_happens_in_a_process_of_its_own_within_limits() {
         .task("square")
         .unwrap();
     assert_eq!(pool(1).apply::<_, i64>(&square, (7,)).unwrap(), 49);
+}
+
+/// A Rust guest that panics traps with `unreachable`; its error says why, read from what the
+/// panic printed, and its backtrace starts at the guest's own frame, not in the panic
+/// machinery.
+#[test]
+fn a_panic_is_reported_with_its_message_and_the_guests_own_frames() {
+    let pool = crate::support::pool(1);
+    let power = crate::support::task(wasmpool_artifacts::POWER, "power");
+    let err = pool.apply::<_, i64>(&power, (2i64, 100u32)).unwrap_err();
+    let TaskError::Trap {
+        panic, backtrace, ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    let panic = panic.as_deref().expect("the panic message is read");
+    assert!(panic.starts_with("power overflows s64 (at "), "{panic}");
+    assert_eq!(
+        err.to_string(),
+        format!("`power` panicked: {panic}"),
+        "the message leads"
+    );
+    let backtrace = backtrace.as_deref().expect("a backtrace");
+    let first_frame = backtrace
+        .lines()
+        .find(|l| l.contains(".wasm!"))
+        .expect("a frame");
+    assert!(first_frame.ends_with("!power"), "{backtrace}");
+    assert!(backtrace.contains("frames of the panic machinery left out"));
+    // A trap that is no panic keeps wasmtime's message and whole backtrace.
+    let crash = crate::support::task(wasmpool_artifacts::TRAP, "maybe-crash");
+    let err = pool.apply::<_, u32>(&crash, 5u32).unwrap_err();
+    assert!(
+        matches!(&err, TaskError::Trap { panic: None, .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().starts_with("wasm trap in `maybe-crash`: "),
+        "{err}"
+    );
 }

@@ -295,3 +295,46 @@ fn packed_numbers_and_full_outcomes_interleave_in_one_chunk() {
         "{printed:?}"
     );
 }
+
+/// A stream that captures output hands each item's stdout and stderr, and its time, with its
+/// outcome, and none of it to the pool's output handler.
+#[test]
+fn a_capturing_stream_keeps_each_items_output_with_its_outcome() {
+    let relayed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&relayed);
+    let pool = wasmpool::Pool::builder()
+        .workers(2)
+        .on_output(move |_| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        })
+        .build()
+        .unwrap();
+    let hello = task(wasmpool_artifacts::HELLO, "hello");
+    let names: Vec<_> = (0..20)
+        .map(|i| hello.arg_from_json(&serde_json::json!(format!("n{i}"))))
+        .collect();
+    let options = wasmpool::StreamOptions::new().capture_output(true);
+    let outcomes: Vec<_> = pool.imap_json_with(&hello, names, options).collect();
+    assert_eq!(outcomes.len(), 20);
+    for (i, outcome) in outcomes.iter().enumerate() {
+        assert_eq!(outcome.index, i);
+        assert_eq!(
+            outcome.result,
+            Ok(serde_json::json!(format!("hello, n{i}!")))
+        );
+        let captured = outcome.captured.as_ref().expect("captured");
+        assert_eq!(captured.stdout, format!("hello, n{i}!\n").into_bytes());
+        assert_eq!(captured.stderr, format!("greeting n{i}\n").into_bytes());
+        assert!(captured.elapsed > std::time::Duration::ZERO);
+    }
+    assert_eq!(relayed.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // Without capture, the same stream's output goes to the handler, and outcomes carry none.
+    let names: Vec<_> = (0..3)
+        .map(|i| hello.arg_from_json(&serde_json::json!(format!("n{i}"))))
+        .collect();
+    let plain: Vec<_> = pool
+        .imap_json(&hello, names, wasmpool::Order::Input)
+        .collect();
+    assert!(plain.iter().all(|o| o.captured.is_none()));
+    assert_eq!(relayed.load(std::sync::atomic::Ordering::SeqCst), 6);
+}

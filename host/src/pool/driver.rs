@@ -143,8 +143,10 @@ pub(crate) fn drive(shared: Arc<Shared>, command: WorkerCommand, slot: PidSlot, 
             // outcomes, unless it is to replace its worker first.
             let last_held = held.len() == 1 && shared.max_tasks_per_worker.is_none();
             let job = &held.front().expect("not empty").job;
-            worker.collect(job, id, |first, reported| {
-                for (i, stdout, stderr) in reported.output() {
+            let observed = job.observed();
+            worker.collect(job, id, |first, reported, per_item| {
+                // An observing stream takes its items' output with their outcomes.
+                for (i, stdout, stderr) in reported.output().filter(|_| !observed) {
                     let item = &job.items[first + i];
                     let name = job.task.name();
                     shared.output.relay(item.task_no, name, stdout, stderr);
@@ -152,7 +154,7 @@ pub(crate) fn drive(shared: Arc<Shared>, command: WorkerCommand, slot: PidSlot, 
                 if last_held && first + reported.len() == job.items.len() {
                     turn = Some(shared.queue.take_spin_turn());
                 }
-                reported.deliver(job, first, shared.settings.max_wasm_stack);
+                reported.deliver(job, first, shared.settings.max_wasm_stack, per_item);
             })
         });
         match result {

@@ -24,14 +24,15 @@ use crate::values::Values;
 use crate::values::json::{Names, results_json};
 use crate::values::rust::typed;
 
-use super::job::{Gather, Sink};
+use super::job::{Gather, Seen, Sink};
 use super::outcome::Outcome;
 use super::{CheckedItem, Pool, Shared};
 
 /// In which order a stream yields its outcomes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Order {
     /// In input order (`imap`): an outcome waits for every one before it.
+    #[default]
     Input,
     /// As tasks finish (`imap_unordered`).
     Completion,
@@ -115,20 +116,34 @@ enum Delivery {
     /// Outcomes, a frame's worth at a time: one message for all the outcomes a worker reported
     /// together.
     Outcomes(Vec<(usize, Outcome)>),
+    /// The same, each with what its item printed and its time, for a stream that captures them.
+    Seen(Vec<(usize, Outcome, Seen)>),
     /// The input ended, after this many items (sent by a feed on its own thread).
     Ended(usize),
 }
 
-/// Where a stream's outcomes arrive, tagged by input position.
-struct Channel(Sender<Delivery>);
+/// Where a stream's outcomes arrive, tagged by input position; with what each item printed
+/// and its time when the stream captures them.
+struct Channel {
+    tx: Sender<Delivery>,
+    captures: bool,
+}
 
 impl Sink for Channel {
     fn deliver(&self, index: usize, outcome: Outcome) {
-        let _ = self.0.send(Delivery::Outcomes(vec![(index, outcome)]));
+        let _ = self.tx.send(Delivery::Outcomes(vec![(index, outcome)]));
     }
 
     fn deliver_all(&self, outcomes: &mut dyn Iterator<Item = (usize, Outcome)>) {
-        let _ = self.0.send(Delivery::Outcomes(outcomes.collect()));
+        let _ = self.tx.send(Delivery::Outcomes(outcomes.collect()));
+    }
+
+    fn observes(&self) -> bool {
+        self.captures
+    }
+
+    fn deliver_seen(&self, outcomes: &mut dyn Iterator<Item = (usize, Outcome, Seen)>) {
+        let _ = self.tx.send(Delivery::Seen(outcomes.collect()));
     }
 }
 
@@ -210,6 +225,10 @@ impl<I: Iterator<Item = Result<Values, TaskError>>> Feed<I> {
     }
 }
 
+/// An outcome in the window: its input position, and what its item printed and its time when
+/// the stream captures them.
+type Arrived = (usize, Outcome, Option<Seen>);
+
 /// Outcomes on their way to the consumer, in the order asked for.
 struct Window {
     order: Order,
@@ -217,14 +236,14 @@ struct Window {
     /// Outcomes received and not yet yielded. In input order: the outcome of item
     /// `yielded + i` at `i`, `None` while it has not arrived (the window is as wide as what
     /// is in flight). In completion order: as they arrived, all `Some`.
-    arrived: VecDeque<Option<(usize, Outcome)>>,
+    arrived: VecDeque<Option<Arrived>>,
     yielded: usize,
     /// How many items the input had, once it is known to have ended.
     ended: Option<usize>,
 }
 
 impl Window {
-    fn new(order: Order) -> (Window, Arc<Channel>) {
+    fn new(order: Order, captures: bool) -> (Window, Arc<Channel>) {
         let (tx, rx) = crossbeam_channel::unbounded();
         let window = Window {
             order,
@@ -233,7 +252,7 @@ impl Window {
             yielded: 0,
             ended: None,
         };
-        (window, Arc::new(Channel(tx)))
+        (window, Arc::new(Channel { tx, captures }))
     }
 
     /// Whether [`Window::next`] would return at once: the next outcome is in, or the stream
@@ -246,11 +265,7 @@ impl Window {
     /// been yielded. `ended` is the input's length if the caller knows it has ended;
     /// `give_up` is asked while waiting whether to stop waiting for an end that may never be
     /// announced.
-    fn next(
-        &mut self,
-        ended: Option<usize>,
-        give_up: impl Fn(usize) -> bool,
-    ) -> Option<(usize, Outcome)> {
+    fn next(&mut self, ended: Option<usize>, give_up: impl Fn(usize) -> bool) -> Option<Arrived> {
         loop {
             if let Some(Some(_)) = self.arrived.front() {
                 self.yielded += 1;
@@ -269,18 +284,38 @@ impl Window {
             };
             match delivery {
                 Delivery::Ended(total) => self.ended = Some(total),
-                Delivery::Outcomes(frame) => match self.order {
-                    Order::Completion => self.arrived.extend(frame.into_iter().map(Some)),
-                    Order::Input => {
-                        for (index, outcome) in frame {
-                            let at = index - self.yielded;
-                            if self.arrived.len() <= at {
-                                self.arrived.resize_with(at + 1, || None);
-                            }
-                            self.arrived[at] = Some((index, outcome));
-                        }
+                Delivery::Outcomes(frame) => {
+                    self.file(
+                        frame
+                            .into_iter()
+                            .map(|(index, outcome)| (index, outcome, None)),
+                    );
+                }
+                Delivery::Seen(frame) => {
+                    self.file(
+                        frame
+                            .into_iter()
+                            .map(|(index, outcome, seen)| (index, outcome, Some(seen))),
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl Window {
+    /// Files a frame's outcomes in the order the window yields them.
+    fn file(&mut self, frame: impl Iterator<Item = Arrived>) {
+        match self.order {
+            Order::Completion => self.arrived.extend(frame.map(Some)),
+            Order::Input => {
+                for arrived in frame {
+                    let at = arrived.0 - self.yielded;
+                    if self.arrived.len() <= at {
+                        self.arrived.resize_with(at + 1, || None);
                     }
-                },
+                    self.arrived[at] = Some(arrived);
+                }
             }
         }
     }
@@ -307,7 +342,7 @@ impl<R> std::fmt::Debug for Imap<'_, R> {
 
 impl<'a, R: DeserializeOwned> Imap<'a, R> {
     pub(crate) fn new(pool: &'a Pool, task: &Task, input: Input<'a>, order: Order) -> Self {
-        let (window, sink) = Window::new(order);
+        let (window, sink) = Window::new(order, false);
         let feed = Feed::new(pool, task, input, sink);
         Imap {
             feed,
@@ -325,7 +360,7 @@ impl<R: DeserializeOwned> Iterator for Imap<'_, R> {
         // After a refill, nothing in flight means the input is over.
         let ended = (self.feed.done || self.feed.submitted == self.window.yielded)
             .then_some(self.feed.submitted);
-        let (_, outcome) = self.window.next(ended, |_| false)?;
+        let (_, outcome, _) = self.window.next(ended, |_| false)?;
         Some(typed(self.feed.task.name(), &outcome))
     }
 }
@@ -339,6 +374,57 @@ pub struct JsonOutcome {
     /// What it returned, as JSON with WIT's names (`null` for no result, the value for one, an
     /// array for several; a `result`'s `err` is [`TaskError::Guest`]), or why it failed.
     pub result: Result<serde_json::Value, TaskError>,
+    /// What the call printed and about how long it took, for a stream that captures them
+    /// ([`StreamOptions::capture_output`]); `None` otherwise, and for an item that never ran
+    /// on a worker (bad input, cancelled) or whose worker died under it.
+    pub captured: Option<Captured>,
+}
+
+/// What one call of a capturing stream printed, and its time.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Captured {
+    /// About how long the call took: the time its worker took over the frame of outcomes it
+    /// came in, divided by the items in that frame (the call's own time for a chunk of one,
+    /// as the first chunks of a stream and any slow items are).
+    pub elapsed: Duration,
+    /// What it wrote to its stdout (at most the output limit).
+    pub stdout: Vec<u8>,
+    /// What it wrote to its stderr (at most the output limit).
+    pub stderr: Vec<u8>,
+}
+
+/// How [`Pool::imap_json_with`] streams: in which order, and whether each outcome carries what
+/// its call printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct StreamOptions {
+    /// The order outcomes are yielded in (default: input order).
+    pub order: Order,
+    /// Whether each outcome carries what its call printed and its time
+    /// ([`JsonOutcome::captured`]) instead of the output going to the pool's handler (default:
+    /// no). A grader keeps each submission's output with its verdict this way; a front end
+    /// shows a failed item's stderr beside its error.
+    pub capture_output: bool,
+}
+
+impl StreamOptions {
+    /// Input order, output to the pool's handler.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Yields outcomes in `order`.
+    pub fn order(mut self, order: Order) -> Self {
+        self.order = order;
+        self
+    }
+
+    /// Keeps each call's output with its outcome (see [`StreamOptions::capture_output`]).
+    pub fn capture_output(mut self, capture: bool) -> Self {
+        self.capture_output = capture;
+        self
+    }
 }
 
 /// How far a stream fed on its own thread has come, shared by the feeding thread and the
@@ -416,9 +502,9 @@ impl<'a> ImapJson<'a> {
         pool: &'a Pool,
         task: &Task,
         input: Box<dyn Iterator<Item = Result<Values, TaskError>> + Send>,
-        order: Order,
+        options: StreamOptions,
     ) -> Self {
-        let (window, sink) = Window::new(order);
+        let (window, sink) = Window::new(options.order, options.capture_output);
         let progress = Arc::new(Progress::default());
         let mut feed = Feed::new(pool, task, input, sink);
         let shared = Arc::clone(&pool.shared);
@@ -436,7 +522,7 @@ impl<'a> ImapJson<'a> {
                         feeding.wait_for_room(feed.room_at());
                     }
                 }
-                let _ = feed.sink.0.send(Delivery::Ended(feed.submitted));
+                let _ = feed.sink.tx.send(Delivery::Ended(feed.submitted));
             })
             // As `std::thread::spawn` does: a thread that cannot start is a system out of
             // resources, and no outcome could be promised for the input.
@@ -469,14 +555,20 @@ impl Iterator for ImapJson<'_> {
         let give_up = |yielded: usize| {
             shared.is_terminating() && progress.submitted.load(Ordering::Acquire) == yielded
         };
-        let (index, outcome) = self.window.next(None, give_up)?;
+        let (index, outcome, seen) = self.window.next(None, give_up)?;
         self.progress
             .yielded
             .store(self.window.yielded, Ordering::SeqCst);
         self.progress.wake();
+        let seen = seen.map(|seen| Captured {
+            elapsed: seen.elapsed,
+            stdout: seen.stdout,
+            stderr: seen.stderr,
+        });
         Some(JsonOutcome {
             index,
             result: outcome.map(|values| results_json(&values, Names::Wit)),
+            captured: seen,
         })
     }
 }

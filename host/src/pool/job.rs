@@ -57,6 +57,17 @@ pub(crate) struct Job {
     pub(crate) sink: Option<Arc<dyn Sink>>,
 }
 
+/// What an item printed and about how long it took, for a sink that takes them with its
+/// outcome (see [`Sink::observes`]).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Seen {
+    /// Its frame's time on the host (from the frame's start, or the end of the frame before it,
+    /// to its arrival) over the items it reported: the item's own time for a chunk of one.
+    pub(crate) elapsed: std::time::Duration,
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stderr: Vec<u8>,
+}
+
 /// Where outcomes go: a future's slot, a `map`'s result vector, an `imap`'s channel.
 pub(crate) trait Sink: Send + Sync {
     /// Files the outcome of the item at `index`. Called exactly once per item.
@@ -77,6 +88,18 @@ pub(crate) trait Sink: Send + Sync {
 
     /// Marks the item as started: from now on it can no longer be cancelled.
     fn start(&self, _index: usize) {}
+
+    /// Whether the sink takes what each item printed and how long it took with its outcome
+    /// ([`Sink::deliver_seen`]), instead of the output going to the pool's handler.
+    fn observes(&self) -> bool {
+        false
+    }
+
+    /// Files several outcomes at once, each with what its item printed and its time. Called
+    /// instead of [`Sink::deliver_all`] for a sink that [`Sink::observes`].
+    fn deliver_seen(&self, outcomes: &mut dyn Iterator<Item = (usize, Outcome, Seen)>) {
+        self.deliver_all(&mut outcomes.map(|(index, outcome, _)| (index, outcome)));
+    }
 }
 
 impl Job {
@@ -111,6 +134,29 @@ impl Job {
                 }
             }
         }
+    }
+
+    /// Whether the job's outcomes go, with what each item printed and its time, to a sink that
+    /// [`Sink::observes`] (only a whole stream's chunk has such a sink).
+    pub(crate) fn observed(&self) -> bool {
+        self.sink.as_ref().is_some_and(|sink| sink.observes())
+    }
+
+    /// Files the outcomes of the items from `first` on, in order, with what each printed and
+    /// its time, to the job's observing sink.
+    pub(crate) fn deliver_seen_from(
+        &self,
+        first: usize,
+        outcomes: impl ExactSizeIterator<Item = (Outcome, Seen)>,
+    ) {
+        let items = &self.items[first..first + outcomes.len()];
+        let sink = self.sink.as_ref().expect("an observed job has a sink");
+        sink.deliver_seen(
+            &mut items
+                .iter()
+                .zip(outcomes)
+                .map(|(item, (outcome, seen))| (item.index, outcome, seen)),
+        );
     }
 
     /// Fails every item of the job with the same error.

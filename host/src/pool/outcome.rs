@@ -10,7 +10,8 @@ use crate::values::wire::Packed;
 use crate::values::{Value, Values, WitType};
 use crate::wire::{ItemOutcome, RunFailure};
 
-use super::job::Job;
+use super::job::{Job, Seen};
+use super::panic;
 
 /// The outcome of one task: its results (zero, one, or several values) or why it failed.
 pub(crate) type Outcome = Result<Values, TaskError>;
@@ -46,8 +47,18 @@ impl Reported {
     }
 
     /// Files each item's outcome (see [`finish`]) into `job`'s sinks, the first as item
-    /// `first` of the job. Packed results go straight from the frame's bytes to outcomes.
-    pub(crate) fn deliver(self, job: &Job, first: usize, max_wasm_stack: usize) {
+    /// `first` of the job. Packed results go straight from the frame's bytes to outcomes. A
+    /// job whose sink [`Job::observed`] gets what each item printed, and `per_item`, with it.
+    pub(crate) fn deliver(
+        self,
+        job: &Job,
+        first: usize,
+        max_wasm_stack: usize,
+        per_item: std::time::Duration,
+    ) {
+        if job.observed() {
+            return self.deliver_seen(job, first, max_wasm_stack, per_item);
+        }
         match self {
             Reported::Outcomes(raws) => job.deliver_from(
                 first,
@@ -68,6 +79,54 @@ impl Reported {
     }
 }
 
+impl Reported {
+    fn deliver_seen(
+        self,
+        job: &Job,
+        first: usize,
+        max_wasm_stack: usize,
+        elapsed: std::time::Duration,
+    ) {
+        match self {
+            Reported::Outcomes(raws) => job.deliver_seen_from(
+                first,
+                raws.into_iter().map(|mut raw| {
+                    let seen = Seen {
+                        elapsed,
+                        stdout: std::mem::take(&mut raw.stdout),
+                        stderr: std::mem::take(&mut raw.stderr),
+                    };
+                    let outcome = finish_with(
+                        &job.task,
+                        &job.limits,
+                        max_wasm_stack,
+                        raw.result,
+                        &seen.stderr,
+                    );
+                    (outcome, seen)
+                }),
+            ),
+            Reported::Results(results) => job.deliver_seen_from(
+                first,
+                results.items().map(|values| {
+                    let outcome = match values {
+                        Ok(values) => finish_results(&job.task, values),
+                        Err(detail) => Err(TaskError::Internal {
+                            func: job.task.name().to_string(),
+                            detail,
+                        }),
+                    };
+                    let seen = Seen {
+                        elapsed,
+                        ..Seen::default()
+                    };
+                    (outcome, seen)
+                }),
+            ),
+        }
+    }
+}
+
 /// Turns a worker's reply for one item into the task's outcome. A task whose one result is a
 /// `result<T, E>` fails with [`TaskError::Guest`] when it returns `err`, and yields `T` when it
 /// returns `ok`, the way a Python function raises or returns.
@@ -77,9 +136,21 @@ pub(crate) fn finish(
     max_wasm_stack: usize,
     raw: ItemOutcome,
 ) -> Outcome {
+    finish_with(task, limits, max_wasm_stack, raw.result, &raw.stderr)
+}
+
+/// [`finish`], from the reply's result and what the item wrote to `stderr` (where a Rust
+/// panic's message is).
+fn finish_with(
+    task: &Task,
+    limits: &Resolved,
+    max_wasm_stack: usize,
+    result: Result<Values, RunFailure>,
+    stderr: &[u8],
+) -> Outcome {
     // The name is copied only into errors: most outcomes are values.
     let func = || task.name().to_string();
-    match raw.result {
+    match result {
         Err(RunFailure::Timeout) => Err(TaskError::Timeout {
             func: func(),
             limit: limits.timeout.unwrap_or_default(),
@@ -114,11 +185,19 @@ pub(crate) fn finish(
             detail,
         }),
         Ok(results) => finish_results(task, results),
-        Err(RunFailure::Trap { message, backtrace }) => Err(TaskError::Trap {
-            func: func(),
-            message,
-            backtrace,
-        }),
+        Err(RunFailure::Trap { message, backtrace }) => {
+            let panic = panic::panic_message(stderr);
+            let backtrace = match (&panic, backtrace) {
+                (Some(_), Some(bt)) => Some(panic::without_panic_frames(&bt)),
+                (_, bt) => bt,
+            };
+            Err(TaskError::Trap {
+                func: func(),
+                message,
+                backtrace,
+                panic,
+            })
+        }
         Err(RunFailure::BadInput(detail)) => Err(TaskError::BadInput {
             func: func(),
             detail,

@@ -142,11 +142,11 @@ impl Process {
             };
             let stack = settings.max_wasm_stack;
             let name = job.task.name();
-            let run = worker.run(&job, 0, |first, reported| {
+            let run = worker.run(&job, 0, |first, reported, per_item| {
                 for (i, stdout, stderr) in reported.output() {
                     output.relay(job.items[first + i].task_no, name, stdout, stderr);
                 }
-                reported.deliver(&job, first, stack);
+                reported.deliver(&job, first, stack, per_item);
             });
             match run {
                 Ok(()) => {}

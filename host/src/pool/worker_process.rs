@@ -304,7 +304,7 @@ impl WorkerProcess {
         &mut self,
         job: &Job,
         chunk_id: u64,
-        deliver: impl FnMut(usize, Reported),
+        deliver: impl FnMut(usize, Reported, Duration),
     ) -> Result<(), SendError> {
         self.send(job, chunk_id)?;
         self.collect(job, chunk_id, deliver)
@@ -340,13 +340,13 @@ impl WorkerProcess {
     }
 
     /// Reads a sent job's outcomes, handing each frame of them to `deliver` with the index of
-    /// its first item as it arrives. Stops at the first item whose worker dies, or does not
+    /// its first item, and the time it took over its items, as it arrives. Stops at the first item whose worker dies, or does not
     /// answer within the item's timeout plus a grace period (the worker is then killed).
     pub(crate) fn collect(
         &mut self,
         job: &Job,
         chunk_id: u64,
-        mut deliver: impl FnMut(usize, Reported),
+        mut deliver: impl FnMut(usize, Reported, Duration),
     ) -> Result<(), Interrupted> {
         let mut next = 0;
         let result = (|| {
@@ -380,7 +380,7 @@ impl WorkerProcess {
                 self.outcomes_seen += reported.len() as u64;
                 let first = next;
                 next += reported.len();
-                deliver(first, reported);
+                deliver(first, reported, waited);
                 progress = Instant::now();
             }
             Ok(())

@@ -18,12 +18,61 @@ pub(crate) fn args_from_json(
     args: &Json,
     shape: ArgsShape,
 ) -> Result<Values, ArgsError> {
+    if let Json::Object(named) = args
+        && takes_by_name(sig, named)
+    {
+        return named_args(sig, named);
+    }
     let spread: smallvec::SmallVec<[&Json; 4]> = match (shape, args) {
         (ArgsShape::Spread, Json::Array(items)) => items.iter().collect(),
         (ArgsShape::Spread, Json::Null) if sig.params.is_empty() => smallvec::SmallVec::new(),
         (_, one) => smallvec::smallvec![one],
     };
     spread_args(sig, &spread, shape)
+}
+
+/// Whether a JSON object is the arguments by name (`{"base": 2, "exponent": 10}`) rather than
+/// one argument: always for an export of several parameters (an object cannot be several
+/// arguments otherwise); for one parameter, only when the object's one key is the parameter's
+/// name and the parameter is not a record (an object is a record's own form).
+fn takes_by_name(sig: &Signature, named: &serde_json::Map<String, Json>) -> bool {
+    match sig.params.as_slice() {
+        [] => false,
+        [(name, ty)] => {
+            !matches!(ty, WitType::Record(_)) && named.len() == 1 && named.contains_key(name)
+        }
+        _ => true,
+    }
+}
+
+/// Arguments by name: each parameter's value under its name, in any order, each key a
+/// parameter.
+fn named_args(sig: &Signature, named: &serde_json::Map<String, Json>) -> Result<Values, ArgsError> {
+    let missing: Vec<String> = sig
+        .params
+        .iter()
+        .filter(|(name, _)| !named.contains_key(name))
+        .map(|(name, _)| name.clone())
+        .collect();
+    let unknown: Vec<String> = named
+        .keys()
+        .filter(|key| !sig.params.iter().any(|(name, _)| name == *key))
+        .cloned()
+        .collect();
+    if !missing.is_empty() || !unknown.is_empty() {
+        return Err(ArgsError::Names {
+            params: sig
+                .params
+                .iter()
+                .map(|(n, t)| format!("{n}: {t}"))
+                .collect(),
+            missing,
+            unknown,
+        });
+    }
+    let spread: smallvec::SmallVec<[&Json; 4]> =
+        sig.params.iter().map(|(name, _)| &named[name]).collect();
+    spread_args(sig, &spread, ArgsShape::Spread)
 }
 
 /// Checks and converts arguments already spread over the parameters (one JSON value each).
@@ -399,6 +448,49 @@ mod tests {
             ),
             ("point".into(), None),
         ])
+    }
+
+    fn sig(params: Vec<(&str, WitType)>) -> Signature {
+        Signature {
+            name: "f".into(),
+            params: params
+                .into_iter()
+                .map(|(n, t)| (n.to_string(), t))
+                .collect(),
+            results: vec![],
+        }
+    }
+
+    #[test]
+    fn arguments_may_be_given_by_name() {
+        let power = sig(vec![("base", WitType::S64), ("exponent", WitType::U32)]);
+        let by_name = json!({"exponent": 10, "base": 2});
+        let expected: Values = smallvec::smallvec![Value::S64(2), Value::U32(10)];
+        for shape in [ArgsShape::Spread, ArgsShape::Single] {
+            assert_eq!(
+                args_from_json(&power, &by_name, shape),
+                Ok(expected.clone())
+            );
+        }
+        let err =
+            args_from_json(&power, &json!({"base": 2, "exp": 10}), ArgsShape::Spread).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "arguments by name must name each parameter (base: s64, exponent: u32); \
+             missing: exponent; no such parameter: exp"
+        );
+        // One parameter: by name only when the key is its name and it is not a record.
+        let square = sig(vec![("x", WitType::S64)]);
+        assert_eq!(
+            args_from_json(&square, &json!({"x": 7}), ArgsShape::Single),
+            Ok(smallvec::smallvec![Value::S64(7)])
+        );
+        let greet = sig(vec![("person", person())]);
+        let ada = json!({"name": "Ada", "age": 36, "word-count": 1, "tags": []});
+        assert!(matches!(
+            args_from_json(&greet, &ada, ArgsShape::Single).unwrap()[0],
+            Value::Record(_)
+        ));
     }
 
     #[test]
