@@ -10,6 +10,7 @@ use wasmpool_artifacts::{PRIMES, SQUARE, TRAP};
 
 /// Run the tutorial's pool example on built-in wasm tasks, timed sequentially and in parallel.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  wasmpool demo\n  wasmpool demo --items 8 -j 2")]
 pub(crate) struct DemoCommand {
     /// How many numbers to square (each square simulates 100 ms of work).
     #[arg(long, default_value_t = 20, value_name = "N")]
