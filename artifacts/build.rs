@@ -66,6 +66,10 @@ const COMPONENTS: &[(&str, &str)] = &[
         "hello(name): prints to stdout and stderr, returns the greeting",
     ),
     (
+        "program",
+        "a whole program (wasi:cli/run) for `wasmpool exec`: sums the numbers on its stdin; --exit N, --panic, --args, --spin",
+    ),
+    (
         "hostile",
         "for the sandbox and limits tests: spin, memory-bomb, stack-overflow, huge-result, stdout-flood, unreachable, block (misbehave); read-file, write-file, list-dir, read-env, read-args, open-socket, read-stdin (probe the sandbox)",
     ),

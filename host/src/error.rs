@@ -299,6 +299,17 @@ pub enum Error {
         /// The callable exports it does have.
         available: String,
     },
+    /// The module is not a whole program: it has no `wasi:cli/run` entry point (a component)
+    /// and no `_start` (a core module), so [`crate::Module::program`] cannot run it.
+    #[error(
+        "{origin} is not a program: it exports neither `wasi:cli/run` (a component built as a command) nor `_start` (a WASI preview-1 command module); its exports are: {available}"
+    )]
+    NotAProgram {
+        /// The module.
+        origin: String,
+        /// The callable exports it does have.
+        available: String,
+    },
     /// The export takes or returns a value that cannot cross a process boundary (a resource,
     /// a stream...): it cannot be a task.
     #[error(

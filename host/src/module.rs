@@ -20,7 +20,7 @@ use crate::engine::Metering;
 use crate::error::{Error, TaskError};
 use crate::limits::{Grants, Limits};
 use crate::values::json::args_from_json;
-use crate::values::{Args, ArgsShape, Signature, Values};
+use crate::values::{Args, ArgsShape, Signature, Values, WitType};
 use crate::wire::{ModuleId, ModuleKind};
 
 pub(crate) use interface::{Interface, read_interface};
@@ -211,6 +211,8 @@ pub struct Task {
     limits: Limits,
     grants: Option<Arc<Grants>>,
     reuse_instance: bool,
+    /// A whole program's entry point, called as [`Module::program`] says.
+    program: bool,
 }
 
 impl Module {
@@ -354,6 +356,57 @@ impl Module {
             limits: Limits::new(),
             grants: None,
             reuse_instance: false,
+            program: false,
+        })
+    }
+
+    /// The module as a whole program, as `wasmpool exec` runs it: a component's
+    /// `wasi:cli/run` entry point (what `cargo build --target wasm32-wasip2` makes of a binary
+    /// crate) or a core module's `_start` (a WASI preview-1 command). The task takes the
+    /// program's arguments (`args: list<string>`, after its name, which is `main`) and its
+    /// stdin (`stdin: string`), and returns its exit code (`s32`): 0 when it returns, the code
+    /// it exits with (a component can only exit with 0 or 1: `wasi:cli/exit` has no other),
+    /// 1 for `wasi:cli/run`'s `err`. What it prints comes back as any task's output does (see
+    /// [`crate::StreamOptions::capture_output`]). A program runs in a fresh instance every
+    /// time; limits and grants apply as to any task.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # let pool = wasmpool::Pool::new()?;
+    /// let program = wasmpool::Module::from_file("grader.wasm")?.program()?;
+    /// let code: i32 = pool.apply(&program, (vec!["--strict"], "1 2 3\n"))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn program(&self) -> Result<Task, Error> {
+        let entry = self.inner.exports.iter().find(|sig| match self.kind() {
+            ModuleKind::Component => {
+                sig.name.starts_with("wasi:cli/run@")
+                    && sig.name.ends_with("#run")
+                    && sig.params.is_empty()
+            }
+            ModuleKind::Core => sig.name == "_start" && sig.params.is_empty(),
+        });
+        let Some(entry) = entry else {
+            return Err(Error::NotAProgram {
+                origin: self.inner.origin.clone(),
+                available: self.export_names(),
+            });
+        };
+        let sig = Signature {
+            name: entry.name.clone(),
+            params: vec![
+                ("args".into(), WitType::List(Box::new(WitType::String))),
+                ("stdin".into(), WitType::String),
+            ],
+            results: vec![WitType::S32],
+        };
+        Ok(Task {
+            module: self.clone(),
+            sig: Arc::new(sig),
+            limits: Limits::new(),
+            grants: None,
+            reuse_instance: false,
+            program: true,
         })
     }
 
@@ -467,9 +520,15 @@ impl Task {
         self
     }
 
-    /// Whether [`Task::with_instance_reuse`] was asked for.
+    /// Whether [`Task::with_instance_reuse`] was asked for (never for a program, which runs
+    /// once per instance).
     pub fn reuses_instance(&self) -> bool {
-        self.reuse_instance
+        self.reuse_instance && !self.program
+    }
+
+    /// Whether the task is a whole program (see [`Module::program`]).
+    pub fn is_program(&self) -> bool {
+        self.program
     }
 
     /// The arguments of one call from JSON, checked against the signature, as

@@ -25,7 +25,7 @@ use crate::values::wire::Packed;
 use crate::values::{Value, Values};
 
 /// The protocol version both sides must agree on. Bump it on any change to the messages.
-pub(crate) const PROTOCOL_VERSION: u32 = 5;
+pub(crate) const PROTOCOL_VERSION: u32 = 6;
 
 /// The largest frame either side accepts: bigger is a protocol error, not an allocation.
 pub const MAX_FRAME_BYTES: usize = 256 << 20;
@@ -137,6 +137,9 @@ pub(crate) struct Chunk {
     /// Call every item in one instance instead of a fresh one each (see
     /// [`crate::Task::with_instance_reuse`]); a failed call still discards the instance.
     pub reuse_instance: bool,
+    /// The export is a whole program's entry point (see [`crate::Module::program`]): each
+    /// item's two values are its arguments and its stdin, and its result is its exit code.
+    pub program: bool,
 }
 
 /// The arguments of a chunk's calls.
@@ -196,6 +199,7 @@ pub(crate) struct RunRef<'a, I> {
     pub limits: &'a Resolved,
     pub grants: &'a Grants,
     pub reuse_instance: bool,
+    pub program: bool,
 }
 
 /// The index of [`HostMsg::Run`] among `HostMsg`'s variants, as serde numbers them.
@@ -208,7 +212,7 @@ impl<I: Serialize> Serialize for RunRef<'_, I> {
         impl<I: Serialize> Serialize for Fields<'_, '_, I> {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 let run = self.0;
-                let mut chunk = serializer.serialize_struct("Chunk", 7)?;
+                let mut chunk = serializer.serialize_struct("Chunk", 8)?;
                 chunk.serialize_field("chunk_id", &run.chunk_id)?;
                 chunk.serialize_field("module", run.module)?;
                 chunk.serialize_field("func", run.func)?;
@@ -216,6 +220,7 @@ impl<I: Serialize> Serialize for RunRef<'_, I> {
                 chunk.serialize_field("limits", run.limits)?;
                 chunk.serialize_field("grants", run.grants)?;
                 chunk.serialize_field("reuse_instance", &run.reuse_instance)?;
+                chunk.serialize_field("program", &run.program)?;
                 chunk.end()
             }
         }
@@ -438,6 +443,7 @@ mod tests {
             limits: Resolved::default(),
             grants: Grants::new().env("A", "1"),
             reuse_instance: true,
+            program: false,
         })
     }
 
@@ -549,6 +555,7 @@ mod tests {
                 limits: &chunk.limits,
                 grants: &chunk.grants,
                 reuse_instance: chunk.reuse_instance,
+                program: chunk.program,
             };
             let (mut owned_bytes, mut borrowed_bytes) = (Vec::new(), Vec::new());
             encode_frame(&HostMsg::Run(chunk.clone()), &mut owned_bytes).unwrap();

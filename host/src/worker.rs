@@ -283,6 +283,14 @@ fn run_chunk<W: Write>(
     let mut reply = Reply::new(chunk.chunk_id, chunk.items.len());
     let made = ahead.take(chunk);
     let made_in = match &chunk.items {
+        Items::Values(items) if chunk.program => run_items(
+            cache,
+            chunk,
+            items.iter().map(|args| Ok(CallArgs::Program(args))),
+            made,
+            &mut reply,
+            output,
+        )?,
         Items::Values(items) => run_items(
             cache,
             chunk,
@@ -415,6 +423,7 @@ mod tests {
             limits,
             grants: Grants::new(),
             reuse_instance: false,
+            program: false,
         })
     }
 

@@ -271,3 +271,22 @@ fn arith() {
     let err = call(&pool, &module, "boom", json!([])).unwrap_err();
     assert!(matches!(err, TaskError::Trap { .. }), "{err:?}");
 }
+
+#[test]
+fn program() {
+    let module = Module::from_bytes_named(wasmpool_artifacts::PROGRAM.wasm, "guest program")
+        .expect("program loads");
+    let listed: Vec<String> = module.exports().iter().map(ToString::to_string).collect();
+    assert!(
+        listed
+            .iter()
+            .any(|sig| sig.starts_with("wasi:cli/run@") && sig.ends_with("#run: func() -> result")),
+        "{listed:?}"
+    );
+    let program = module.program().expect("a program");
+    let pool = pool(1);
+    let code = program
+        .args_from_json(&json!([[], "1 2 3"]))
+        .and_then(|args| pool.apply_json(&program, args));
+    assert_eq!(code, Ok(json!(0)));
+}

@@ -9,6 +9,7 @@ mod hostile;
 mod lifecycle;
 mod map;
 mod process;
+mod programs;
 mod support;
 mod values;
 mod walls;

@@ -458,6 +458,7 @@ impl WorkerProcess {
             // Only the items of one caller's chunk may share an instance; gathered single
             // submissions come from separate calls.
             reuse_instance: job.task.reuses_instance() && job.gather == Gather::No,
+            program: job.task.is_program(),
         };
         wire::encode_frame(&chunk, &mut self.write_buf)?;
         if room.is_some_and(|room| self.write_buf.len() > room) {

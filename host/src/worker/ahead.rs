@@ -158,6 +158,7 @@ mod tests {
             limits,
             grants: Grants::new(),
             reuse_instance: false,
+            program: false,
         }
     }
 

@@ -18,7 +18,7 @@ use crate::wire::{Code, ItemOutcome, ModuleKind, RunFailure, WorkerSettings};
 
 use super::capture::Capture;
 use super::engines::Flavors;
-use super::sandbox::Sandbox;
+use super::sandbox::{ProgramInput, Sandbox};
 use super::store::{Cap, ComponentState, CoreState, Limited, arm, limited_store};
 
 /// A module compiled and linked, ready to be instantiated many times.
@@ -233,10 +233,60 @@ impl Runner {
     }
 }
 
-/// One call's arguments: values, or numbers read in place from a packed chunk.#[derive(Clone, Copy)]
+/// One call's arguments: values, or numbers read in place from a packed chunk, or a whole
+/// program's arguments and stdin.#[derive(Clone, Copy)]
 pub(crate) enum CallArgs<'a> {
     Values(&'a [Value]),
     Packed(Row<'a>),
+    /// A whole program's two values, its arguments (`list<string>`) and its stdin (`string`):
+    /// they go to its WASI context, its entry point is called without parameters, and its
+    /// result is its exit code.
+    Program(&'a [Value]),
+}
+
+/// A program's arguments and stdin, from the two values the host checked against the
+/// signature [`crate::Module::program`] gives it.
+fn program_input(args: &[Value]) -> Result<ProgramInput, RunFailure> {
+    match args {
+        [Value::List(argv), Value::String(stdin)] => {
+            let args = argv
+                .iter()
+                .map(|arg| match arg {
+                    Value::String(arg) => Ok(arg.clone()),
+                    other => Err(format!("a program argument is not a string: {other:?}")),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(RunFailure::BadInput)?;
+            Ok(ProgramInput {
+                args,
+                stdin: bytes::Bytes::from(stdin.clone().into_bytes()),
+            })
+        }
+        _ => Err(RunFailure::BadInput(
+            "a program takes its arguments (list<string>) and its stdin (string)".into(),
+        )),
+    }
+}
+
+/// A program's exit code from how its entry point ended: 0 when it returned (`ok` for
+/// `wasi:cli/run`), 1 for `wasi:cli/run`'s `err`, the code it exited with (`proc_exit(3)`,
+/// `std::process::exit`), or the failure (a trap, a limit) that ended it.
+fn exit_code(
+    ended: Result<(), wasmtime::Error>,
+    limit_hit: Option<Cap>,
+    run_result: Option<&Val>,
+) -> Result<Values, RunFailure> {
+    let code = match ended {
+        Ok(()) => match run_result {
+            Some(Val::Result(Err(_))) => 1,
+            _ => 0,
+        },
+        Err(e) => match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            Some(exit) => exit.0,
+            None => return Err(failure(e, limit_hit)),
+        },
+    };
+    Ok(smallvec::smallvec![Value::S32(code)])
 }
 
 /// An instance ready to be called, with its captured output.
@@ -265,6 +315,9 @@ impl Live {
     fn call(&mut self, args: &CallArgs<'_>, limits: &Resolved) -> Result<Values, RunFailure> {
         let rearm = !self.armed;
         self.armed = false;
+        if let CallArgs::Program(args) = args {
+            return self.call_program(args, limits, rearm);
+        }
         match &mut self.callee {
             Callee::Component(store, f, results) => {
                 if rearm {
@@ -279,6 +332,7 @@ impl Live {
                             params.push(to_val(&value.map_err(RunFailure::BadInput)?));
                         }
                     }
+                    CallArgs::Program(_) => unreachable!("a program is run by call_program"),
                 }
                 f.call(&mut *store, params, results)
                     .map_err(|e| failure(e, store.data().limit_hit()))?;
@@ -299,6 +353,7 @@ impl Live {
                         args.iter().map(core_val).collect::<Result<Vec<_>, _>>()
                     }
                     CallArgs::Packed(row) => row.values().map(|value| core_val(&value?)).collect(),
+                    CallArgs::Program(_) => unreachable!("a program is run by call_program"),
                 }
                 .map_err(RunFailure::BadInput)?;
                 let mut results = vec![wasmtime::Val::I32(0); f.ty(&*store).results().len()];
@@ -308,6 +363,35 @@ impl Live {
                     .iter()
                     .map(|v| from_core_val(v).map_err(RunFailure::BadInput))
                     .collect()
+            }
+        }
+    }
+
+    /// Runs a whole program once: its arguments and stdin into its WASI context, its entry
+    /// point called, its exit code the result.
+    fn call_program(
+        &mut self,
+        args: &[Value],
+        limits: &Resolved,
+        rearm: bool,
+    ) -> Result<Values, RunFailure> {
+        let input = program_input(args)?;
+        match &mut self.callee {
+            Callee::Component(store, f, results) => {
+                if rearm {
+                    arm(store, limits);
+                }
+                store.data_mut().sandbox().set_input(input)?;
+                let ended = f.call(&mut *store, &[], results).map(drop);
+                exit_code(ended, store.data().limit_hit(), results.first())
+            }
+            Callee::Core(store, f) => {
+                if rearm {
+                    arm(store, limits);
+                }
+                store.data_mut().sandbox().set_input(input)?;
+                let ended = f.call(&mut *store, &[], &mut []).map(drop);
+                exit_code(ended, store.data().limit_hit(), None)
             }
         }
     }

@@ -1,5 +1,6 @@
 //! The WASI context of one task: nothing but what its grants allow (no files, no environment,
-//! no arguments, no network, an empty stdin), with stdout and stderr captured in memory.
+//! no arguments, no network, an empty stdin), with stdout and stderr captured in memory. A
+//! whole program (`wasmpool exec`) also gets its arguments and its stdin, per call.
 //!
 //! The context is built when the guest first calls into WASI, not when its instance is made:
 //! most tasks never print or read a clock, and building a context (seeding its random number
@@ -8,6 +9,7 @@
 //! task before it starts, as [`RunFailure::Sandbox`].
 
 use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
 use crate::limits::Grants;
@@ -22,6 +24,18 @@ pub(crate) struct Sandbox<C> {
     env: Vec<(String, String)>,
     stdout: Capture,
     stderr: Capture,
+    /// The grants, kept to build the context again when a program's input comes after it was
+    /// built (only for a task granted directories, whose context is built at once).
+    grants: Option<Grants>,
+    /// A whole program's arguments and stdin, given before its call (see [`Sandbox::set_input`]).
+    input: Option<ProgramInput>,
+}
+
+/// What a whole program gets besides its grants: its arguments (`argv[1..]`; `argv[0]` is the
+/// program's name) and its stdin.
+pub(crate) struct ProgramInput {
+    pub(crate) args: Vec<String>,
+    pub(crate) stdin: bytes::Bytes,
 }
 
 /// The two kinds of context a [`WasiCtxBuilder`] builds.
@@ -52,20 +66,7 @@ impl<C: Context> Sandbox<C> {
         let built = if grants.dirs.is_empty() {
             None
         } else {
-            let mut builder = builder(&grants.env, stdout, stderr);
-            for dir in &grants.dirs {
-                let perms = if dir.read_only {
-                    FsPerms::ReadOnly
-                } else {
-                    FsPerms::ReadWrite
-                };
-                builder
-                    .preopened_dir(&dir.host, &dir.guest, perms)
-                    .map_err(|e| {
-                        RunFailure::Sandbox(format!("cannot grant {}: {e:#}", dir.host.display()))
-                    })?;
-            }
-            Some(C::build(&mut builder))
+            Some(build_granted(grants, stdout, stderr, None)?)
         };
         // Once built, the context holds the environment itself.
         let env = if built.is_some() {
@@ -74,11 +75,30 @@ impl<C: Context> Sandbox<C> {
             grants.env.clone()
         };
         Ok(Sandbox {
+            grants: built.is_some().then(|| grants.clone()),
             built,
             env,
             stdout: stdout.clone(),
             stderr: stderr.clone(),
+            input: None,
         })
+    }
+
+    /// Gives a whole program its arguments and stdin, before it is called: the context is
+    /// built with them (again, if it was built at once for granted directories).
+    pub(crate) fn set_input(&mut self, input: ProgramInput) -> Result<(), RunFailure> {
+        if let Some(grants) = &self.grants {
+            self.built = Some(build_granted(
+                grants,
+                &self.stdout,
+                &self.stderr,
+                Some(&input),
+            )?);
+        } else {
+            self.built = None;
+        }
+        self.input = Some(input);
+        Ok(())
     }
 
     /// The context, built now if this is the guest's first WASI call.
@@ -88,16 +108,53 @@ impl<C: Context> Sandbox<C> {
             env,
             stdout,
             stderr,
+            input,
+            ..
         } = self;
-        built.get_or_insert_with(|| C::build(&mut builder(env, stdout, stderr)))
+        built.get_or_insert_with(|| C::build(&mut builder(env, stdout, stderr, input.as_ref())))
     }
 }
 
-/// A builder with the captured output streams and the granted environment; the rest (stdin,
-/// arguments, network, files) stays empty, as `WasiCtxBuilder` starts.
-fn builder(env: &[(String, String)], stdout: &Capture, stderr: &Capture) -> WasiCtxBuilder {
+/// The context of a task granted directories, each opened now: one that cannot be opened
+/// fails the task before it starts.
+fn build_granted<C: Context>(
+    grants: &Grants,
+    stdout: &Capture,
+    stderr: &Capture,
+    input: Option<&ProgramInput>,
+) -> Result<C, RunFailure> {
+    let mut builder = builder(&grants.env, stdout, stderr, input);
+    for dir in &grants.dirs {
+        let perms = if dir.read_only {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
+        builder
+            .preopened_dir(&dir.host, &dir.guest, perms)
+            .map_err(|e| {
+                RunFailure::Sandbox(format!("cannot grant {}: {e:#}", dir.host.display()))
+            })?;
+    }
+    Ok(C::build(&mut builder))
+}
+
+/// A builder with the captured output streams, the granted environment, and a program's
+/// arguments and stdin; the rest (network, files) stays empty, as `WasiCtxBuilder` starts.
+fn builder(
+    env: &[(String, String)],
+    stdout: &Capture,
+    stderr: &Capture,
+    input: Option<&ProgramInput>,
+) -> WasiCtxBuilder {
     let mut builder = WasiCtxBuilder::new();
     builder.stdout(stdout.clone()).stderr(stderr.clone());
+    if let Some(input) = input {
+        builder
+            .arg("main")
+            .args(&input.args)
+            .stdin(MemoryInputPipe::new(input.stdin.clone()));
+    }
     for (key, value) in env {
         builder.env(key, value);
     }

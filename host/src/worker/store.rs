@@ -29,6 +29,13 @@ impl ComponentState {
     }
 }
 
+impl ComponentState {
+    /// The WASI context to be, for a whole program's input.
+    pub(crate) fn sandbox(&mut self) -> &mut Sandbox<WasiCtx> {
+        &mut self.wasi
+    }
+}
+
 impl WasiView for ComponentState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
@@ -50,6 +57,11 @@ impl CoreState {
             wasi,
             limiter: TaskLimiter::new(limits),
         }
+    }
+
+    /// The WASI context to be, for a whole program's input.
+    pub(crate) fn sandbox(&mut self) -> &mut Sandbox<WasiP1Ctx> {
+        &mut self.wasi
     }
 
     /// The WASI context, built on the guest's first WASI call (the linker's accessor).
