@@ -1,0 +1,272 @@
+//! The progress bar of the commands that run many items (`map`, and `exec` next): how many are
+//! done, out of how many when that is known, at what rate, how many failed, and when the rest
+//! will be. It is drawn on stderr only when stderr is a terminal (see
+//! [`terminal::progress_target`]) and never with `--quiet`; otherwise it is nothing, and every
+//! call costs one branch. Results on stdout are never touched, and while the bar is shown every
+//! line of [`terminal`] goes through it, so that guest output and warnings do not tear it.
+//!
+//! The bar draws at most [`terminal::PROGRESS_HZ`] times a second, and once more when it ends,
+//! so that its last state is exact. Counting an item is an atomic increment and a reading of the
+//! clock: nothing measurable on a map of a million items.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use indicatif::{HumanCount, ProgressBar, ProgressState, ProgressStyle};
+
+use crate::terminal;
+
+/// A command's progress bar, or nothing (stderr is not a terminal, or `--quiet`).
+#[derive(Debug)]
+pub(crate) struct Progress {
+    shown: Option<Shown>,
+}
+
+#[derive(Debug)]
+struct Shown {
+    bar: ProgressBar,
+    /// How many items failed so far: read by the style when it draws, so that a failure costs
+    /// an increment, not a new message.
+    failed: Arc<AtomicU64>,
+    /// The thread counting the input's lines, while it does.
+    counter: Option<Counter>,
+}
+
+#[derive(Debug)]
+struct Counter {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+/// How often the bar is drawn while nothing happens (a slow item): its clock moves on.
+const TICK: Duration = Duration::from_millis(1000 / terminal::PROGRESS_HZ as u64);
+
+/// What the bar shows: without a total, a count; with one, a bar and an ETA; once ended, no
+/// ETA.
+#[derive(Debug, Clone, Copy)]
+enum Look {
+    Count,
+    Total,
+    Ended { total: bool },
+}
+
+impl Progress {
+    /// No bar.
+    pub(crate) fn hidden() -> Progress {
+        Progress { shown: None }
+    }
+
+    /// A bar for `total` items (a count, when it is `None`), unless `quiet` or stderr is not a
+    /// terminal.
+    pub(crate) fn new(quiet: bool, total: Option<u64>) -> Progress {
+        let Some(target) = terminal::progress_target().filter(|_| !quiet) else {
+            return Progress::hidden();
+        };
+        let failed = Arc::new(AtomicU64::new(0));
+        let bar = ProgressBar::with_draw_target(total, target);
+        let look = if total.is_some() {
+            Look::Total
+        } else {
+            Look::Count
+        };
+        bar.set_style(style(look, &failed));
+        bar.enable_steady_tick(TICK);
+        terminal::show_progress(&bar);
+        Progress {
+            shown: Some(Shown {
+                bar,
+                failed,
+                counter: None,
+            }),
+        }
+    }
+
+    /// A bar for a command that makes an item of every line of `input` (stdin when `None`):
+    /// when the input is a regular file, its lines are counted on a thread of their own, and
+    /// the bar has a total as soon as they are; until then (and for a pipe) it counts.
+    pub(crate) fn for_lines_of(quiet: bool, input: Option<&Path>) -> Progress {
+        let mut progress = Progress::new(quiet, None);
+        if let Some(shown) = &mut progress.shown
+            && let Some(path) = input
+            && let Ok(file) = File::open(path)
+            && file.metadata().is_ok_and(|meta| meta.is_file())
+        {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (bar, failed, halt) = (shown.bar.clone(), Arc::clone(&shown.failed), stop.clone());
+            let thread = std::thread::Builder::new()
+                .name("wasmpool-count-lines".into())
+                .spawn(move || {
+                    if let Ok(Some(lines)) = count_lines(file, &halt) {
+                        bar.set_length(lines);
+                        bar.set_style(style(Look::Total, &failed));
+                    }
+                });
+            // Without the thread there is no total, which is no error: the bar counts.
+            if let Ok(thread) = thread {
+                shown.counter = Some(Counter { stop, thread });
+            }
+        }
+        progress
+    }
+
+    /// One more item is done; `ok` is false if it failed.
+    pub(crate) fn item(&self, ok: bool) {
+        if let Some(shown) = &self.shown {
+            if !ok {
+                shown.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            shown.bar.inc(1);
+        }
+    }
+
+    /// Every item is done: the bar is drawn a last time, exact (once the input's lines are
+    /// counted, which the command has just read to its end), and left on screen above what
+    /// follows.
+    pub(crate) fn finish(mut self) {
+        if let Some(shown) = &mut self.shown
+            && let Some(counter) = shown.counter.take()
+        {
+            let _ = counter.thread.join();
+        }
+    }
+
+    /// The command stops before its input ends (a signal): the bar is drawn a last time where
+    /// it got to, without waiting for the input's lines to be counted.
+    pub(crate) fn abandon(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        let Some(shown) = self.shown.take() else {
+            return;
+        };
+        if let Some(counter) = shown.counter {
+            counter.stop.store(true, Ordering::Relaxed);
+            let _ = counter.thread.join();
+        }
+        shown.bar.disable_steady_tick();
+        let total = shown.bar.length().is_some();
+        shown
+            .bar
+            .set_style(style(Look::Ended { total }, &shown.failed));
+        shown.bar.abandon();
+        terminal::end_progress();
+    }
+}
+
+/// The bar's look: `00:00:03 [=====>    ] 4,100/10,000, 1,366 items/s, 2 failed, ETA 4s`.
+fn style(look: Look, failed: &Arc<AtomicU64>) -> ProgressStyle {
+    let template = match look {
+        Look::Count | Look::Ended { total: false } => {
+            "{elapsed_precise} {human_pos} items, {rate}, {failed}"
+        }
+        // The bar takes what the terminal's width leaves: the line never wraps.
+        Look::Total => {
+            "{elapsed_precise} [{wide_bar}] {human_pos}/{human_len}, {rate}, {failed}, ETA {eta}"
+        }
+        Look::Ended { total: true } => {
+            "{elapsed_precise} [{wide_bar}] {human_pos}/{human_len}, {rate}, {failed}"
+        }
+    };
+    let failed = Arc::clone(failed);
+    ProgressStyle::with_template(template)
+        .expect("the templates are valid")
+        .progress_chars("=> ")
+        .with_key(
+            "rate",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{} items/s", rate(state.pos(), state.elapsed()));
+            },
+        )
+        .with_key(
+            "failed",
+            move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{} failed", failed.load(Ordering::Relaxed));
+            },
+        )
+}
+
+/// Items a second, over the whole run: steadier than a recent rate, and what the summary says.
+fn rate(done: u64, elapsed: Duration) -> String {
+    let per_sec = done as f64 / elapsed.as_secs_f64().max(1e-3);
+    if per_sec < 10.0 {
+        format!("{per_sec:.1}")
+    } else {
+        HumanCount(per_sec.round() as u64).to_string()
+    }
+}
+
+/// How many items a command that reads `input` line by line makes of it: one per newline,
+/// and one for a last line without one (a blank line is an item too). `None` if `stop` was
+/// set before the end.
+fn count_lines(mut input: impl Read, stop: &AtomicBool) -> io::Result<Option<u64>> {
+    let mut buf = vec![0u8; 256 << 10];
+    let mut lines = 0u64;
+    let mut last = b'\n';
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        last = buf[n - 1];
+    }
+    Ok(Some(lines + u64::from(last != b'\n')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(text: &str) -> u64 {
+        count_lines(text.as_bytes(), &AtomicBool::new(false))
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn lines_are_counted_as_the_commands_read_them() {
+        assert_eq!(count(""), 0);
+        assert_eq!(count("1"), 1);
+        assert_eq!(count("1\n"), 1);
+        assert_eq!(count("\n"), 1);
+        assert_eq!(count("1\n\n3"), 3);
+        assert_eq!(count("1\n2\n3\n"), 3);
+        let long: String = (0..100_000).map(|i| format!("{i}\n")).collect();
+        assert_eq!(count(&long), 100_000);
+        assert_eq!(count(&long[..long.len() - 1]), 100_000);
+    }
+
+    #[test]
+    fn counting_stops_when_asked() {
+        let stop = AtomicBool::new(true);
+        assert_eq!(count_lines(&b"1\n2\n"[..], &stop).unwrap(), None);
+    }
+
+    #[test]
+    fn rates_read_well() {
+        assert_eq!(rate(5, Duration::from_secs(2)), "2.5");
+        assert_eq!(rate(1_000_000, Duration::from_secs(2)), "500,000");
+        assert_eq!(rate(0, Duration::ZERO), "0.0");
+    }
+
+    #[test]
+    fn quiet_shows_no_bar() {
+        let progress = Progress::new(true, Some(3));
+        assert!(progress.shown.is_none());
+        progress.item(false);
+        progress.finish();
+    }
+}
