@@ -10,7 +10,8 @@
 //! clock: nothing measurable on a map of a million items.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -87,14 +88,13 @@ impl Progress {
     }
 
     /// A bar for a command that makes an item of every line of `input` (stdin when `None`):
-    /// when the input is a regular file, its lines are counted on a thread of their own, and
-    /// the bar has a total as soon as they are; until then (and for a pipe) it counts.
+    /// when the input is a regular file (`--input FILE`, or `< FILE`), its lines are counted on
+    /// a thread of their own, and the bar has a total as soon as they are; until then (and for
+    /// a pipe) it counts.
     pub(crate) fn for_lines_of(quiet: bool, input: Option<&Path>) -> Progress {
         let mut progress = Progress::new(quiet, None);
         if let Some(shown) = &mut progress.shown
-            && let Some(path) = input
-            && let Ok(file) = File::open(path)
-            && file.metadata().is_ok_and(|meta| meta.is_file())
+            && let Some(file) = regular_file(input)
         {
             let stop = Arc::new(AtomicBool::new(false));
             let (bar, failed, halt) = (shown.bar.clone(), Arc::clone(&shown.failed), stop.clone());
@@ -201,6 +201,25 @@ fn rate(done: u64, elapsed: Duration) -> String {
     } else {
         HumanCount(per_sec.round() as u64).to_string()
     }
+}
+
+/// The input, opened again to be counted apart from the command's reading: the file at `path`,
+/// or stdin's file from where stdin is at; `None` unless it is a regular file.
+fn regular_file(path: Option<&Path>) -> Option<File> {
+    let regular = |file: &File| file.metadata().is_ok_and(|meta| meta.is_file());
+    if let Some(path) = path {
+        return File::open(path).ok().filter(regular);
+    }
+    // A copy of the descriptor shares stdin's offset: it says where stdin is, and moves nothing.
+    let stdin = File::from(io::stdin().as_fd().try_clone_to_owned().ok()?);
+    if !regular(&stdin) {
+        return None;
+    }
+    let at = (&stdin).stream_position().ok()?;
+    // Opened again, the file has an offset of its own, which the counting moves.
+    let mut file = File::open("/proc/self/fd/0").ok().filter(regular)?;
+    file.seek(SeekFrom::Start(at)).ok()?;
+    Some(file)
 }
 
 /// How many items a command that reads `input` line by line makes of it: one per newline,

@@ -48,8 +48,9 @@ struct Ran {
 }
 
 impl OnTerminal {
-    /// Starts `cmd` with its stderr on a new pseudo-terminal, its stdout and stdin on pipes.
-    fn spawn(mut cmd: Command) -> OnTerminal {
+    /// Starts `cmd` with its stderr on a new pseudo-terminal, its stdout on a pipe, and
+    /// `stdin`.
+    fn spawn_with(mut cmd: Command, stdin: Stdio) -> OnTerminal {
         let guard = SPAWNING.lock().unwrap_or_else(|e| e.into_inner());
         let (mut master, mut slave) = (-1, -1);
         let size = libc::winsize {
@@ -75,7 +76,7 @@ impl OnTerminal {
         let (master, slave) =
             unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
         let child = cmd
-            .stdin(Stdio::piped())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::from(slave))
             .spawn()
@@ -96,6 +97,11 @@ impl OnTerminal {
             stop,
             reader,
         }
+    }
+
+    /// Starts `cmd` with its stderr on a new pseudo-terminal, its stdout and stdin on pipes.
+    fn spawn(cmd: Command) -> OnTerminal {
+        OnTerminal::spawn_with(cmd, Stdio::piped())
     }
 
     /// What the terminal has been sent so far.
@@ -261,6 +267,25 @@ fn the_bar_is_drawn_on_the_terminal_and_never_on_stdout() {
         shown[bar_at + 2].starts_with("wasmpool map: item time p50 "),
         "{shown:#?}"
     );
+}
+
+#[test]
+fn stdin_from_a_file_has_a_total_from_where_it_is() {
+    use std::io::{Seek, SeekFrom};
+    let dir = tempfile::tempdir().unwrap();
+    let input = input_file(&dir, "1\n2\n3\n4\n");
+    // The first line already read, as a shell's `read` leaves it: three lines to go.
+    let mut stdin = std::fs::File::open(&input).unwrap();
+    stdin.seek(SeekFrom::Start(2)).unwrap();
+    let mut cmd = wasmpool();
+    cmd.args(["map", "builtin:square", "square"]);
+    let ran = OnTerminal::spawn_with(cmd, Stdio::from(stdin)).finish(b"");
+    assert!(ran.status.success(), "{}", ran.terminal);
+    assert_eq!(ran.stdout, "4\n9\n16\n");
+    let shown = screen(&ran.terminal);
+    let bars = bars(&shown);
+    assert_eq!(bars.len(), 1, "{shown:#?}");
+    assert!(bars[0].contains("] 3/3, "), "{shown:#?}");
 }
 
 #[test]
