@@ -9,12 +9,13 @@ use wasmpool::{Limits, Module};
 
 use crate::options::LoadArgs;
 use wasmpool_artifacts::{
-    ARITH, FALLIBLE, Guest, HELLO, POWER, PRIMES, PURE, RECORDS, SLEEP, SQUARE, TRAP, WORDS,
+    ARITH, FALLIBLE, Guest, HELLO, POWER, PRIMES, PROGRAM, PURE, RECORDS, SLEEP, SQUARE, TRAP,
+    WORDS,
 };
 
 /// Every built-in task, in the order `wasmpool tasks` lists them.
 pub(crate) const OFFERED: &[Guest] = &[
-    SQUARE, PURE, POWER, PRIMES, SLEEP, WORDS, RECORDS, FALLIBLE, TRAP, HELLO, ARITH,
+    SQUARE, PURE, POWER, PRIMES, SLEEP, WORDS, RECORDS, FALLIBLE, TRAP, HELLO, ARITH, PROGRAM,
 ];
 
 /// The built-in task named `name`, if this binary offers one.

@@ -6,15 +6,18 @@
 //! warnings and errors. Exit codes: 0 success, 1 a task failed, 2 a usage or load error,
 //! 128 + N interrupted by signal N.
 
+mod batch;
 mod builtin;
 mod commands;
 mod interrupt;
 mod options;
+mod progress;
+mod summary;
 mod terminal;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
-use commands::{demo, inspect, map, run, tasks};
+use commands::{build, completions, demo, exec, inspect, map, new, run, tasks};
 
 /// Run WebAssembly tasks in parallel, each sandboxed in wasmtime inside a worker process.
 #[derive(Debug, Parser)]
@@ -35,12 +38,20 @@ enum Command {
     Run(run::RunCommand),
     /// Call one export for every JSON line of input, in parallel.
     Map(map::MapCommand),
+    /// Run a whole program once per input line (its stdin or its arguments), in parallel.
+    Exec(exec::ExecCommand),
     /// List a module's exports with their WIT signatures, and its imports.
     Inspect(inspect::InspectCommand),
     /// Run the built-in demo: the tutorial's pool example on wasm tasks, with timings.
     Demo(demo::DemoCommand),
     /// List the built-in tasks, or write them out as files to try the CLI on.
     Tasks(tasks::TasksCommand),
+    /// Print a completion script for bash, zsh or fish.
+    Completions(completions::CompletionsCommand),
+    /// Make a task project (Rust, Python or JavaScript) that builds with one command.
+    New(new::NewCommand),
+    /// Build the task project in DIR and print the path of its component.
+    Build(build::BuildCommand),
     /// Serve the worker protocol on stdin/stdout (started by a pool; for remote workers).
     #[command(hide = true)]
     Worker,
@@ -52,9 +63,13 @@ fn main() {
     let result = match cli.command {
         Command::Run(cmd) => cmd.execute(),
         Command::Map(cmd) => cmd.execute(),
+        Command::Exec(cmd) => cmd.execute(),
         Command::Inspect(cmd) => cmd.execute(),
         Command::Demo(cmd) => cmd.execute(),
         Command::Tasks(cmd) => cmd.execute(),
+        Command::Completions(cmd) => cmd.execute(Cli::command()),
+        Command::New(cmd) => cmd.execute(),
+        Command::Build(cmd) => cmd.execute(),
         Command::Worker => wasmpool::worker_main(),
     };
     let code = match result {

@@ -41,17 +41,25 @@ impl LoadArgs {
     }
 }
 
-/// Options shared by the commands that start a pool.
+/// Options shared by the commands that run many items on a pool (`map`, `exec`).
 #[derive(Debug, Clone, Args)]
 pub(crate) struct PoolArgs {
-    /// Worker processes, 1 to 1024 (default: one per available core; `run`: 1).
-    #[arg(short = 'j', long = "workers", value_name = "N", value_parser = parse_workers)]
-    pub(crate) workers: Option<usize>,
-    /// Items per round trip to a worker (default for `map`: as many as take about 2 ms).
-    #[arg(long, value_name = "N", value_parser = parse_chunksize)]
-    chunksize: Option<usize>,
+    #[command(flatten)]
+    workers: WorkerArgs,
     #[command(flatten)]
     sandbox: SandboxArgs,
+}
+
+/// How many workers, and how items travel to them.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Workers")]
+struct WorkerArgs {
+    /// Worker processes, 1 to 1024 (default: one per available core).
+    #[arg(short = 'j', long = "workers", value_name = "N", value_parser = parse_workers)]
+    workers: Option<usize>,
+    /// Items per round trip to a worker (default: as many as take about 2 ms, one at first).
+    #[arg(long, value_name = "N", value_parser = parse_chunksize)]
+    chunksize: Option<usize>,
 }
 
 /// What each task may use and reach.
@@ -92,12 +100,20 @@ impl PoolArgs {
     /// guest output relayed to the terminal.
     pub(crate) fn builder(&self, default_workers: usize) -> PoolBuilder {
         let mut builder = Pool::builder()
-            .workers(self.workers.unwrap_or(default_workers))
+            .workers(self.workers.workers.unwrap_or(default_workers))
             .on_output(terminal::guest_output);
-        if let Some(n) = self.chunksize {
+        if let Some(n) = self.workers.chunksize {
             builder = builder.chunksize(n).imap_chunksize(n);
         }
         self.sandbox.apply(builder)
+    }
+}
+
+impl SandboxArgs {
+    /// A pool of one worker for one task, with these limits and grants, and guest output
+    /// relayed to the terminal.
+    pub(crate) fn one_worker(&self) -> PoolBuilder {
+        self.apply(Pool::builder().workers(1).on_output(terminal::guest_output))
     }
 }
 
@@ -109,7 +125,8 @@ impl PoolArgs {
 }
 
 impl SandboxArgs {
-    fn limits(&self) -> Limits {
+    /// The limits every task gets.
+    pub(crate) fn limits(&self) -> Limits {
         let mut limits = Limits::new();
         limits.timeout = self.timeout;
         limits.fuel = self.fuel;

@@ -424,7 +424,7 @@ fn the_binary_carries_the_tasks_it_offers_and_no_test_fixture() {
     );
     let listed = stdout(&wasmpool(&["tasks"], ""));
     assert!(!listed.contains("hostile"), "{listed}");
-    assert_eq!(listed.lines().count(), 11, "{listed}");
+    assert_eq!(listed.lines().count(), 12, "{listed}");
 }
 
 #[test]
@@ -679,4 +679,187 @@ fn a_guest_error_cannot_move_the_terminal_either() {
     assert_eq!(out.status.code(), Some(1));
     assert!(!out.stderr.contains(&0x1b), "{:?}", stderr(&out));
     assert!(stderr(&out).contains("\\u{1b}[2Jx"), "{}", stderr(&out));
+}
+
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    stdout(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+#[test]
+fn a_failed_items_error_carries_its_panic_and_its_stderr() {
+    let out = wasmpool(
+        &["map", "builtin:power", "power", "-q"],
+        "[2,10]\n[2,100]\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let lines = json_lines(&out);
+    assert_eq!(lines[0], serde_json::json!(1024));
+    let error = &lines[1]["error"];
+    assert_eq!(error["kind"], "trap");
+    let panic = error["panic"].as_str().unwrap();
+    assert!(panic.starts_with("power overflows s64 (at "), "{panic}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("`power` panicked: power overflows s64"),
+        "{error}"
+    );
+    assert!(
+        error["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("power overflows s64"),
+        "{error}"
+    );
+    // The backtrace starts at the guest's own frame; the panic stays off the shared stderr.
+    let backtrace = error["backtrace"].as_str().unwrap();
+    assert!(
+        backtrace.contains("frames of the panic machinery left out"),
+        "{backtrace}"
+    );
+    assert!(
+        !stderr(&out).contains("power overflows"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn map_capture_puts_each_items_output_in_its_line() {
+    let out = wasmpool(
+        &["map", "builtin:hello", "hello", "--capture", "-q"],
+        "\"Ada\"\n\"Bob\"\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    assert_eq!(
+        lines[1],
+        serde_json::json!({"ok": "hello, Bob!", "stdout": "hello, Bob!\n", "stderr": "greeting Bob\n"})
+    );
+    assert_eq!(stderr(&out), "");
+    // Without --capture, the output goes to stderr labelled with its input line.
+    let out = wasmpool(
+        &["map", "builtin:hello", "hello", "-q"],
+        "\"Ada\"\n\"Bob\"\n",
+    );
+    assert!(
+        stderr(&out).contains("[line 2] hello, Bob!"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("[line 1 stderr] greeting Ada"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn map_takes_raw_lines_and_arguments_by_name() {
+    let out = wasmpool(
+        &["map", "builtin:hello", "hello", "--raw", "--capture", "-q"],
+        "Ada\r\n\n\"quoted\" {not json}\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["ok"], "hello, Ada!");
+    assert_eq!(lines[1]["ok"], "hello, !");
+    assert_eq!(lines[2]["ok"], "hello, \"quoted\" {not json}!");
+    let out = wasmpool(&["map", "builtin:square", "square", "--raw"], "7\n");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("is not a function of one string"),
+        "{}",
+        stderr(&out)
+    );
+    let out = wasmpool(
+        &["map", "builtin:power", "power", "-q"],
+        "{\"base\": 2, \"exponent\": 10}\n{\"base\": 2}\n",
+    );
+    let lines = json_lines(&out);
+    assert_eq!(lines[0], serde_json::json!(1024));
+    assert!(
+        lines[1]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing: exponent"),
+        "{}",
+        lines[1]
+    );
+    // `run` takes them the same way.
+    let out = wasmpool(
+        &[
+            "run",
+            "builtin:power",
+            "power",
+            "{\"base\": 3, \"exponent\": 2}",
+        ],
+        "",
+    );
+    assert_eq!(stdout(&out), "9\n", "{}", stderr(&out));
+}
+
+#[test]
+fn exec_runs_a_program_once_per_line() {
+    let out = wasmpool(&["exec", "builtin:program", "-q"], "1 2 3\n4 x\n");
+    assert_eq!(out.status.code(), Some(1), "a run exited non-zero");
+    let lines = json_lines(&out);
+    assert_eq!(
+        lines,
+        [
+            serde_json::json!({"exit": 0, "stdout": "6\n", "stderr": "read 3 numbers\n"}),
+            serde_json::json!({"exit": 1, "stdout": "", "stderr": "not a number: x\n"}),
+        ]
+    );
+    let out = wasmpool(
+        &["exec", "builtin:program", "--args", "-q", "--", "--args"],
+        "[\"a b\", \"c\"]\nd e\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    assert_eq!(lines[0]["stdout"], "--args a b c\n");
+    assert_eq!(lines[1]["stdout"], "--args d e\n");
+    let out = wasmpool(
+        &[
+            "exec",
+            "builtin:program",
+            "--json",
+            "--timeout",
+            "300ms",
+            "-q",
+            "--unordered",
+        ],
+        "{\"stdin\": \"5 5\"}\n{\"args\": [\"--spin\"]}\n{\"argv\": []}\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let mut lines = json_lines(&out);
+    lines.sort_by_key(|l| l["index"].as_u64());
+    assert_eq!(lines[0]["exit"], 0);
+    assert_eq!(lines[0]["stdout"], "10\n");
+    assert_eq!(lines[1]["error"]["kind"], "timeout");
+    assert_eq!(lines[2]["error"]["kind"], "bad-input");
+    let out = wasmpool(&["exec", "builtin:square"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("is not a program"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_missing_file_is_named_once() {
+    let out = wasmpool(&["run", "no-such.wasm", "f"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out).matches("No such file or directory").count(),
+        1,
+        "{}",
+        stderr(&out)
+    );
 }
