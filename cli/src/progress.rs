@@ -5,9 +5,9 @@
 //! call costs one branch. Results on stdout are never touched, and while the bar is shown every
 //! line of [`terminal`] goes through it, so that guest output and warnings do not tear it.
 //!
-//! The bar draws at most [`terminal::PROGRESS_HZ`] times a second, and once more when it ends,
-//! so that its last state is exact. Counting an item is an atomic increment and a reading of the
-//! clock: nothing measurable on a map of a million items.
+//! The bar is drawn [`terminal::PROGRESS_HZ`] times a second by a thread of its own, which reads
+//! the counts, and once more when it ends, so that its last state is exact. Counting an item is
+//! an atomic increment: nothing measurable on a map of a million items.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -31,20 +31,48 @@ pub(crate) struct Progress {
 #[derive(Debug)]
 struct Shown {
     bar: ProgressBar,
-    /// How many items failed so far: read by the style when it draws, so that a failure costs
-    /// an increment, not a new message.
+    /// How many items are done so far: the ticker gives it to the bar.
+    done: Arc<AtomicU64>,
+    /// How many of them failed: read by the style when it draws, so that a failure costs an
+    /// increment, not a new message.
     failed: Arc<AtomicU64>,
+    /// The thread that draws the bar.
+    ticker: Option<Helper>,
     /// The thread counting the input's lines, while it does.
-    counter: Option<Counter>,
+    counter: Option<Helper>,
 }
 
+/// A thread of the bar's, and how to tell it to stop.
 #[derive(Debug)]
-struct Counter {
+struct Helper {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<()>,
 }
 
-/// How often the bar is drawn while nothing happens (a slow item): its clock moves on.
+impl Helper {
+    /// Runs `f` on a thread named `name`, with the flag that tells it to stop; `None` if no
+    /// thread could be started (then there is no bar, or no total: no error).
+    fn spawn(name: &str, f: impl FnOnce(&AtomicBool) + Send + 'static) -> Option<Helper> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || f(&flag))
+            .ok()?;
+        Some(Helper { stop, thread })
+    }
+
+    /// Waits for the thread to end, having told it to stop first if `stop`.
+    fn end(self, stop: bool) {
+        if stop {
+            self.stop.store(true, Ordering::Relaxed);
+            self.thread.thread().unpark();
+        }
+        let _ = self.thread.join();
+    }
+}
+
+/// How often the bar is drawn.
 const TICK: Duration = Duration::from_millis(1000 / terminal::PROGRESS_HZ as u64);
 
 /// What the bar shows: without a total, a count; with one, a bar and an ETA; once ended, no
@@ -68,7 +96,7 @@ impl Progress {
         let Some(target) = terminal::progress_target().filter(|_| !quiet) else {
             return Progress::hidden();
         };
-        let failed = Arc::new(AtomicU64::new(0));
+        let (done, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let bar = ProgressBar::with_draw_target(total, target);
         let look = if total.is_some() {
             Look::Total
@@ -76,12 +104,25 @@ impl Progress {
             Look::Count
         };
         bar.set_style(style(look, &failed));
-        bar.enable_steady_tick(TICK);
+        let ticker = {
+            let (bar, done) = (bar.clone(), Arc::clone(&done));
+            Helper::spawn("wasmpool-progress", move |stop| {
+                while !stop.load(Ordering::Relaxed) {
+                    bar.set_position(done.load(Ordering::Relaxed));
+                    std::thread::park_timeout(TICK);
+                }
+            })
+        };
+        if ticker.is_none() {
+            return Progress::hidden();
+        }
         terminal::show_progress(&bar);
         Progress {
             shown: Some(Shown {
                 bar,
+                done,
                 failed,
+                ticker,
                 counter: None,
             }),
         }
@@ -96,20 +137,13 @@ impl Progress {
         if let Some(shown) = &mut progress.shown
             && let Some(file) = regular_file(input)
         {
-            let stop = Arc::new(AtomicBool::new(false));
-            let (bar, failed, halt) = (shown.bar.clone(), Arc::clone(&shown.failed), stop.clone());
-            let thread = std::thread::Builder::new()
-                .name("wasmpool-count-lines".into())
-                .spawn(move || {
-                    if let Ok(Some(lines)) = count_lines(file, &halt) {
-                        bar.set_length(lines);
-                        bar.set_style(style(Look::Total, &failed));
-                    }
-                });
-            // Without the thread there is no total, which is no error: the bar counts.
-            if let Ok(thread) = thread {
-                shown.counter = Some(Counter { stop, thread });
-            }
+            let (bar, failed) = (shown.bar.clone(), Arc::clone(&shown.failed));
+            shown.counter = Helper::spawn("wasmpool-count-lines", move |stop| {
+                if let Ok(Some(lines)) = count_lines(file, stop) {
+                    bar.set_length(lines);
+                    bar.set_style(style(Look::Total, &failed));
+                }
+            });
         }
         progress
     }
@@ -120,7 +154,7 @@ impl Progress {
             if !ok {
                 shown.failed.fetch_add(1, Ordering::Relaxed);
             }
-            shown.bar.inc(1);
+            shown.done.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -131,7 +165,7 @@ impl Progress {
         if let Some(shown) = &mut self.shown
             && let Some(counter) = shown.counter.take()
         {
-            let _ = counter.thread.join();
+            counter.end(false);
         }
     }
 
@@ -147,11 +181,10 @@ impl Drop for Progress {
         let Some(shown) = self.shown.take() else {
             return;
         };
-        if let Some(counter) = shown.counter {
-            counter.stop.store(true, Ordering::Relaxed);
-            let _ = counter.thread.join();
+        for helper in [shown.counter, shown.ticker].into_iter().flatten() {
+            helper.end(true);
         }
-        shown.bar.disable_steady_tick();
+        shown.bar.set_position(shown.done.load(Ordering::Relaxed));
         let total = shown.bar.length().is_some();
         shown
             .bar
