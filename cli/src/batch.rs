@@ -103,7 +103,8 @@ impl Batch<'_> {
         let started = Instant::now();
         // A progress bar while stderr is a terminal; the summary at the end.
         let progress = Progress::for_lines_of(self.quiet, self.input);
-        let mut summary = Summary::start(self.command, progress, self.summary_json)?;
+        let mut summary =
+            Summary::start(self.command, progress, self.summary_json, pool.workers())?;
         let order = self.order;
         let (counts, signal) = interrupt::with_interrupts(
             pool,
@@ -135,7 +136,7 @@ impl Batch<'_> {
             Err(e) if terminal::is_broken_pipe(&e) => return Ok(0),
             counts => counts?,
         };
-        summary.finish(pool.workers(), signal, self.quiet)?;
+        summary.finish(signal, self.quiet)?;
         if let Some(signal) = signal {
             let name = match signal {
                 libc::SIGTERM => "SIGTERM",

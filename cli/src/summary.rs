@@ -35,8 +35,10 @@ pub(crate) struct Summary {
     started: Instant,
     progress: Progress,
     /// The `--summary-json` file, created when the command starts so that a path that cannot
-    /// be written is refused before any work is done.
+    /// be written is refused before any work is done; written when the command finishes, or,
+    /// if it stops on its way (its output's reader gone, an error), when the summary is dropped.
     json: Option<(PathBuf, File)>,
+    workers: usize,
     ok: u64,
     failed: u64,
     cancelled: u64,
@@ -54,12 +56,14 @@ struct FirstError {
 }
 
 impl Summary {
-    /// A summary for `command` (`"map"`), starting its clock now, with its progress bar, and
-    /// the file `--summary-json` names (created now: an error if it cannot be).
+    /// A summary for `command` (`"map"`) on `workers` workers, starting its clock now, with its
+    /// progress bar, and the file `--summary-json` names (created now: an error if it cannot
+    /// be).
     pub(crate) fn start(
         command: &'static str,
         progress: Progress,
         json: Option<&Path>,
+        workers: usize,
     ) -> anyhow::Result<Summary> {
         let json = match json {
             Some(path) => Some((
@@ -74,6 +78,7 @@ impl Summary {
             started: Instant::now(),
             progress,
             json,
+            workers,
             ok: 0,
             failed: 0,
             cancelled: 0,
@@ -138,34 +143,49 @@ impl Summary {
         }
     }
 
-    /// The command ends, on `workers` workers, interrupted by `signal` if one came: the bar is
-    /// drawn a last time, the `--summary-json` file written, and, unless `quiet` or
-    /// interrupted (the command says so itself), the summary printed on stderr.
-    pub(crate) fn finish(
-        mut self,
-        workers: usize,
-        signal: Option<i32>,
-        quiet: bool,
-    ) -> anyhow::Result<()> {
+    /// The command ends, interrupted by `signal` if one came, else with every input line
+    /// done: the bar is drawn a last time, the `--summary-json` file written, and, unless
+    /// `quiet` or interrupted (the command says so itself), the summary printed on stderr.
+    pub(crate) fn finish(mut self, signal: Option<i32>, quiet: bool) -> anyhow::Result<()> {
         let wall = self.started.elapsed();
         let progress = std::mem::replace(&mut self.progress, Progress::hidden());
         match signal {
             None => progress.finish(),
             Some(_) => progress.abandon(),
         }
+        self.write_json(wall, signal, signal.is_none())?;
+        if !quiet && signal.is_none() {
+            for line in lines(&self, wall) {
+                terminal::summary(self.command, format_args!("{line}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the `--summary-json` file, if there is one still to write.
+    fn write_json(
+        &mut self,
+        wall: Duration,
+        signal: Option<i32>,
+        complete: bool,
+    ) -> anyhow::Result<()> {
         if let Some((path, mut file)) = self.json.take() {
-            let doc = json(&self, wall, workers, signal);
+            let doc = json(self, wall, signal, complete);
             serde_json::to_writer_pretty(&mut file, &doc)
                 .map_err(std::io::Error::from)
                 .and_then(|()| writeln!(file))
                 .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
         }
-        if !quiet && signal.is_none() {
-            for line in lines(&self, wall, workers) {
-                terminal::summary(self.command, format_args!("{line}"));
-            }
-        }
         Ok(())
+    }
+}
+
+impl Drop for Summary {
+    /// A command that stops on its way (its output's reader gone, an error) still leaves a
+    /// summary file of what it did, marked incomplete.
+    fn drop(&mut self) {
+        let wall = self.started.elapsed();
+        let _ = self.write_json(wall, None, false);
     }
 }
 
@@ -192,14 +212,15 @@ fn kinds(s: &Summary) -> String {
 
 /// The summary for people, a line each: the counts and speed; the failures by kind, with
 /// the first one; the item times.
-fn lines(s: &Summary, wall: Duration, workers: usize) -> Vec<String> {
+fn lines(s: &Summary, wall: Duration) -> Vec<String> {
     let mut lines = vec![format!(
-        "{} items, {} ok, {} failed, in {:.3} s ({:.0} items/s) on {workers} workers",
+        "{} items, {} ok, {} failed, in {:.3} s ({:.0} items/s) on {} workers",
         done(s),
         s.ok,
         s.failed,
         wall.as_secs_f64(),
         per_second(s, wall),
+        s.workers,
     )];
     if let Some(first) = s.first_errors.first() {
         let message = first.message.lines().next().unwrap_or_default();
@@ -225,7 +246,8 @@ fn lines(s: &Summary, wall: Duration, workers: usize) -> Vec<String> {
 }
 
 /// The summary for programs.
-fn json(s: &Summary, wall: Duration, workers: usize, signal: Option<i32>) -> serde_json::Value {
+/// `complete`: every input line was read and has its outcome.
+fn json(s: &Summary, wall: Duration, signal: Option<i32>, complete: bool) -> serde_json::Value {
     let times = s.times.percentiles().map(|p| {
         serde_json::json!({
             "p50": p.p50.as_secs_f64(),
@@ -249,7 +271,8 @@ fn json(s: &Summary, wall: Duration, workers: usize, signal: Option<i32>) -> ser
         "item_time_seconds": times,
         "wall_seconds": wall.as_secs_f64(),
         "items_per_second": per_second(s, wall),
-        "workers": workers,
+        "workers": s.workers,
+        "complete": complete,
         "interrupted": signal.map(signal_name),
         "first_errors": first_errors,
     })
@@ -492,7 +515,7 @@ mod tests {
 
     #[test]
     fn failures_are_named_by_kind_and_the_earliest_lines_kept() {
-        let mut s = Summary::start("map", Progress::hidden(), None).unwrap();
+        let mut s = Summary::start("map", Progress::hidden(), None, 2).unwrap();
         // In completion order: the lines kept are the earliest, whatever came first.
         for index in (0..30).rev() {
             s.item(index, &failure("bad-input"), None);
@@ -507,18 +530,37 @@ mod tests {
         assert_eq!(kinds(&s), "30 bad-input");
         let kept: Vec<usize> = s.first_errors.iter().map(|e| e.index).collect();
         assert_eq!(kept, (0..10).collect::<Vec<_>>());
-        let doc = json(&s, Duration::from_secs(1), 2, None);
+        let doc = json(&s, Duration::from_secs(1), None, true);
         assert_eq!(doc["items"], 31);
         assert_eq!(doc["failures"]["bad-input"], 30);
         assert_eq!(doc["first_errors"][0]["line"], 1);
         assert_eq!(doc["first_errors"].as_array().unwrap().len(), FIRST_ERRORS);
         assert_eq!(doc["item_time_seconds"]["max"], 0.002);
-        let text = lines(&s, Duration::from_secs(1), 2);
+        let text = lines(&s, Duration::from_secs(1));
         assert!(
             text[1].starts_with("30 failed: 30 bad-input; the first, line 1: bad-input: "),
             "{text:?}"
         );
         assert!(text[2].starts_with("item time p50 2.0 ms"), "{text:?}");
+    }
+
+    #[test]
+    fn a_summary_dropped_on_its_way_still_writes_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("summary.json");
+        let mut s = Summary::start("map", Progress::hidden(), Some(&path), 3).unwrap();
+        // Created at the start, empty until the end.
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+        s.item(0, &Ok(serde_json::json!(1)), None);
+        drop(s);
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(
+            (doc["items"].as_u64(), doc["workers"].as_u64()),
+            (Some(1), Some(3))
+        );
+        assert_eq!(doc["complete"], false);
+        assert_eq!(doc["item_time_seconds"], serde_json::Value::Null);
     }
 
     #[test]

@@ -475,6 +475,7 @@ fn the_summary_names_failures_by_kind_and_their_lines() {
     );
     assert_eq!(doc["workers"], 2);
     assert_eq!(doc["interrupted"], serde_json::Value::Null);
+    assert_eq!(doc["complete"], true);
     assert!(doc["wall_seconds"].as_f64().unwrap() > 0.0, "{doc}");
     let times = &doc["item_time_seconds"];
     for p in ["p50", "p90", "p99", "max"] {
@@ -495,6 +496,48 @@ fn the_summary_names_failures_by_kind_and_their_lines() {
             .contains("line 4 is blank"),
         "{doc}"
     );
+}
+
+#[test]
+fn a_map_whose_reader_goes_away_still_leaves_its_summary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("summary.json");
+    let mut child = wasmpool()
+        .args([
+            "map",
+            "builtin:square",
+            "square",
+            "-j",
+            "2",
+            "--summary-json",
+        ])
+        .arg(&json)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        // Until the map stops reading: it stops when its output's reader is gone.
+        for i in 0..10_000_000u64 {
+            if writeln!(stdin, "{i}").is_err() {
+                return;
+            }
+        }
+    });
+    // Read one line, then go away, as `| head -1` does.
+    let mut first = [0u8; 2];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let status = child.wait().unwrap();
+    feeder.join().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(&first, b"0\n");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(doc["complete"], false, "{doc}");
+    assert_eq!(doc["workers"], 2, "{doc}");
+    assert!(doc["items"].as_u64().unwrap() >= 1, "{doc}");
 }
 
 #[test]
