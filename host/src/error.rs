@@ -52,7 +52,7 @@ pub enum TaskError {
         param: Option<String>,
     },
     /// The arguments are too large to send to a worker: a frame holds at most `limit` bytes.
-    #[error("the arguments of `{func}` take {size} bytes, over the {limit}-byte limit of a frame")]
+    #[error("the arguments of `{func}` take {}, over the {} limit of a frame", Size(*size), Size(*limit))]
     ArgsTooLarge {
         /// The export that was called.
         func: String,
@@ -79,7 +79,7 @@ pub enum TaskError {
         limit: u64,
     },
     /// A linear memory of the task tried to grow past its cap.
-    #[error("`{func}` exceeded its memory limit of {limit} bytes")]
+    #[error("`{func}` exceeded its memory limit of {}", Size(*limit))]
     MemoryLimit {
         /// The export.
         func: String,
@@ -95,7 +95,7 @@ pub enum TaskError {
         limit: u64,
     },
     /// The task overflowed its wasm stack.
-    #[error("`{func}` overflowed its wasm stack of {limit} bytes")]
+    #[error("`{func}` overflowed its wasm stack of {}", Size(*limit as u64))]
     StackOverflow {
         /// The export.
         func: String,
@@ -103,7 +103,7 @@ pub enum TaskError {
         limit: usize,
     },
     /// The task's result was larger than allowed.
-    #[error("the result of `{func}` is about {size} bytes, over the limit of {limit}")]
+    #[error("the result of `{func}` is about {}, over the limit of {}", Size(*size), Size(*limit))]
     ResultTooLarge {
         /// The export.
         func: String,
@@ -113,7 +113,7 @@ pub enum TaskError {
         size: u64,
     },
     /// The task wrote more to its stdout or stderr than allowed.
-    #[error("`{func}` wrote more than its output limit of {limit} bytes")]
+    #[error("`{func}` wrote more than its output limit of {}", Size(*limit))]
     OutputLimit {
         /// The export.
         func: String,
@@ -173,6 +173,27 @@ pub enum TaskError {
         /// What went wrong.
         detail: String,
     },
+}
+
+/// A number of bytes as a person reads it: `64 MiB`, `1.5 GiB`, `4 KiB`, `100 bytes` (exact
+/// below 1 KiB and for whole units, one decimal otherwise).
+pub(crate) struct Size(pub(crate) u64);
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+        let n = self.0;
+        for (unit, scale) in UNITS {
+            if n >= scale {
+                return if n % scale == 0 {
+                    write!(f, "{} {unit}", n / scale)
+                } else {
+                    write!(f, "{:.1} {unit}", n as f64 / scale as f64)
+                };
+            }
+        }
+        write!(f, "{n} byte{}", if n == 1 { "" } else { "s" })
+    }
 }
 
 fn trap_text(func: &str, message: &str, panic: Option<&str>) -> String {
@@ -337,7 +358,8 @@ pub enum Error {
     /// The process compiling the module died: past its memory limit (see
     /// [`crate::Loader::compile_memory`]), most often, or a crash of the compiler.
     #[error(
-        "cannot load {origin}: the process compiling it {cause}, as when compiling takes more than the limit of {memory} bytes of memory (raise it with Loader::compile_memory, or --compile-memory)"
+        "cannot load {origin}: the process compiling it {cause}, as when compiling takes more than the limit of {} of memory (raise it with Loader::compile_memory, or --compile-memory)",
+        Size(*memory)
     )]
     CompileFailed {
         /// The module.
@@ -349,7 +371,7 @@ pub enum Error {
     },
     /// A module file is larger than the loader reads (see [`crate::Loader::max_bytes`]).
     #[error(
-        "cannot load {origin}: it is {size} bytes, over the limit of {limit} (raise it with Loader::max_bytes, or --max-module-size)"
+        "cannot load {origin}: it is {}, over the limit of {} (raise it with Loader::max_bytes, or --max-module-size)", Size(*size), Size(*limit)
     )]
     ModuleTooLarge {
         /// The file.
@@ -387,4 +409,23 @@ pub enum Error {
     /// [`crate::Process::start`] was called on a process that had already been started.
     #[error("this process was already started: a process runs its task once")]
     AlreadyStarted,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_a_person_reads_them() {
+        assert_eq!(Size(64 << 20).to_string(), "64 MiB");
+        assert_eq!(Size(3 << 29).to_string(), "1.5 GiB");
+        assert_eq!(Size(4096).to_string(), "4 KiB");
+        assert_eq!(Size(1).to_string(), "1 byte");
+        assert_eq!(Size(1000).to_string(), "1000 bytes");
+        let err = TaskError::MemoryLimit {
+            func: "f".into(),
+            limit: 64 << 20,
+        };
+        assert_eq!(err.to_string(), "`f` exceeded its memory limit of 64 MiB");
+    }
 }

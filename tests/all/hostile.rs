@@ -80,7 +80,7 @@ fn a_memory_bomb_hits_the_memory_limit() {
             limit: 64 << 20
         }
     );
-    assert!(err.to_string().contains("67108864 bytes"), "{err}");
+    assert!(err.to_string().contains("memory limit of 64 MiB"), "{err}");
     still_works(&pool);
 }
 
