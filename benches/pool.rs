@@ -1,5 +1,5 @@
 //! The performance bench: every workload of issue 5 run in wasmpool, in native Rust with
-//! rayon where it applies, and in Python's multiprocessing (`shared/python-baseline`), in one
+//! rayon where it applies, and in Python's multiprocessing (`benches/python/py_baseline.py`), in one
 //! run, printing each figure and the ratio to the peer. Machines are noisy: only ratios
 //! measured side by side here mean anything.
 //!
@@ -144,7 +144,7 @@ fn python_baseline() -> Option<serde_json::Value> {
     }
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/python-baseline/py_baseline.py"
+        "/benches/python/py_baseline.py"
     );
     eprintln!("running the Python peer ({script}, about 70 s)...");
     let out = std::process::Command::new("python3")
