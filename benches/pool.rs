@@ -142,10 +142,7 @@ fn python_baseline() -> Option<serde_json::Value> {
     if std::env::args().any(|a| a == "--no-python") {
         return None;
     }
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/benches/python/py_baseline.py"
-    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/python/py_baseline.py");
     eprintln!("running the Python peer ({script}, about 70 s)...");
     let out = std::process::Command::new("python3")
         .args([script, "--json"])

@@ -185,7 +185,7 @@ impl fmt::Display for Size {
         let n = self.0;
         for (unit, scale) in UNITS {
             if n >= scale {
-                return if n % scale == 0 {
+                return if n.is_multiple_of(scale) {
                     write!(f, "{} {unit}", n / scale)
                 } else {
                     write!(f, "{:.1} {unit}", n as f64 / scale as f64)
