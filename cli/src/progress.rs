@@ -1,4 +1,4 @@
-//! The progress bar of the commands that run many items (`map`, and `exec` next): how many are
+//! The progress bar of the commands that run many items (`map`, `exec`): how many are
 //! done, out of how many when that is known, at what rate, how many failed, and when the rest
 //! will be. It is drawn on stderr only when stderr is a terminal (see
 //! [`terminal::progress_target`]) and never with `--quiet`; otherwise it is nothing, and every
@@ -31,15 +31,20 @@ pub(crate) struct Progress {
 #[derive(Debug)]
 struct Shown {
     bar: ProgressBar,
-    /// How many items are done so far: the ticker gives it to the bar.
-    done: Arc<AtomicU64>,
-    /// How many of them failed: read by the style when it draws, so that a failure costs an
-    /// increment, not a new message.
-    failed: Arc<AtomicU64>,
+    counts: Arc<Counts>,
     /// The thread that draws the bar.
     ticker: Option<Helper>,
     /// The thread counting the input's lines, while it does.
     counter: Option<Helper>,
+}
+
+/// How many items are done, and how many of them failed: read by the bar's style whenever it
+/// draws (so that a redrawing after a line of guest output is current too), and given to the
+/// bar as its position by the ticker (for its bar and its ETA).
+#[derive(Debug, Default)]
+struct Counts {
+    done: AtomicU64,
+    failed: AtomicU64,
 }
 
 /// A thread of the bar's, and how to tell it to stop.
@@ -96,20 +101,25 @@ impl Progress {
         let Some(target) = terminal::progress_target().filter(|_| !quiet) else {
             return Progress::hidden();
         };
-        let (done, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let counts = Arc::new(Counts::default());
         let bar = ProgressBar::with_draw_target(total, target);
         let look = if total.is_some() {
             Look::Total
         } else {
             Look::Count
         };
-        bar.set_style(style(look, &failed));
+        bar.set_style(style(look, &counts));
         let ticker = {
-            let (bar, done) = (bar.clone(), Arc::clone(&done));
+            let (bar, counts) = (bar.clone(), Arc::clone(&counts));
             Helper::spawn("wasmpool-progress", move |stop| {
-                while !stop.load(Ordering::Relaxed) {
-                    bar.set_position(done.load(Ordering::Relaxed));
+                // First drawn a tick from now: a command done sooner shows only its end, and a
+                // total counted by then is there from the first drawing.
+                loop {
                     std::thread::park_timeout(TICK);
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    bar.set_position(counts.done.load(Ordering::Relaxed));
                 }
             })
         };
@@ -120,8 +130,7 @@ impl Progress {
         Progress {
             shown: Some(Shown {
                 bar,
-                done,
-                failed,
+                counts,
                 ticker,
                 counter: None,
             }),
@@ -137,11 +146,11 @@ impl Progress {
         if let Some(shown) = &mut progress.shown
             && let Some(file) = regular_file(input)
         {
-            let (bar, failed) = (shown.bar.clone(), Arc::clone(&shown.failed));
+            let (bar, counts) = (shown.bar.clone(), Arc::clone(&shown.counts));
             shown.counter = Helper::spawn("wasmpool-count-lines", move |stop| {
                 if let Ok(Some(lines)) = count_lines(file, stop) {
                     bar.set_length(lines);
-                    bar.set_style(style(Look::Total, &failed));
+                    bar.set_style(style(Look::Total, &counts));
                 }
             });
         }
@@ -152,9 +161,9 @@ impl Progress {
     pub(crate) fn item(&self, ok: bool) {
         if let Some(shown) = &self.shown {
             if !ok {
-                shown.failed.fetch_add(1, Ordering::Relaxed);
+                shown.counts.failed.fetch_add(1, Ordering::Relaxed);
             }
-            shown.done.fetch_add(1, Ordering::Relaxed);
+            shown.counts.done.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -184,44 +193,53 @@ impl Drop for Progress {
         for helper in [shown.counter, shown.ticker].into_iter().flatten() {
             helper.end(true);
         }
-        shown.bar.set_position(shown.done.load(Ordering::Relaxed));
+        shown
+            .bar
+            .set_position(shown.counts.done.load(Ordering::Relaxed));
         let total = shown.bar.length().is_some();
         shown
             .bar
-            .set_style(style(Look::Ended { total }, &shown.failed));
+            .set_style(style(Look::Ended { total }, &shown.counts));
         shown.bar.abandon();
         terminal::end_progress();
     }
 }
 
 /// The bar's look: `00:00:03 [=====>    ] 4,100/10,000, 1,366 items/s, 2 failed, ETA 4s`.
-fn style(look: Look, failed: &Arc<AtomicU64>) -> ProgressStyle {
+fn style(look: Look, counts: &Arc<Counts>) -> ProgressStyle {
     let template = match look {
         Look::Count | Look::Ended { total: false } => {
-            "{elapsed_precise} {human_pos} items, {rate}, {failed}"
+            "{elapsed_precise} {done} items, {rate}, {failed}"
         }
         // The bar takes what the terminal's width leaves: the line never wraps.
         Look::Total => {
-            "{elapsed_precise} [{wide_bar}] {human_pos}/{human_len}, {rate}, {failed}, ETA {eta}"
+            "{elapsed_precise} [{wide_bar}] {done}/{human_len}, {rate}, {failed}, ETA {eta}"
         }
         Look::Ended { total: true } => {
-            "{elapsed_precise} [{wide_bar}] {human_pos}/{human_len}, {rate}, {failed}"
+            "{elapsed_precise} [{wide_bar}] {done}/{human_len}, {rate}, {failed}"
         }
     };
-    let failed = Arc::clone(failed);
+    let (for_done, for_rate, for_failed) = (counts.clone(), counts.clone(), counts.clone());
     ProgressStyle::with_template(template)
         .expect("the templates are valid")
         .progress_chars("=> ")
         .with_key(
+            "done",
+            move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}", HumanCount(for_done.done.load(Ordering::Relaxed)));
+            },
+        )
+        .with_key(
             "rate",
-            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = write!(w, "{} items/s", rate(state.pos(), state.elapsed()));
+            move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let done = for_rate.done.load(Ordering::Relaxed);
+                let _ = write!(w, "{} items/s", rate(done, state.elapsed()));
             },
         )
         .with_key(
             "failed",
             move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = write!(w, "{} failed", failed.load(Ordering::Relaxed));
+                let _ = write!(w, "{} failed", for_failed.failed.load(Ordering::Relaxed));
             },
         )
 }

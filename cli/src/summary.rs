@@ -1,4 +1,4 @@
-//! What a command that runs many items (`map`, and `exec` next) says when it ends: how many
+//! What a command that runs many items (`map`, `exec`) says when it ends: how many
 //! items, how many failed and of what kind (`3 failed: 2 trap, 1 timeout`), the first failures
 //! with their input line, how long items took (p50, p90, p99, max) when their times are known,
 //! the wall time and the workers; on stderr for people, and with `--summary-json FILE` as one
