@@ -4,6 +4,7 @@
 //! stderr and passes, unless WASMPOOL_REQUIRE_TOOLCHAINS=1 (CI) makes it fail. And `inspect`'s
 //! example lines, each fed to `map`.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
@@ -12,7 +13,6 @@ use serde_json::Value as Json;
 
 /// The binary with `args` in `dir`, `stdin` written to it, and `PATH` replaced if asked.
 fn wasmpool_in(dir: &Path, args: &[&str], stdin: &str, path: Option<&Path>) -> Output {
-    use std::io::Write;
     let mut command = Command::new(env!("CARGO_BIN_EXE_wasmpool"));
     command
         .args(args)
@@ -80,10 +80,13 @@ fn have_tools(test: &str, tools: &[&str], install: &str) -> bool {
         !toolchains_required(),
         "{message}, and WASMPOOL_REQUIRE_TOOLCHAINS=1 requires it"
     );
-    eprintln!(
+    // Straight to stderr in one write, not through `eprintln!`, which the test harness
+    // captures and hides for a test that passes.
+    let banner = format!(
         "\n==========\nSKIPPED {message}; set WASMPOOL_REQUIRE_TOOLCHAINS=1 to make this a \
          failure\n==========\n"
     );
+    let _ = std::io::stderr().lock().write_all(banner.as_bytes());
     false
 }
 
@@ -311,6 +314,25 @@ fn a_python_task_is_made_built_and_run() {
         readme.contains("componentize-py -d wit -w hello-py componentize app -o hello-py.wasm"),
         "{readme}"
     );
+    // The native tests, with the bindings, as the README says.
+    let bindings = Command::new("componentize-py")
+        .args(["-d", "wit", "-w", "hello-py", "bindings", ".bindings"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(bindings.status.success(), "{}", stderr(&bindings));
+    let python = Command::new("python3")
+        .args(["-m", "unittest"])
+        .current_dir(&dir)
+        .env("PYTHONPATH", ".bindings")
+        .output()
+        .unwrap();
+    assert!(
+        python.status.success() && stderr(&python).contains("Ran 2 tests"),
+        "{}",
+        stderr(&python)
+    );
+
     let component = build(&dir);
     assert!(component.ends_with("hello-py.wasm"));
     check_scaffold_component(&component);
@@ -350,6 +372,19 @@ fn a_javascript_task_is_made_built_and_run() {
         package["devDependencies"]["@bytecodealliance/componentize-js"],
         "0.23.0"
     );
+    // The native tests, on Node, as the README says.
+    let node = Command::new("npm")
+        .args(["test", "--silent"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        node.status.success() && stdout(&node).contains("# pass 2"),
+        "{}{}",
+        stdout(&node),
+        stderr(&node)
+    );
+
     let component = build(&dir);
     assert!(component.ends_with("hello-js.wasm"));
     check_scaffold_component(&component);

@@ -69,6 +69,7 @@ const RUST: &[TemplateFile] = template!("rust":
 
 const PYTHON: &[TemplateFile] = template!("python":
     "app.py" <= "app.py",
+    "test_app.py" <= "test_app.py",
     "wit/world.wit" <= "wit/world.wit",
     "README.md" <= "README.md",
     ".gitignore" <= "gitignore",
@@ -77,6 +78,7 @@ const PYTHON: &[TemplateFile] = template!("python":
 const JS: &[TemplateFile] = template!("js":
     "package.json" <= "package.json",
     "task.js" <= "task.js",
+    "task.test.js" <= "task.test.js",
     "wit/world.wit" <= "wit/world.wit",
     "README.md" <= "README.md",
     ".gitignore" <= "gitignore",
