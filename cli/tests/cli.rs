@@ -863,3 +863,21 @@ fn a_missing_file_is_named_once() {
         stderr(&out)
     );
 }
+
+#[test]
+fn inspect_says_a_program_is_run_by_exec() {
+    let out = wasmpool(&["inspect", "builtin:program"], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("`wasmpool exec builtin:program` runs it"),
+        "{}",
+        stdout(&out)
+    );
+    let out = wasmpool(&["inspect", "builtin:program", "--json"], "");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["program"], true);
+    let doc: serde_json::Value =
+        serde_json::from_slice(&wasmpool(&["inspect", "builtin:square", "--json"], "").stdout)
+            .unwrap();
+    assert_eq!(doc["program"], false);
+}

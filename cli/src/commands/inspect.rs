@@ -45,6 +45,9 @@ impl InspectCommand {
         } else {
             tasks
         };
+        // A whole program's entry point is run by `exec`, not called by `map`.
+        let program = module.program().ok();
+        let is_entry = |sig: &Signature| program.as_ref().is_some_and(|p| p.name() == sig.name);
         let mut out = std::io::stdout().lock();
         if self.json {
             let exports: Vec<Json> = shown
@@ -55,7 +58,8 @@ impl InspectCommand {
                         "signature": sig.to_string(),
                         "params": sig.params.iter().map(|(n, t)| json!({"name": n, "type": t.to_string()})).collect::<Vec<_>>(),
                         "results": sig.results.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                        "example": map_line(sig),
+                        "example": if is_entry(sig) { None } else { map_line(sig) },
+                        "program_entry": is_entry(sig),
                         "internal": is_internal(&sig.name),
                     })
                 })
@@ -66,6 +70,7 @@ impl InspectCommand {
                 "sha256": module.hash_hex(),
                 "exports": exports,
                 "imports": module.imports(),
+                "program": program.is_some(),
             });
             if !self.all {
                 doc["hidden_exports"] = json!(internal.iter().map(|s| &s.name).collect::<Vec<_>>());
@@ -83,6 +88,14 @@ impl InspectCommand {
             }
             for sig in &shown {
                 writeln!(out, "  {sig}")?;
+                if is_entry(sig) {
+                    writeln!(
+                        out,
+                        "    a program's entry point: `wasmpool exec {}` runs it once per input line (its stdin, or --args)",
+                        self.module
+                    )?;
+                    continue;
+                }
                 match map_line(sig) {
                     Some(line) => writeln!(out, "    map line: {line}")?,
                     None => writeln!(
@@ -103,6 +116,13 @@ impl InspectCommand {
                     },
                     names.join(", "),
                     if names.len() == 1 { "it" } else { "them" },
+                )?;
+            }
+            if program.is_some() && !shown.iter().any(|sig| is_entry(sig)) {
+                writeln!(
+                    out,
+                    "  a program: `wasmpool exec {}` runs it once per input line (its stdin, or --args)",
+                    self.module
                 )?;
             }
             match module.imports() {
