@@ -119,6 +119,7 @@ impl Progress {
                     if stop.load(Ordering::Relaxed) {
                         return;
                     }
+                    terminal::flush_progress();
                     bar.set_position(counts.done.load(Ordering::Relaxed));
                 }
             })

@@ -3,22 +3,55 @@
 //! stdout (or a file), so output pipes cleanly whatever happens here.
 //!
 //! While a progress bar is shown ([`show_progress`]), every line written here goes through it
-//! (the bar is cleared, the line written, the bar drawn again below it), whichever thread
-//! writes it: guest output and warnings never tear the bar.
+//! (the bar is cleared, the lines written, the bar drawn again below them), whichever thread
+//! writes it: guest output and warnings never tear the bar. What guests print comes in bursts:
+//! while the bar is shown, their lines are written together at most [`PROGRESS_HZ`] times a
+//! second (a line after a quiet moment at once), so that a chatty task does not redraw the bar
+//! once a line.
 
 use std::borrow::Cow;
 use std::io::{self, IsTerminal, Write};
 use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget};
 use wasmpool::{GuestOutput, GuestStream, TaskError};
 
-/// The progress bar on screen, if one is: what writes to stderr must go through it.
-static PROGRESS: Mutex<Option<ProgressBar>> = Mutex::new(None);
+/// The progress bar on screen, if one is: what is written to stderr goes through it.
+static PROGRESS: Mutex<Option<Shown>> = Mutex::new(None);
+
+struct Shown {
+    bar: ProgressBar,
+    /// Lines of guest output waiting for the bar's next drawing.
+    pending: Vec<u8>,
+    /// When pending lines were last written.
+    flushed: Instant,
+}
+
+impl Shown {
+    /// Writes the pending lines above the bar.
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = &self.pending;
+        self.bar.suspend(|| {
+            let _ = io::stderr().lock().write_all(pending);
+        });
+        self.pending.clear();
+        self.flushed = Instant::now();
+    }
+}
 
 /// How many times a second a progress bar may be drawn: enough to look alive, few enough to
 /// cost nothing measurable on a map of a million tiny items.
 pub(crate) const PROGRESS_HZ: u8 = 10;
+
+/// How long a line of guest output may wait, while a bar is shown, for the lines after it.
+const BATCH: Duration = Duration::from_millis(1000 / PROGRESS_HZ as u64);
+
+/// How much guest output may wait.
+const BATCH_BYTES: usize = 64 << 10;
 
 /// Where a progress bar draws: stderr, when it is a terminal that can move its cursor (not
 /// `TERM=dumb`); `None` otherwise (a pipe, a file), and then no bar is drawn at all.
@@ -27,35 +60,69 @@ pub(crate) fn progress_target() -> Option<ProgressDrawTarget> {
     (io::stderr().is_terminal() && !dumb).then(|| ProgressDrawTarget::stderr_with_hz(PROGRESS_HZ))
 }
 
-/// From now on, until [`end_progress`], every line written to stderr goes through `bar`.
-pub(crate) fn show_progress(bar: &ProgressBar) {
-    *PROGRESS.lock().unwrap_or_else(PoisonError::into_inner) = Some(bar.clone());
+fn progress() -> std::sync::MutexGuard<'static, Option<Shown>> {
+    PROGRESS.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The bar has been drawn for the last time and stays on screen: what is written from now on
-/// goes straight to stderr, from the line below it (a bar leaves the cursor on its line).
+/// From now on, until [`end_progress`], every line written to stderr goes through `bar`.
+pub(crate) fn show_progress(bar: &ProgressBar) {
+    *progress() = Some(Shown {
+        bar: bar.clone(),
+        pending: Vec::new(),
+        flushed: Instant::now()
+            .checked_sub(BATCH)
+            .unwrap_or_else(Instant::now),
+    });
+}
+
+/// Writes the guest output waiting for the bar; called each time the bar is drawn.
+pub(crate) fn flush_progress() {
+    if let Some(shown) = &mut *progress() {
+        shown.flush();
+    }
+}
+
+/// The bar has been drawn for the last time and stays on screen: what was waiting is written
+/// above it, and what is written from now on goes straight to stderr, from the line below it
+/// (a bar leaves the cursor on its line).
 pub(crate) fn end_progress() {
-    let bar = PROGRESS
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take();
-    if bar.is_some() {
+    if let Some(mut shown) = progress().take() {
+        shown.flush();
         let _ = writeln!(io::stderr().lock());
     }
 }
 
-/// Runs `write` on stderr, locked; while a progress bar is shown, with the bar cleared first
-/// and drawn again after, so that what is written stays above it, whole.
-fn with_stderr(write: impl FnOnce(&mut io::StderrLock<'static>)) {
-    // Cloned out, so that no lock of ours is held while the bar takes its own.
-    let bar = PROGRESS
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
-    match bar {
-        Some(bar) => bar.suspend(|| write(&mut io::stderr().lock())),
-        None => write(&mut io::stderr().lock()),
+/// Runs `write` for stderr, and writes what it wrote there at once; or while a progress bar is
+/// shown, into what the bar writes above itself: at once, with what was waiting, or, when
+/// `batched` (guest output), with the next lines unless the last were written a while ago.
+fn with_stderr_as(batched: bool, write: impl FnOnce(&mut dyn Write)) {
+    let mut progress = progress();
+    match &mut *progress {
+        Some(shown) => {
+            write(&mut shown.pending);
+            if !batched || shown.pending.len() >= BATCH_BYTES || shown.flushed.elapsed() >= BATCH {
+                shown.flush();
+            }
+        }
+        None => {
+            drop(progress);
+            // In one piece: stderr is not buffered, and a line written in parts costs a
+            // system call a part.
+            let mut text = Vec::new();
+            write(&mut text);
+            let _ = io::stderr().lock().write_all(&text);
+        }
     }
+}
+
+/// Writes on stderr now (above the bar, if one is shown).
+fn with_stderr(write: impl FnOnce(&mut dyn Write)) {
+    with_stderr_as(false, write);
+}
+
+/// Writes guest output on stderr (above the bar, if one is shown: with the lines after it).
+fn guest_stderr(write: impl FnOnce(&mut dyn Write)) {
+    with_stderr_as(true, write);
 }
 
 /// What a task printed, each line prefixed by its task: `[task 3] hello`, `[task 3 stderr] ...`.
@@ -66,7 +133,7 @@ pub(crate) fn guest_output(out: &GuestOutput<'_>) {
         GuestStream::Stdout => "",
         GuestStream::Stderr => " stderr",
     };
-    with_stderr(|err| {
+    guest_stderr(|err| {
         for line in out.text.lines() {
             let _ = writeln!(err, "[task {}{stream}] {}", out.task, printable(line));
         }
@@ -85,7 +152,7 @@ pub(crate) fn item_output(line: usize, stream: GuestStream, text: &[u8]) {
         GuestStream::Stdout => "",
         GuestStream::Stderr => " stderr",
     };
-    with_stderr(|err| {
+    guest_stderr(|err| {
         for text_line in text.lines() {
             let _ = writeln!(err, "[line {line}{stream}] {}", printable(text_line));
         }

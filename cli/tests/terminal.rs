@@ -377,6 +377,10 @@ fn what_guests_print_while_the_bar_is_shown_reads_whole() {
             );
         }
     }
+    // The bar was on screen while they were printed: drawn before the last of them.
+    let drawn = ran.terminal.find(" items/s, 0 failed").unwrap();
+    let last = ran.terminal.rfind("[line ").unwrap();
+    assert!(drawn < last, "{:?}", ran.terminal);
     let bars = bars(&shown);
     assert_eq!(bars.len(), 1, "{shown:#?}");
     // 40 lines of the guests', the bar, the summary's two.
