@@ -82,15 +82,15 @@ pub(crate) type ParseLine = Box<dyn FnMut(&[u8], usize) -> Result<Args, TaskErro
 impl Batch<'_> {
     /// Runs `task` once per input line, each line made an item by `parse`, each outcome made
     /// its result line by `result_line` (an object, to which the item's `"index"` is added in
-    /// completion order) with whether the item counts as a failure for the exit code besides
-    /// a failed task (a program that exited non-zero); the exit code: 0 when every item
+    /// completion order) with what the command makes of an item whose task succeeded (a
+    /// program that exited non-zero is a failure); the exit code: 0 when every item
     /// succeeded, 1 when one failed or was cancelled, 128 + N after signal N.
     pub(crate) fn run(
         self,
         pool: &Pool,
         task: &Task,
         parse: ParseLine,
-        mut result_line: impl FnMut(JsonOutcome) -> (serde_json::Value, bool),
+        mut result_line: impl FnMut(JsonOutcome) -> (serde_json::Value, Verdict),
     ) -> anyhow::Result<i32> {
         let input = open_input(self.input, self.output)?;
         let mut output = Output::new(match self.output {
@@ -106,36 +106,47 @@ impl Batch<'_> {
         let mut summary =
             Summary::start(self.command, progress, self.summary_json, pool.workers())?;
         let order = self.order;
-        let (counts, signal) = interrupt::with_interrupts(
+        let (ran, signal) = interrupt::with_interrupts(
             pool,
             self.output.is_none(),
-            |caught| -> anyhow::Result<Counts> {
+            |caught| -> anyhow::Result<()> {
                 let lines = Lines::new(input, task.name(), parse, Arc::clone(caught));
-                let mut counts = Counts::default();
                 // Each item's output comes with its outcome, for its line or its error.
                 let options = StreamOptions::new().order(order).capture_output(true);
                 let mut stream = pool.imap_json_with(task, lines, options);
                 while let Some(outcome) = stream.next() {
-                    summary.outcome(&outcome);
-                    counts.add(&outcome.result);
                     let index = outcome.index;
-                    let (mut line, failed) = result_line(outcome);
-                    counts.unsuccessful += usize::from(failed);
+                    let elapsed = outcome.captured.as_ref().map(|c| c.elapsed);
+                    // A task that failed is the summary's failure by its error; one that
+                    // succeeded may still be the command's (a program's non-zero exit).
+                    let task_ok = outcome.result.is_ok();
+                    if !task_ok {
+                        summary.item(index, &outcome.result, elapsed);
+                    }
+                    let (mut line, verdict) = result_line(outcome);
+                    match verdict {
+                        _ if !task_ok => {}
+                        Verdict::Ok => summary.succeeded(elapsed),
+                        Verdict::Failed { kind, message } => {
+                            summary.failed(index, kind, &message, elapsed);
+                        }
+                    }
                     if order == Order::Completion {
                         line["index"] = index.into();
                     }
                     output.line(&line, stream.ready())?;
                 }
                 output.flush()?;
-                Ok(counts)
+                Ok(())
             },
         )?;
-        let counts = match counts {
+        match ran {
             // The reader of the output went away (`| head`): what it wanted, it has.
             _ if signal == Some(libc::SIGPIPE) => return Ok(0),
             Err(e) if terminal::is_broken_pipe(&e) => return Ok(0),
-            counts => counts?,
-        };
+            ran => ran?,
+        }
+        let (ok, failed, cancelled) = summary.counts();
         summary.finish(signal, self.quiet)?;
         if let Some(signal) = signal {
             let name = match signal {
@@ -147,43 +158,25 @@ impl Batch<'_> {
             terminal::summary(
                 self.command,
                 format_args!(
-                    "interrupted by {name}: {} items finished ({} ok, {} failed), {} cancelled, in {secs:.3} s; all workers stopped",
-                    counts.ok + counts.failed,
-                    counts.ok,
-                    counts.failed,
-                    counts.cancelled
+                    "interrupted by {name}: {} items finished ({ok} ok, {failed} failed), {cancelled} cancelled, in {secs:.3} s; all workers stopped",
+                    ok + failed,
                 ),
             );
             return Ok(128 + signal);
         }
-        Ok(
-            if counts.failed + counts.cancelled + counts.unsuccessful > 0 {
-                1
-            } else {
-                0
-            },
-        )
+        Ok(if failed + cancelled > 0 { 1 } else { 0 })
     }
 }
 
-#[derive(Debug, Default)]
-struct Counts {
-    ok: usize,
-    failed: usize,
-    cancelled: usize,
-    /// Items whose task succeeded but whose command says they did not (a non-zero exit).
-    unsuccessful: usize,
-}
-
-impl Counts {
-    /// After a signal, what had not finished is cancelled: counted apart, it did not fail.
-    fn add(&mut self, result: &Result<serde_json::Value, TaskError>) {
-        match result {
-            Ok(_) => self.ok += 1,
-            Err(TaskError::Cancelled { .. } | TaskError::PoolClosed { .. }) => self.cancelled += 1,
-            Err(_) => self.failed += 1,
-        }
-    }
+/// What a command makes of an item whose task succeeded.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    Ok,
+    /// A failure of the command's own, of `kind` (`exit`: a program exited non-zero).
+    Failed {
+        kind: &'static str,
+        message: String,
+    },
 }
 
 /// The input: `path`, or stdin. An input that cannot be read at all is the command's error

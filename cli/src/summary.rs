@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use wasmpool::{JsonOutcome, TaskError};
+use wasmpool::TaskError;
 
 use crate::progress::Progress;
 use crate::terminal;
@@ -88,13 +88,6 @@ impl Summary {
         })
     }
 
-    /// One outcome of a stream of JSON items (`map`), with its time when the stream captured it
-    /// ([`wasmpool::StreamOptions::capture_output`]).
-    pub(crate) fn outcome(&mut self, outcome: &JsonOutcome) {
-        let elapsed = outcome.captured.as_ref().map(|c| c.elapsed);
-        self.item(outcome.index, &outcome.result, elapsed);
-    }
-
     /// One item's outcome: `index` is its input line's, counting from 0; `elapsed` its time in
     /// its worker, when known. A `cancelled` item (after a signal) is counted apart: it did not
     /// fail, it did not run.
@@ -104,24 +97,42 @@ impl Summary {
         result: &Result<serde_json::Value, TaskError>,
         elapsed: Option<Duration>,
     ) {
+        match result {
+            Ok(_) => self.succeeded(elapsed),
+            Err(TaskError::Cancelled { .. } | TaskError::PoolClosed { .. }) => self.cancelled(),
+            Err(e) => self.failed(index, e.kind(), &e.to_string(), elapsed),
+        }
+    }
+
+    /// An item that succeeded, in `elapsed` when known.
+    pub(crate) fn succeeded(&mut self, elapsed: Option<Duration>) {
         if let Some(elapsed) = elapsed {
             self.times.record(elapsed);
         }
-        let e = match result {
-            Ok(_) => {
-                self.ok += 1;
-                self.progress.item(true);
-                return;
-            }
-            Err(TaskError::Cancelled { .. } | TaskError::PoolClosed { .. }) => {
-                self.cancelled += 1;
-                return;
-            }
-            Err(e) => e,
-        };
+        self.ok += 1;
+        self.progress.item(true);
+    }
+
+    /// An item cancelled before it ran.
+    pub(crate) fn cancelled(&mut self) {
+        self.cancelled += 1;
+    }
+
+    /// An item that failed, of `kind` (a task error's kind, or the command's own: `exit` for
+    /// a program that exited non-zero), with `message`.
+    pub(crate) fn failed(
+        &mut self,
+        index: usize,
+        kind: &'static str,
+        message: &str,
+        elapsed: Option<Duration>,
+    ) {
+        if let Some(elapsed) = elapsed {
+            self.times.record(elapsed);
+        }
         self.failed += 1;
         self.progress.item(false);
-        *self.kinds.entry(e.kind()).or_default() += 1;
+        *self.kinds.entry(kind).or_default() += 1;
         if self.first_errors.len() < FIRST_ERRORS
             || self
                 .first_errors
@@ -135,12 +146,17 @@ impl Summary {
                 at,
                 FirstError {
                     index,
-                    kind: e.kind(),
-                    message: cut(&e.to_string(), MESSAGE_CHARS),
+                    kind,
+                    message: cut(message, MESSAGE_CHARS),
                 },
             );
             self.first_errors.truncate(FIRST_ERRORS);
         }
+    }
+
+    /// How many items succeeded, failed, and were cancelled so far.
+    pub(crate) fn counts(&self) -> (u64, u64, u64) {
+        (self.ok, self.failed, self.cancelled)
     }
 
     /// The command ends, interrupted by `signal` if one came, else with every input line
@@ -214,8 +230,9 @@ fn kinds(s: &Summary) -> String {
 /// the first one; the item times.
 fn lines(s: &Summary, wall: Duration) -> Vec<String> {
     let mut lines = vec![format!(
-        "{} items, {} ok, {} failed, in {:.3} s ({:.0} items/s) on {} workers",
+        "{} item{}, {} ok, {} failed, in {:.3} s ({:.0} items/s) on {} workers",
         done(s),
+        if done(s) == 1 { "" } else { "s" },
         s.ok,
         s.failed,
         wall.as_secs_f64(),

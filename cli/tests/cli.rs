@@ -843,6 +843,14 @@ fn exec_runs_a_program_once_per_line() {
     assert_eq!(lines[0]["stdout"], "10\n");
     assert_eq!(lines[1]["error"]["kind"], "timeout");
     assert_eq!(lines[2]["error"]["kind"], "bad-input");
+    // The summary counts a non-zero exit as a failure, as the exit code does.
+    let out = wasmpool(&["exec", "builtin:program"], "1\nx\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("2 items, 1 ok, 1 failed") && stderr(&out).contains("1 exit"),
+        "{}",
+        stderr(&out)
+    );
     let out = wasmpool(&["exec", "builtin:square"], "");
     assert_eq!(out.status.code(), Some(2));
     assert!(

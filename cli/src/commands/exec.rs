@@ -2,18 +2,14 @@
 //! autograders and online judges run submissions; one JSON line per run with its exit code
 //! and what it printed.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use clap::Args;
 use serde_json::{Value as Json, json};
 use wasmpool::{JsonOutcome, Task};
 
-use crate::batch::{BatchArgs, ParseLine, bad_input, excerpt};
+use crate::batch::{BatchArgs, ParseLine, Verdict, bad_input, excerpt};
 use crate::builtin::load_module;
 use crate::commands::run::error_json;
 use crate::options::PoolArgs;
-use crate::terminal;
 
 /// Run a whole program once per input line, in parallel, each run sandboxed.
 ///
@@ -77,33 +73,12 @@ impl ExecCommand {
         } else {
             LineIs::Stdin
         };
-        let nonzero = Arc::new(AtomicUsize::new(0));
-        let counted = Arc::clone(&nonzero);
-        let batch = self.batch.batch("exec");
-        let quiet = batch.quiet;
-        let code = batch.run(
+        self.batch.batch("exec").run(
             &pool,
             &program,
             parser(&program, line_is, self.args),
-            move |outcome| {
-                let (line, exited_nonzero) = result_line(outcome);
-                if exited_nonzero {
-                    counted.fetch_add(1, Ordering::Relaxed);
-                }
-                (line, exited_nonzero)
-            },
-        )?;
-        let nonzero = nonzero.load(Ordering::Relaxed);
-        if !quiet && nonzero > 0 && code < 128 {
-            terminal::summary(
-                "exec",
-                format_args!(
-                    "{nonzero} run{} exited with a non-zero code",
-                    if nonzero == 1 { "" } else { "s" }
-                ),
-            );
-        }
-        Ok(code)
+            result_line,
+        )
     }
 }
 
@@ -158,22 +133,28 @@ fn json_run(text: &str) -> Result<(Vec<String>, String), String> {
     Ok((args, stdin))
 }
 
-/// A run's line, and whether it exited with a non-zero code.
-fn result_line(outcome: JsonOutcome) -> (Json, bool) {
+/// A run's line; a run that exited with a non-zero code is a failure of kind `exit`.
+fn result_line(outcome: JsonOutcome) -> (Json, Verdict) {
     let JsonOutcome {
         result, captured, ..
     } = outcome;
     let captured = captured.unwrap_or_default();
-    let (mut line, nonzero) = match result {
+    let (mut line, verdict) = match result {
         Ok(code) => {
-            let nonzero = code.as_i64() != Some(0);
-            (json!({ "exit": code }), nonzero)
+            let verdict = match code.as_i64() {
+                Some(0) => Verdict::Ok,
+                _ => Verdict::Failed {
+                    kind: "exit",
+                    message: format!("exited with {code}"),
+                },
+            };
+            (json!({ "exit": code }), verdict)
         }
-        Err(e) => (error_json(&e), false),
+        Err(e) => (error_json(&e), Verdict::Ok),
     };
     line["stdout"] = String::from_utf8_lossy(&captured.stdout).into();
     line["stderr"] = String::from_utf8_lossy(&captured.stderr).into();
-    (line, nonzero)
+    (line, verdict)
 }
 
 #[cfg(test)]

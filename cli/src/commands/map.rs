@@ -4,7 +4,7 @@
 use clap::Args;
 use wasmpool::{GuestStream, JsonOutcome, Task};
 
-use crate::batch::{BatchArgs, ParseLine, bad_input, excerpt, stderr_tail};
+use crate::batch::{BatchArgs, ParseLine, Verdict, bad_input, excerpt, stderr_tail};
 use crate::builtin::load_module;
 use crate::commands::run::error_json;
 use crate::options::PoolArgs;
@@ -76,7 +76,7 @@ impl MapCommand {
         // In completion order, a line is an object that can take the item's index.
         let envelope = capture || batch.order == wasmpool::Order::Completion;
         batch.run(&pool, &task, parser(&task, self.raw), |outcome| {
-            (result_line(outcome, capture, envelope), false)
+            (result_line(outcome, capture, envelope), Verdict::Ok)
         })
     }
 }
