@@ -657,7 +657,7 @@ impl Pool {
     /// # Examples
     /// ```no_run
     /// use wasmpool::{Module, Pool, StreamOptions};
-    /// let pool = Pool::new(2)?;
+    /// let pool = Pool::builder().workers(2).build()?;
     /// let hello = Module::from_file("hello.wasm")?.task("hello")?;
     /// let names = ["Ada", "Grace"].map(|n| hello.arg_from_json(&serde_json::json!(n)));
     /// let options = StreamOptions::new().capture_output(true);
