@@ -652,7 +652,7 @@ impl Pool {
     }
 
     /// [`Pool::imap_json`] as `options` say: in which order, and whether each outcome carries
-    /// what its call printed and its time ([`JsonOutcome::captured`]).
+    /// what its call printed and its time ([`crate::JsonOutcome::captured`]).
     ///
     /// # Examples
     /// ```no_run
