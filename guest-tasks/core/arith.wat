@@ -13,6 +13,12 @@
     local.get $b
     i64.mul)
 
+  ;; i64 squaring (wrapping): the tiny task of the bench, as a core module.
+  (func (export "square") (param $x i64) (result i64)
+    local.get $x
+    local.get $x
+    i64.mul)
+
   ;; f64 division (IEEE 754: x / 0.0 is an infinity or NaN, not a trap).
   (func (export "fdiv") (param $a f64) (param $b f64) (result f64)
     local.get $a

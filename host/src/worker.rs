@@ -18,6 +18,7 @@ mod ahead;
 pub(crate) mod cache;
 mod capture;
 pub(crate) mod compile;
+mod core_call;
 pub(crate) mod engines;
 mod reply;
 pub(crate) mod runner;

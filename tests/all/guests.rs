@@ -255,6 +255,7 @@ fn arith() {
         &[
             "add: func(p0: s32, p1: s32) -> s32",
             "mul64: func(p0: s64, p1: s64) -> s64",
+            "square: func(p0: s64) -> s64",
             "fdiv: func(p0: f64, p1: f64) -> f64",
             "half: func(p0: f32) -> f32",
             "spin: func()",
@@ -268,6 +269,7 @@ fn arith() {
         Ok(json!(1_i64 << 42))
     );
     assert_eq!(call(&pool, &module, "half", json!(3.0)), Ok(json!(1.5)));
+    assert_eq!(call(&pool, &module, "square", json!(-12)), Ok(json!(144)));
     let err = call(&pool, &module, "boom", json!([])).unwrap_err();
     assert!(matches!(err, TaskError::Trap { .. }), "{err:?}");
 }

@@ -17,6 +17,7 @@ use crate::values::{Value, Values};
 use crate::wire::{Code, ItemOutcome, ModuleKind, RunFailure, WorkerSettings};
 
 use super::capture::Capture;
+use super::core_call::{self, CoreCall};
 use super::engines::Flavors;
 use super::sandbox::{ProgramInput, Sandbox};
 use super::store::{Cap, ComponentState, CoreState, Limited, arm, limited_store};
@@ -219,7 +220,8 @@ impl Runner {
                 let f = instance
                     .get_func(&mut store, func)
                     .ok_or_else(|| RunFailure::Module(format!("no exported function `{func}`")))?;
-                Callee::Core(store, f)
+                let raw = CoreCall::new(&store, &f);
+                Callee::Core(store, f, raw)
             }
         };
         Ok(Live {
@@ -307,7 +309,9 @@ pub(crate) struct Live {
 enum Callee {
     /// The store, the export, and a buffer for its results (sized once, kept between calls).
     Component(Store<ComponentState>, component::Func, Vec<Val>),
-    Core(Store<CoreState>, wasmtime::Func),
+    /// The store, the export, and its raw call (numbers only; `None` for any other
+    /// signature, which goes through `Func::call`).
+    Core(Store<CoreState>, wasmtime::Func, Option<CoreCall>),
 }
 
 impl Live {
@@ -344,7 +348,19 @@ impl Live {
                 }
                 Ok(values)
             }
-            Callee::Core(store, f) => {
+            Callee::Core(store, f, Some(raw)) => {
+                if rearm {
+                    arm(store, limits);
+                }
+                let args = match args {
+                    CallArgs::Values(args) => core_call::Args::Values(args),
+                    CallArgs::Packed(row) => core_call::Args::Packed(*row),
+                    CallArgs::Program(_) => unreachable!("a program is run by call_program"),
+                };
+                raw.call(store, f, args)?
+                    .map_err(|e| failure(e, store.data().limit_hit()))
+            }
+            Callee::Core(store, f, None) => {
                 if rearm {
                     arm(store, limits);
                 }
@@ -385,7 +401,7 @@ impl Live {
                 let ended = f.call(&mut *store, &[], results).map(drop);
                 exit_code(ended, store.data().limit_hit(), results.first())
             }
-            Callee::Core(store, f) => {
+            Callee::Core(store, f, _) => {
                 if rearm {
                     arm(store, limits);
                 }
