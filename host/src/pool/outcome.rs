@@ -207,11 +207,6 @@ fn finish_with(
             func: func(),
             detail,
         }),
-        Err(RunFailure::BatchLength { expected, got }) => Err(TaskError::BatchLength {
-            func: func(),
-            expected,
-            got,
-        }),
     }
 }
 

@@ -159,7 +159,6 @@ mod tests {
             grants: Grants::new(),
             reuse_instance: false,
             program: false,
-            batch: false,
         }
     }
 
