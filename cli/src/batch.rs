@@ -325,6 +325,20 @@ pub(crate) fn bad_input(func: &str, detail: String) -> TaskError {
     }
 }
 
+/// Line `number` as text, or its bad input: a line that is not UTF-8, quoted.
+pub(crate) fn line_text<'l>(
+    func: &str,
+    line: &'l [u8],
+    number: usize,
+) -> Result<&'l str, TaskError> {
+    std::str::from_utf8(line).map_err(|e| {
+        bad_input(
+            func,
+            format!("line {number} is not UTF-8 ({e}): {}", excerpt(line)),
+        )
+    })
+}
+
 /// How much of a bad line a message quotes.
 const EXCERPT_CHARS: usize = 60;
 

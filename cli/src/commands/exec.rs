@@ -6,7 +6,7 @@ use clap::Args;
 use serde_json::{Value as Json, json};
 use wasmpool::{JsonOutcome, Task};
 
-use crate::batch::{BatchArgs, ParseLine, Verdict, bad_input, excerpt};
+use crate::batch::{BatchArgs, ParseLine, Verdict, bad_input, excerpt, line_text};
 use crate::builtin::load_module;
 use crate::commands::run::error_json;
 use crate::options::PoolArgs;
@@ -87,8 +87,7 @@ fn parser(program: &Task, line_is: LineIs, fixed: Vec<String>) -> ParseLine {
     let program = program.clone();
     Box::new(move |line: &[u8], number: usize| {
         let bad = |why: String| bad_input(program.name(), format!("line {number} {why}"));
-        let text = std::str::from_utf8(line)
-            .map_err(|e| bad(format!("is not UTF-8 ({e}): {}", excerpt(line))))?;
+        let text = line_text(program.name(), line, number)?;
         let (args, stdin) = match line_is {
             LineIs::Stdin => (Vec::new(), format!("{text}\n")),
             LineIs::Args => (line_arguments(text), String::new()),

@@ -4,7 +4,7 @@
 use clap::Args;
 use wasmpool::{GuestStream, JsonOutcome, Task};
 
-use crate::batch::{BatchArgs, ParseLine, Verdict, bad_input, excerpt, stderr_tail};
+use crate::batch::{BatchArgs, ParseLine, Verdict, bad_input, excerpt, line_text, stderr_tail};
 use crate::builtin::load_module;
 use crate::commands::run::error_json;
 use crate::options::PoolArgs;
@@ -89,13 +89,8 @@ fn parser(task: &Task, raw: bool) -> ParseLine {
     let one_param = task.signature().params.len() == 1;
     Box::new(move |line: &[u8], number: usize| {
         if raw {
-            return match std::str::from_utf8(line) {
-                Ok(text) => task.arg_from_json(&serde_json::Value::String(text.into())),
-                Err(e) => Err(bad_input(
-                    task.name(),
-                    format!("line {number} is not UTF-8 ({e}): {}", excerpt(line)),
-                )),
-            };
+            let text = line_text(task.name(), line, number)?;
+            return task.arg_from_json(&serde_json::Value::String(text.into()));
         }
         let text = line.trim_ascii();
         if text.is_empty() {
