@@ -27,7 +27,7 @@ const GUEST_TARGET: &str = "wasm32-wasip2";
 const COMPONENTS: &[(&str, &str)] = &[
     (
         "square",
-        "square(x) = x * x on s64, the tiny task; slow-square(x, millis) sleeps first",
+        "square(x) = x * x on s64, the tiny task; slow-square(x, millis) sleeps first; square-many(xs), its batch export (map --batch)",
     ),
     (
         "pure",
@@ -47,7 +47,7 @@ const COMPONENTS: &[(&str, &str)] = &[
     ),
     (
         "words",
-        "word-count(text) and count-words(text): word frequencies as a list of records",
+        "word-count(text) and count-words(text): word frequencies as a list of records; count-words-many(texts), a batch export",
     ),
     (
         "records",
@@ -71,14 +71,14 @@ const COMPONENTS: &[(&str, &str)] = &[
     ),
     (
         "hostile",
-        "for the sandbox and limits tests: spin, memory-bomb, stack-overflow, huge-result, stdout-flood, unreachable, block (misbehave); read-file, write-file, list-dir, read-env, read-args, open-socket, read-stdin (probe the sandbox)",
+        "for the sandbox and limits tests: spin, memory-bomb, stack-overflow, huge-result, stdout-flood, unreachable, block, drop-last, spin-on-negative (misbehave); read-file, write-file, list-dir, read-env, read-args, open-socket, read-stdin (probe the sandbox)",
     ),
 ];
 
 /// The core module, embedded as WebAssembly text: (name, description, path in guest-tasks).
 const CORE_MODULE: (&str, &str, &str) = (
     "arith",
-    "a core module (WebAssembly text): add, mul64, fdiv, half, spin (never returns), boom (traps)",
+    "a core module (WebAssembly text): add, mul64, square, fdiv, half, spin (never returns), boom (traps)",
     "core/arith.wat",
 );
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 use wasmpool::{Module, Pool, TaskFuture, as_completed};
-use wasmpool_artifacts::{PRIMES, PURE, SQUARE};
+use wasmpool_artifacts::{ARITH, PRIMES, PURE, SQUARE};
 
 const WORKERS: usize = 2;
 /// Runs of each workload that takes a second or more; shorter ones get more (see
@@ -192,6 +192,254 @@ fn median_timed(
     (walls[runs / 2], cpus[runs / 2])
 }
 
+/// The scaffold component of `wasmpool new --lang LANG` (`greet`, `divide`), built with the
+/// tools CI installs under `target/authoring-tools/` (or on PATH) and kept under
+/// `target/bench-components/`; `None`, said loudly, when the tools are not there.
+fn authored_component(
+    binary: &std::path::Path,
+    lang: &str,
+    tool: &str,
+) -> Option<std::path::PathBuf> {
+    let target = binary.parent()?.parent()?;
+    let dir = target.join("bench-components");
+    let project = dir.join(format!("bench-{lang}"));
+    let built = project.join(format!("bench-{lang}.wasm"));
+    if built.is_file() {
+        return Some(built);
+    }
+    let tools = target.join("authoring-tools");
+    let path = std::env::join_paths(
+        [tools.join("venv/bin"), tools.join("npm/bin")]
+            .into_iter()
+            .chain(std::env::split_paths(
+                &std::env::var_os("PATH").unwrap_or_default(),
+            )),
+    )
+    .ok()?;
+    let found = std::env::split_paths(&path).any(|d| d.join(tool).is_file());
+    if !found {
+        eprintln!(
+            "\n==========\nSKIPPED the {lang} rows: {tool} is not in target/authoring-tools/ or on \
+             PATH (.ci/run's authoring step installs it)\n=========="
+        );
+        return None;
+    }
+    let _ = std::fs::remove_dir_all(&project);
+    std::fs::create_dir_all(&dir).ok()?;
+    eprintln!("building a {lang} task with {tool} (about 20 s)...");
+    let made = std::process::Command::new(binary)
+        .args(["new", &format!("bench-{lang}"), "--lang", lang])
+        .current_dir(&dir)
+        .output()
+        .ok()?;
+    let build = std::process::Command::new(binary)
+        .arg("build")
+        .current_dir(&project)
+        .env("PATH", &path)
+        .output()
+        .ok()?;
+    if !(made.status.success() && build.status.success()) {
+        eprintln!(
+            "\n==========\nSKIPPED the {lang} rows: the build failed:\n{}{}\n==========",
+            String::from_utf8_lossy(&made.stderr),
+            String::from_utf8_lossy(&build.stderr)
+        );
+        return None;
+    }
+    let out = String::from_utf8_lossy(&build.stdout).trim().to_string();
+    let component = project.join(out);
+    std::fs::rename(&component, &built).ok()?;
+    Some(built)
+}
+
+/// The proportional resident memory (PSS) of a process, in KiB.
+fn pss_kib(pid: u32) -> u64 {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    rollup
+        .lines()
+        .find(|l| l.starts_with("Pss:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// For a Python and a JavaScript task: the cached start-up of `wasmpool run` (a process that
+/// loads the module, starts a worker and prints the first result), the same inside this
+/// process, a fresh instance and the call inside a worker's runner, a map on reused instances,
+/// and what four workers holding the module take in memory against one.
+fn authored_rows() -> Vec<Row> {
+    let mut rows = Vec::new();
+    let Some(binary) = cli_binary() else {
+        eprintln!(
+            "no target/release/wasmpool: build it (cargo build --release) for the Python and JavaScript rows"
+        );
+        return rows;
+    };
+    // A cache of their own, here and for the command line: each compiles once, not once a run.
+    let cache = binary
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("bench-components/cache");
+    wasmpool::set_cache_dir(Some(cache.clone()));
+    let row = |name: String, ours: f64, unit: &'static str, target: &'static str| Row {
+        name: name.leak(),
+        ours,
+        unit,
+        peer: None,
+        peer_name: "",
+        higher_is_better: unit == "items/s",
+        target,
+    };
+    for (lang, tool) in [("python", "componentize-py"), ("js", "componentize-js")] {
+        let Some(component) = authored_component(&binary, lang, tool) else {
+            continue;
+        };
+        let size = std::fs::metadata(&component).map_or(0, |m| m.len());
+        let name = |what: &str| match what.strip_prefix("  ") {
+            Some(what) => format!("  {lang}: {what}"),
+            None => format!("{lang} task ({} MB), {what}", size / 1_000_000),
+        };
+        // The first run compiles (once per machine): not counted.
+        let run = || {
+            let mut command = std::process::Command::new(&binary);
+            command.arg("run").arg(&component).args(["greet", "bench"]);
+            command.env("WASMPOOL_CACHE_DIR", &cache);
+            command
+        };
+        let null = std::path::Path::new("/dev/null");
+        run_timed(&mut run(), null);
+        let (wall, _) = median_timed(runs_for(Duration::from_millis(50)), run, null);
+        rows.push(row(
+            name("cached `wasmpool run`"),
+            wall.as_secs_f64() * 1e3,
+            "ms",
+            "<= 50 ms",
+        ));
+
+        let module = Module::from_file(&component).unwrap();
+        let greet = module.task("greet").unwrap();
+        let t = median(runs_for(Duration::from_millis(50)), || {
+            let module = Module::from_file(&component).unwrap();
+            let greet = module.task("greet").unwrap();
+            let pool = Pool::builder()
+                .workers(1)
+                .on_output(|_| {})
+                .build()
+                .unwrap();
+            let _: String = pool.apply(&greet, ("bench",)).unwrap();
+        });
+        rows.push(row(
+            name("  load, pool, first call, in-process"),
+            t.as_secs_f64() * 1e3,
+            "ms",
+            "",
+        ));
+
+        let args = [wasmpool::Value::String("bench".into())];
+        let per_call = wasmpool::benching::instantiate_and_call(&greet, &args, 2_000);
+        rows.push(row(
+            name("  fresh instance + call, runner"),
+            per_call.as_secs_f64() * 1e6,
+            "us",
+            "",
+        ));
+
+        let p = pool();
+        let reused = greet.clone().with_instance_reuse();
+        let items = 20_000;
+        let names: Vec<String> = (0..items).map(|i| format!("n{i}")).collect();
+        let _: Vec<String> = p.map(&reused, &names[..1000]).unwrap();
+        let t = median(RUNS, || {
+            let r: Vec<String> = p.map(&reused, &names).unwrap();
+            assert_eq!(r.len(), items);
+        });
+        rows.push(row(
+            name("  map(greet, 20k), reused instance"),
+            items as f64 / t.as_secs_f64(),
+            "items/s",
+            "",
+        ));
+        drop(p);
+
+        // Memory: the module held by one worker, then by four (every worker ran some items).
+        let mut pss = Vec::new();
+        for workers in [1, 4] {
+            let p = Pool::builder()
+                .workers(workers)
+                .chunksize(1)
+                .on_output(|_| {})
+                .build()
+                .unwrap();
+            let slow: Vec<&String> = names.iter().take(400).collect();
+            let _: Vec<String> = p.map(&greet, slow).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            let pids = p.worker_pids();
+            pss.push(pids.iter().map(|&pid| pss_kib(pid)).sum::<u64>() as f64 / 1024.0);
+            if pids.len() != workers {
+                eprintln!("{lang}: {} of {workers} workers started", pids.len());
+            }
+        }
+        rows.push(row(name("  PSS of 1 worker holding it"), pss[0], "MiB", ""));
+        rows.push(row(
+            name("  PSS of 4 workers, against 1"),
+            pss[1] / pss[0],
+            "x",
+            "<= 1.5x",
+        ));
+    }
+    rows.extend(small_code_rows());
+    wasmpool::set_cache_dir(None);
+    rows
+}
+
+/// The cached start-up of a small module (a pool of one worker, its first call) with its code
+/// down the pipe (as a worker behind a launcher gets it) and as a descriptor (the default),
+/// run in turns: what `WorkerCommand::share_code_above`'s default is set by.
+fn small_code_rows() -> Vec<Row> {
+    let square = Module::from_bytes(SQUARE.wasm)
+        .unwrap()
+        .task("square")
+        .unwrap();
+    let ways = [
+        ("cached start-up, small module, code by pipe", usize::MAX),
+        ("  the same, code as a descriptor", 0),
+    ];
+    let mut times = [Vec::new(), Vec::new()];
+    for _ in 0..41 {
+        for (i, (_, above)) in ways.iter().enumerate() {
+            let command = wasmpool::WorkerCommand::current_exe()
+                .unwrap()
+                .share_code_above(*above);
+            let t = Instant::now();
+            let pool = Pool::builder()
+                .workers(1)
+                .worker_command(command)
+                .on_output(|_| {})
+                .build()
+                .unwrap();
+            assert_eq!(pool.apply::<_, i64>(&square, (7,)).unwrap(), 49);
+            times[i].push(t.elapsed());
+        }
+    }
+    ways.iter()
+        .zip(&mut times)
+        .map(|((name, _), times)| {
+            times.sort();
+            Row {
+                name,
+                ours: times[times.len() / 2].as_secs_f64() * 1e3,
+                unit: "ms",
+                peer: None,
+                peer_name: "",
+                higher_is_better: false,
+                target: "",
+            }
+        })
+        .collect()
+}
+
 /// `wasmpool map` over a million lines of `seq`, against Python's `Pool.map` with JSON in and
 /// out on the same lines (`benches/json_map.py`), and the CPU it spends per item (its workers
 /// included) against the library's `map` of the same items.
@@ -219,6 +467,23 @@ fn command_line_rows(square: &wasmpool::Task, python: bool) -> Vec<Row> {
     };
     let (reuse_wall, reuse_cpu) = median_timed(RUNS, cli(true), &input);
     let (fresh_wall, _) = median_timed(3, cli(false), &input);
+    let batch = {
+        let binary = binary.clone();
+        move || {
+            let mut command = std::process::Command::new(&binary);
+            command.args([
+                "map",
+                "builtin:square",
+                "square-many",
+                "--batch",
+                "-j",
+                "2",
+                "-q",
+            ]);
+            command
+        }
+    };
+    let (batch_wall, batch_cpu) = median_timed(RUNS, batch, &input);
     let py_wall = python.then(|| {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/json_map.py");
         let python = || {
@@ -255,6 +520,15 @@ fn command_line_rows(square: &wasmpool::Task, python: bool) -> Vec<Row> {
             target: "> 1x",
         },
         Row {
+            name: "wasmpool map --batch (square-many), 1M JSON lines",
+            ours: LINES as f64 / batch_wall.as_secs_f64(),
+            unit: "items/s",
+            peer: py_rate,
+            peer_name: "Python",
+            higher_is_better: true,
+            target: ">= 1.5x",
+        },
+        Row {
             name: "wasmpool map, 1M JSON lines, fresh instances",
             ours: LINES as f64 / fresh_wall.as_secs_f64(),
             unit: "items/s",
@@ -281,14 +555,33 @@ fn command_line_rows(square: &wasmpool::Task, python: bool) -> Vec<Row> {
             higher_is_better: false,
             target: "<= 0.2 us",
         },
+        Row {
+            name: "CPU per item, wasmpool map --batch",
+            ours: per_item(batch_cpu),
+            unit: "us",
+            peer: None,
+            peer_name: "",
+            higher_is_better: false,
+            target: "",
+        },
     ]
 }
 
 fn main() {
+    if std::env::args().any(|a| a == "--shared-code-only") {
+        // Only the rows of large components and of how code reaches the workers.
+        print_rows(authored_rows());
+        return;
+    }
     let square_module = Module::from_bytes(SQUARE.wasm).unwrap();
     let square = square_module.task("square").unwrap();
     // The same function in a guest without std, which imports nothing (see `guest-tasks/pure`).
     let pure_square = Module::from_bytes(PURE.wasm)
+        .unwrap()
+        .task("square")
+        .unwrap();
+    // The same function again, in a core module (`guest-tasks/core/arith.wat`).
+    let core_square = Module::from_bytes(ARITH.wasm)
         .unwrap()
         .task("square")
         .unwrap();
@@ -328,6 +621,11 @@ fn main() {
             pure_square.clone(),
             ">= 150k/s",
         ),
+        (
+            "map(square, 200k), instance reused, core module",
+            core_square.clone().with_instance_reuse(),
+            ">= 1.0x",
+        ),
     ] {
         let _: Vec<i64> = p.map(&task, 0..10_000i64).unwrap();
         let (t, cpu) = median_and_cpu(|| {
@@ -345,6 +643,49 @@ fn main() {
         });
         host_cpu_rows.push(cpu.as_secs_f64() * 1e6 / n as f64);
     }
+
+    // 1b. a million tiny items through the batch export `square-many`: each chunk one call
+    // with the chunk's items as its list, against Python's Pool.map of a million, and the map
+    // of one call per item (instance reused) of the same million.
+    let square_many = square_module.task("square-many").unwrap();
+    let million = 1_000_000i64;
+    let reused = square.clone().with_instance_reuse();
+    let _: Vec<i64> = p.map_batched(&square_many, 0..10_000i64).unwrap();
+    let mut batch_cpu = Duration::ZERO;
+    for (label, batched, target) in [
+        ("map_batched(square-many, 1M)", true, ">= 2x"),
+        ("  map(square, 1M), instance reused", false, ""),
+    ] {
+        let (t, cpu) = median_and_cpu(|| {
+            let r: Vec<i64> = if batched {
+                p.map_batched(&square_many, 0..million).unwrap()
+            } else {
+                p.map(&reused, 0..million).unwrap()
+            };
+            assert_eq!(r[(million - 1) as usize], (million - 1) * (million - 1));
+        });
+        if batched {
+            batch_cpu = cpu;
+        }
+        rows.push(Row {
+            name: label,
+            ours: million as f64 / t.as_secs_f64(),
+            unit: "items/s",
+            peer: py_get(&["tiny_map", "default_n1000000", "items_per_s"]),
+            peer_name: "Python",
+            higher_is_better: true,
+            target,
+        });
+    }
+    rows.push(Row {
+        name: "  host CPU per item, map_batched",
+        ours: batch_cpu.as_secs_f64() * 1e6 / million as f64,
+        unit: "us",
+        peer: None,
+        peer_name: "",
+        higher_is_better: false,
+        target: "",
+    });
 
     // 2. map with chunksize 1.
     let n1 = 20_000i64;
@@ -598,10 +939,34 @@ fn main() {
             target: "",
         });
     }
+    // A call on a reused instance, inside a worker's runner: the component, and the core
+    // module through raw values and, as before them, through `Func::call`.
+    for (name, task, raw) in [
+        ("a call on a reused instance, in a worker's runner", &square, true),
+        ("  the same, core module, raw values", &core_square, true),
+        ("  the same, core module, Func::call", &core_square, false),
+    ] {
+        let per_call = wasmpool::benching::reused_call(
+            task,
+            &[wasmpool::Value::S64(7)],
+            1_000_000,
+            raw,
+        );
+        rows.push(Row {
+            name,
+            ours: per_call.as_secs_f64() * 1e9,
+            unit: "ns",
+            peer: None,
+            peer_name: "",
+            higher_is_better: false,
+            target: "",
+        });
+    }
     for (name, cpu) in [
         "host CPU per item, map (fresh instances)",
         "host CPU per item, map (instance reuse)",
         "host CPU per item, map (fresh, without WASI)",
+        "host CPU per item, map (reused, core module)",
     ]
     .into_iter()
     .zip(host_cpu_rows)
@@ -617,10 +982,19 @@ fn main() {
         });
     }
 
+    // 8b. tasks written in Python and JavaScript (componentize-py, componentize-js: components
+    // of 12 to 18 MB), when their tools are there; and small code down the pipe against the
+    // same code as a descriptor.
+    rows.extend(authored_rows());
+
     // 9. the command line, with JSON in and out, against Python's Pool.map with JSON in and out
     // on the same lines, and its CPU per item against the library's map of the same items.
     rows.extend(command_line_rows(&square, py.is_some()));
+    print_rows(rows);
+}
 
+/// The table of `rows`, and what its ratios mean.
+fn print_rows(rows: Vec<Row>) {
     println!(
         "\n{:<46} {:>14} {:<8} {:>14} {:>8}  target",
         "workload", "wasmpool", "unit", "peer", "ratio"

@@ -38,6 +38,7 @@ impl LoadArgs {
             .compile_timeout(self.compile_timeout)
             .compile_memory(self.compile_memory)
             .for_limits(limits)
+            .on_compile(crate::progress::on_compile())
     }
 }
 

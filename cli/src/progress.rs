@@ -13,12 +13,13 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::AsFd;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use indicatif::{HumanCount, ProgressBar, ProgressState, ProgressStyle};
+use wasmpool::{CompileEvent, LARGE_MODULE_BYTES};
 
 use crate::terminal;
 
@@ -206,6 +207,81 @@ impl Drop for Progress {
     }
 }
 
+/// A spinner for a wait that has no count, drawn as the bar is (on a terminal, never over
+/// another bar); elsewhere, its message is one line of stderr and nothing more.
+#[derive(Debug)]
+pub(crate) struct Spinner {
+    bar: Option<ProgressBar>,
+}
+
+impl Spinner {
+    /// Shows `message` beside a spinner and the time it has spun; or, when stderr is not a
+    /// terminal or a bar is already shown, writes it as a line.
+    pub(crate) fn start(message: String) -> Spinner {
+        let target = terminal::progress_target().filter(|_| !terminal::progress_shown());
+        let Some(target) = target else {
+            terminal::note(format_args!("{message}"));
+            return Spinner { bar: None };
+        };
+        let bar = ProgressBar::with_draw_target(None, target);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                .expect("the template is valid"),
+        );
+        bar.set_message(message);
+        bar.enable_steady_tick(TICK);
+        terminal::show_progress(&bar);
+        Spinner { bar: Some(bar) }
+    }
+
+    /// The wait is over: a spinner is cleared, and `done` written in its place; a message
+    /// written as a line is all there is.
+    pub(crate) fn finish(self, done: impl FnOnce() -> String) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+            terminal::clear_progress();
+            terminal::note(format_args!("{}", done()));
+        }
+    }
+}
+
+/// What a command's loader tells of compiling a module (`Loader::on_compile`): a large module,
+/// whose first compile takes seconds (an 18 MB Python component, 10 to 20), says that it is
+/// compiling, with a spinner on a terminal; smaller ones say nothing.
+pub(crate) fn on_compile() -> impl Fn(CompileEvent<'_>) + Send + Sync + 'static {
+    let spinning = Mutex::new(None::<Spinner>);
+    move |event| {
+        let mut spinning = spinning.lock().unwrap_or_else(PoisonError::into_inner);
+        match event {
+            CompileEvent::Started { origin, bytes } if bytes >= LARGE_MODULE_BYTES => {
+                *spinning = Some(Spinner::start(format!(
+                    "compiling {origin} ({}), once per machine...",
+                    megabytes(bytes)
+                )));
+            }
+            CompileEvent::Finished {
+                origin, elapsed, ..
+            } => {
+                if let Some(spinner) = spinning.take() {
+                    spinner
+                        .finish(|| format!("compiled {origin} in {:.1} s", elapsed.as_secs_f64()));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A module's size as a person says it: `18 MB`, `1.5 MB`.
+fn megabytes(bytes: u64) -> String {
+    let mb = bytes as f64 / 1e6;
+    if mb < 10.0 {
+        format!("{mb:.1} MB")
+    } else {
+        format!("{mb:.0} MB")
+    }
+}
+
 /// The bar's look: `00:00:03 [=====>    ] 4,100/10,000, 1,366 items/s, 2 failed, ETA 4s`.
 fn style(look: Look, counts: &Arc<Counts>) -> ProgressStyle {
     let template = match look {
@@ -331,6 +407,12 @@ mod tests {
         assert_eq!(rate(5, Duration::from_secs(2)), "2.5");
         assert_eq!(rate(1_000_000, Duration::from_secs(2)), "500,000");
         assert_eq!(rate(0, Duration::ZERO), "0.0");
+    }
+
+    #[test]
+    fn module_sizes_read_well() {
+        assert_eq!(megabytes(18_404_485), "18 MB");
+        assert_eq!(megabytes(1_500_000), "1.5 MB");
     }
 
     #[test]

@@ -92,6 +92,26 @@ pub(crate) fn end_progress() {
     }
 }
 
+/// Whether a progress bar is on screen (what is written to stderr goes above it).
+pub(crate) fn progress_shown() -> bool {
+    progress().is_some()
+}
+
+/// The bar shown is gone from the screen (cleared, not left there, as a spinner is): what was
+/// waiting is written, and what is written from now on goes straight to stderr.
+pub(crate) fn clear_progress() {
+    if let Some(mut shown) = progress().take() {
+        shown.flush();
+    }
+}
+
+/// A line about what the command is doing (`wasmpool: compiling x.wasm (18 MB), ...`).
+pub(crate) fn note(text: std::fmt::Arguments<'_>) {
+    with_stderr(|err| {
+        let _ = writeln!(err, "wasmpool: {text}");
+    });
+}
+
 /// Runs `write` for stderr, and writes what it wrote there at once; or while a progress bar is
 /// shown, into what the bar writes above itself: at once, with what was waiting, or, when
 /// `batched` (guest output), with the next lines unless the last were written a while ago.

@@ -236,6 +236,18 @@ fn inspect_lists_signatures() {
         "{text}"
     );
     assert!(text.contains("imports: wasi:"), "{text}");
+    // A batch export says what a line of `map --batch` is.
+    let out = wasmpool(&["inspect", "builtin:square"], "");
+    let text = stdout(&out);
+    assert!(
+        text.contains("    map line: [1]\n    map --batch line (one element): 1\n"),
+        "{text}"
+    );
+    assert_eq!(text.matches("--batch").count(), 1, "{text}");
+    let out = wasmpool(&["inspect", "--json", "builtin:square"], "");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["exports"][2]["batch_example"], "1");
+    assert_eq!(doc["exports"][0]["batch_example"], serde_json::Value::Null);
     let out = wasmpool(&["inspect", "builtin:pure"], "");
     assert!(
         stdout(&out).contains("imports: nothing"),
@@ -888,4 +900,115 @@ fn inspect_says_a_program_is_run_by_exec() {
         serde_json::from_slice(&wasmpool(&["inspect", "builtin:square", "--json"], "").stdout)
             .unwrap();
     assert_eq!(doc["program"], false);
+}
+
+#[test]
+fn map_batch_gives_every_input_line_exactly_one_output_line_in_order() {
+    let batch = ["map", "builtin:square", "square-many", "--batch", "-q"];
+    let out = wasmpool_bytes(&batch, b"1\n-2\nx\n\xff\n\n[3]\n4000000000\n5\n");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 8, "{lines:?}");
+    assert_eq!(
+        (&lines[0], &lines[1], &lines[7]),
+        (&1.into(), &4.into(), &25.into())
+    );
+    for (at, says) in [
+        (2, "line 3 is not JSON"),
+        (3, "line 4 is not JSON"),
+        (4, "line 5 is blank"),
+        (5, "expected s64"),
+    ] {
+        assert_eq!(lines[at]["error"]["kind"], "bad-input", "{}", lines[at]);
+        let message = lines[at]["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{message}");
+    }
+    // The item that traps fails alone, with its own call's panic and stderr.
+    let error = &lines[6]["error"];
+    assert_eq!(error["kind"], "trap");
+    assert!(
+        error["panic"]
+            .as_str()
+            .unwrap()
+            .starts_with("square overflows s64"),
+        "{error}"
+    );
+    assert!(
+        error["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("square overflows s64"),
+        "{error}"
+    );
+
+    // Many lines: in order, one each, as `map` without --batch gives them. From a file, not a
+    // pipe this test would write while the command, blocked on its own full stdout, does not
+    // read.
+    let dir = tempfile::tempdir().unwrap();
+    let lines = dir.path().join("lines");
+    let text: String = (1..=20_000).map(|n| format!("{n}\n")).collect();
+    std::fs::write(&lines, text).unwrap();
+    let lines = lines.to_str().unwrap();
+    let mut from_file = batch.to_vec();
+    from_file.extend(["-i", lines]);
+    let out = wasmpool(&from_file, "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let expected: String = (1..=20_000_i64).map(|n| format!("{}\n", n * n)).collect();
+    assert_eq!(stdout(&out), expected);
+    // --unordered: each line once, with its index.
+    let mut unordered = from_file.clone();
+    unordered.push("--unordered");
+    let out = wasmpool(&unordered, "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut seen: Vec<(u64, i64)> = json_lines(&out)
+        .iter()
+        .map(|l| (l["index"].as_u64().unwrap(), l["result"].as_i64().unwrap()))
+        .collect();
+    seen.sort_unstable();
+    let want: Vec<(u64, i64)> = (0..20_000_i64)
+        .map(|i| (i as u64, (i + 1) * (i + 1)))
+        .collect();
+    assert_eq!(seen, want);
+    // --capture: an object per line; the failing item's stderr in its own line.
+    let mut capture = batch.to_vec();
+    capture.push("--capture");
+    let out = wasmpool(&capture, "2\n4000000000\n3\n");
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0]["ok"], 4);
+    assert_eq!(lines[2]["ok"], 9);
+    assert_eq!(lines[1]["error"]["kind"], "trap");
+    assert!(
+        lines[1]["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("square overflows s64"),
+        "{}",
+        lines[1]
+    );
+}
+
+#[test]
+fn map_batch_refuses_an_export_of_another_shape() {
+    for (func, why) in [
+        ("square", "its parameter `x` is of type s64, not a list"),
+        ("slow-square", "it takes 2 parameters"),
+    ] {
+        let out = wasmpool(&["map", "builtin:square", func, "--batch"], "1\n");
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+        let text = stderr(&out);
+        assert!(text.contains("cannot be mapped in batches"), "{text}");
+        assert!(text.contains(why), "{text}");
+    }
+    let out = wasmpool(
+        &["map", "builtin:square", "square-many", "--batch", "--raw"],
+        "1\n",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("of type s64, not a string"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -11,18 +11,56 @@ use crate::values::Value;
 use crate::wire::{Code, WorkerSettings};
 use crate::worker::runner::{CallArgs, Runner};
 
-/// Runs `task(args)` `iterations` times the way a worker does (a fresh store and instance per
-/// call, default limits, no grants) and returns the mean time per call.
-pub fn instantiate_and_call(task: &Task, args: &[Value], iterations: u32) -> Duration {
-    let settings = WorkerSettings {
+/// Runs `task(args)` `iterations` times in one instance, as a worker does for a task with
+/// instance reuse, and returns the mean time per call; `raw_core_calls: false` calls a core
+/// export through `Func::call` as workers did before the raw path (see `worker/core_call.rs`).
+pub fn reused_call(task: &Task, args: &[Value], iterations: u32, raw_core_calls: bool) -> Duration {
+    let mut runner = Runner::new(settings()).expect("a worker's engines start");
+    if !raw_core_calls {
+        runner = runner.without_raw_core_calls();
+    }
+    let module = task.module();
+    let code = Code::Precompiled(code_bytes(task));
+    let compiled = runner
+        .compile(module.kind(), &code, Metering::Plain)
+        .expect("the module loads");
+    let limits = Resolved::default();
+    let grants = Grants::new();
+    let mut live = None;
+    let mut call = || {
+        let outcome = runner.run_in(
+            &mut live,
+            &compiled,
+            task.name(),
+            CallArgs::Values(args),
+            &limits,
+            &grants,
+        );
+        assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+    };
+    call();
+    let start = Instant::now();
+    for _ in 0..iterations {
+        call();
+    }
+    start.elapsed() / iterations.max(1)
+}
+
+fn settings() -> WorkerSettings {
+    WorkerSettings {
         max_wasm_stack: crate::limits::DEFAULT_MAX_WASM_STACK,
         allow_files: false,
         lock_down: false,
         compile_memory: None,
-    };
-    let runner = Runner::new(settings).expect("a worker's engines start");
+    }
+}
+
+/// Runs `task(args)` `iterations` times the way a worker does (a fresh store and instance per
+/// call, default limits, no grants) and returns the mean time per call.
+pub fn instantiate_and_call(task: &Task, args: &[Value], iterations: u32) -> Duration {
+    let runner = Runner::new(settings()).expect("a worker's engines start");
     let module = task.module();
-    let code = Code::Precompiled(module.code(Metering::Plain).expect("it compiles").to_vec());
+    let code = Code::Precompiled(code_bytes(task));
     let compiled = runner
         .compile(module.kind(), &code, Metering::Plain)
         .expect("the module loads");
@@ -40,4 +78,10 @@ pub fn instantiate_and_call(task: &Task, args: &[Value], iterations: u32) -> Dur
         assert!(outcome.result.is_ok(), "{:?}", outcome.result);
     }
     start.elapsed() / iterations.max(1)
+}
+
+/// The compiled code of `task`'s module for workers without limits.
+fn code_bytes(task: &Task) -> Vec<u8> {
+    let code = task.module().code(Metering::Plain).expect("it compiles");
+    code.bytes().expect("the code reads back").to_vec()
 }

@@ -1,41 +1,53 @@
 //! Compiled code, cached on disk: each module is compiled once per machine, not once per
-//! worker per run.
+//! worker per run, and its workers map the entry itself.
 //!
-//! Only the host compiles. It stores each artifact (wasmtime's `precompile_component` /
-//! `precompile_module` output) under the cache directory, keyed by the module's SHA-256, the
-//! metering variant, and a hash of the engine configuration
-//! (`Engine::precompile_compatibility_hash`), and sends it to workers, which load it with
-//! `deserialize` instead of compiling. Loading an artifact is `unsafe` in wasmtime because the
-//! bytes are trusted to be its own output, so an entry is never trusted blindly. Each file is
-//! **bound to what it was compiled from**: its header, inside the checked bytes, names the
-//! module's SHA-256, its kind, the metering variant and the engine configuration, and a read
-//! checks all of them against the module being loaded before any byte of code is used (a
-//! checksum of the entry's own bytes alone would accept another module's entry copied or
-//! linked into this one's place, and run it). The code carries a SHA-256 checked on every
-//! read; the file must be a regular file (never a link, a FIFO or a device, and opening one
-//! never blocks) owned by this user, and is written under a temporary name then renamed, so a
-//! reader never sees half a file. A corrupt, truncated, foreign, misplaced or stale entry is
-//! logged, compiled again and replaced. Artifacts from users are never accepted: the cache
-//! holds only what this host produced.
+//! Only the host compiles (behind walls: see [`crate::compile`]). It stores each artifact
+//! (wasmtime's `precompile_component` / `precompile_module` output) under the cache
+//! directory, keyed by the module's SHA-256, the metering variant, and a hash of the engine
+//! configuration (`Engine::precompile_compatibility_hash`). An entry is the code itself from
+//! its first byte (so that a worker can map the file as wasmtime's `deserialize_open_file`
+//! does: see [`crate::shared_code`]), then the module's interface, then a trailer. Loading an
+//! artifact is `unsafe` in wasmtime because the bytes are trusted to be its own output, so an
+//! entry is never trusted blindly. Each file is **bound to what it was compiled from**: its
+//! trailer names the module's SHA-256, its kind, the metering variant and the engine
+//! configuration, and a read checks all of them against the module being loaded before any
+//! byte of code is used (a checksum of the entry's own bytes alone would accept another
+//! module's entry copied or linked into this one's place, and run it). A CRC-32C of
+//! everything before it is checked on every read (the check is against corruption, a torn or
+//! truncated file: someone who can write the user's cache directory can replace the user's
+//! programs too, and is outside the threat model); the file must be a regular file (never a
+//! link, a FIFO or a device, and opening one never blocks) owned by this user, and is written
+//! under a temporary name then renamed, so a reader never sees half a file and a file once in
+//! place never changes (a worker maps it for as long as it runs the module: a new entry is a
+//! new file). A corrupt, truncated, foreign, misplaced or stale entry is logged, compiled again
+//! and replaced. Artifacts from users are never accepted: the cache holds only what this host
+//! produced.
 //!
 //! The directory: `$WASMPOOL_CACHE_DIR` if set (`off` turns the cache off), else
 //! `$XDG_CACHE_HOME/wasmpool`, else `~/.cache/wasmpool`. Created with mode 0700. It holds at
 //! most [`MAX_CACHE_BYTES`]: storing an entry past that removes the least recently used ones
 //! (a read counts as a use), which also clears out, in time, the entries of other wasmpool
-//! versions and engine configurations, as nothing reads those any more.
+//! versions and engine configurations, as nothing reads those any more. Without a cache, the
+//! code is kept in a sealed memfd for the life of the module.
+//!
+//! The cache also remembers the SHA-256 of module files (`ids/`, [`known_id`]), by their
+//! device, inode, size, and modification and change times, so that a large module is not
+//! hashed again at every load; any write to the file moves its change time, and then it is.
 
+use std::fs::File;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 
 use crate::compile::CompileError;
 use crate::engine::{Metering, host_engine};
+use crate::module::Interface;
+use crate::shared_code::{CodeFile, crc32c};
 use crate::wire::Compiled;
 use crate::wire::{ModuleId, ModuleKind};
 
@@ -46,10 +58,14 @@ pub(crate) const MAX_CACHE_BYTES: u64 = 1 << 30;
 /// pruned.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
 
-/// The first bytes of every cache file, with the format's version.
-const MAGIC: &[u8; 8] = b"WPCODE03";
+/// The last bytes of every cache file, with the format's version.
+const MAGIC: &[u8; 8] = b"WPCODE04";
 
-/// What an entry is bound to: the module it was compiled from, and how. Written at the head
+/// What the entries of earlier formats start with (they had a header, not a trailer): such an
+/// entry is stale, not suspect.
+const OLD_MAGIC: &[u8; 6] = b"WPCODE";
+
+/// What an entry is bound to: the module it was compiled from, and how. Written in the trailer
 /// of the entry and checked against the module being loaded before its code is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Binding {
@@ -60,9 +76,9 @@ struct Binding {
     engine: u64,
 }
 
-/// The header: the magic, the binding (32 + 1 + 1 + 8 bytes), the length of the interface
-/// (4 bytes), and the SHA-256 of what follows: the interface (postcard), then the code.
-const HEADER: usize = MAGIC.len() + 42 + 4 + 32;
+/// The trailer: the binding (32 + 1 + 1 + 8 bytes), the length of the interface (4 bytes)
+/// and of the code (8 bytes), the CRC-32C of everything before it (4 bytes), the magic.
+const TRAILER: usize = 42 + 4 + 8 + 4 + MAGIC.len();
 
 impl Binding {
     fn new(engine: &Engine, metering: Metering, id: &ModuleId, kind: ModuleKind) -> Self {
@@ -137,51 +153,193 @@ pub fn cache_dir() -> Option<PathBuf> {
     }
 }
 
+/// A module's compiled code, as workers will load it, and its interface.
+#[derive(Debug)]
+pub(crate) struct Cached {
+    pub(crate) code: CodeFile,
+    pub(crate) interface: Interface,
+}
+
 /// The compiled code and interface of the module whose SHA-256 is `id`, for the engine of
 /// `metering`: read from the cache in `dir` when a sound entry is there, otherwise made by
 /// `compile` (which compiles behind walls: see [`crate::compile`]) and stored, when `dir` is
-/// given.
+/// given. `compiling` is told just before `compile` runs.
 pub(crate) fn compiled(
     dir: Option<&Path>,
     metering: Metering,
     id: &ModuleId,
     kind: ModuleKind,
+    compiling: impl FnOnce(),
     compile: impl FnOnce() -> Result<Compiled, CompileError>,
-) -> Result<Compiled, CompileError> {
+) -> Result<Cached, CompileError> {
     let binding = Binding::new(host_engine(metering), metering, id, kind);
     let path = dir.map(|dir| entry_path(dir, &binding));
     if let Some(path) = &path {
         match read_entry(path, &binding) {
-            Ok(Some(compiled))
-                if Engine::detect_precompiled(&compiled.code) == Some(precompiled_kind(kind)) =>
-            {
-                return Ok(compiled);
-            }
-            Ok(Some(_)) => {
-                log::warn!(target: "wasmpool::cache", "{}: not wasmtime code of this kind; rebuilding it", path.display())
-            }
+            Ok(Some(cached)) => return Ok(cached),
             Ok(None) => {}
             Err(why) => {
                 log::warn!(target: "wasmpool::cache", "{}: {why}; rebuilding it", path.display())
             }
         }
     }
+    compiling();
     let compiled = compile()?;
     if let (Some(dir), Some(path)) = (dir, &path) {
-        match write_entry(path, &binding, &compiled) {
-            Ok(()) => prune(dir, path, MAX_CACHE_BYTES),
+        // The entry just written, opened as any reader opens it, is what workers map.
+        let stored = write_entry(path, &binding, &compiled)
+            .map_err(|e| e.to_string())
+            .and_then(|()| read_entry(path, &binding));
+        match stored {
+            Ok(Some(cached)) => {
+                prune(dir, path, MAX_CACHE_BYTES);
+                return Ok(cached);
+            }
+            Ok(None) => {
+                log::warn!(target: "wasmpool::cache", "{}: gone as soon as stored", path.display())
+            }
             Err(e) => {
                 log::warn!(target: "wasmpool::cache", "cannot store {}: {e}", path.display())
             }
         }
     }
-    Ok(compiled)
+    Ok(Cached {
+        code: CodeFile::in_memory(compiled.code),
+        interface: compiled.interface,
+    })
 }
 
 fn precompiled_kind(kind: ModuleKind) -> wasmtime::Precompiled {
     match kind {
         ModuleKind::Component => wasmtime::Precompiled::Component,
         ModuleKind::Core => wasmtime::Precompiled::Module,
+    }
+}
+
+/// What identifies a module file's contents without reading them: its device and inode, its
+/// size, and its modification and change times (the change time cannot be set: the kernel
+/// moves it at every write, and every change of the other fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileIdentity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileIdentity {
+    pub(crate) fn of(meta: &std::fs::Metadata) -> Self {
+        FileIdentity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    fn encode(&self) -> [u8; 56] {
+        let mut out = [0u8; 56];
+        let fields = [
+            self.dev,
+            self.ino,
+            self.size,
+            self.mtime.0 as u64,
+            self.mtime.1 as u64,
+            self.ctime.0 as u64,
+            self.ctime.1 as u64,
+        ];
+        for (i, field) in fields.iter().enumerate() {
+            out[i * 8..i * 8 + 8].copy_from_slice(&field.to_le_bytes());
+        }
+        out
+    }
+}
+
+/// The first bytes of a remembered module hash.
+const ID_MAGIC: &[u8; 8] = b"WPID0001";
+
+/// How long after its last change a file's hash may be remembered: longer than any clock tick
+/// the file system's times move by, so that a change after the hash was taken always moves
+/// the change time (a file changed within the same tick as the change before it would not).
+const SETTLED: Duration = Duration::from_secs(2);
+
+/// `<dir>/ids/<device>-<inode>`: where the hash of a module file is remembered.
+fn id_path(dir: &Path, file: &FileIdentity) -> PathBuf {
+    dir.join("ids")
+        .join(format!("{:x}-{:x}", file.dev, file.ino))
+}
+
+/// The SHA-256 of the module file whose identity is `file`, if it was remembered (by
+/// [`remember_id`]) while the file was as it is now: the 18 MB of a Python task are then not
+/// hashed again at every load (12 ms, a quarter of its start-up). A remembered hash is checked
+/// against the file's whole identity, and only ever stored for a file that had not changed for
+/// [`SETTLED`]: any write since moves the change time, and the hash is taken again.
+pub(crate) fn known_id(dir: &Path, file: &FileIdentity) -> Option<ModuleId> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let entry = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(id_path(dir, file))
+        .ok()?;
+    let meta = entry.metadata().ok()?;
+    // SAFETY: geteuid cannot fail.
+    if !meta.is_file() || meta.uid() != unsafe { libc::geteuid() } || meta.len() != 100 {
+        return None;
+    }
+    let mut bytes = [0u8; 100];
+    entry.read_exact_at(&mut bytes, 0).ok()?;
+    let sum = u32::from_le_bytes(bytes[96..].try_into().expect("4 bytes"));
+    if &bytes[..8] != ID_MAGIC || bytes[8..64] != file.encode() || crc32c(0, &bytes[..96]) != sum {
+        return None;
+    }
+    // Marked as used, for `prune`.
+    let _ = entry.set_modified(SystemTime::now());
+    Some(bytes[64..96].try_into().expect("32 bytes"))
+}
+
+/// A remembered module hash not used for this long is removed when the cache is pruned.
+const STALE_ID_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Remembers `id` as the SHA-256 of the module file whose identity is `file` (just hashed, and
+/// unchanged while it was read), if the file had not changed for [`SETTLED`] (see
+/// [`known_id`]). Best effort: a failure only means hashing again next time.
+pub(crate) fn remember_id(dir: &Path, file: &FileIdentity, id: &ModuleId) {
+    let changed = std::time::UNIX_EPOCH
+        + Duration::new(
+            file.ctime.0.max(0) as u64,
+            file.ctime.1.clamp(0, 999_999_999) as u32,
+        );
+    if SystemTime::now()
+        .duration_since(changed)
+        .unwrap_or_default()
+        < SETTLED
+    {
+        return;
+    }
+    let mut bytes = Vec::with_capacity(100);
+    bytes.extend_from_slice(ID_MAGIC);
+    bytes.extend_from_slice(&file.encode());
+    bytes.extend_from_slice(id);
+    let sum = crc32c(0, &bytes);
+    bytes.extend_from_slice(&sum.to_le_bytes());
+    let path = id_path(dir, file);
+    let write = || -> std::io::Result<()> {
+        let ids = path.parent().expect("in a directory");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(ids)?;
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let temp = ids.join(format!(".{name}.{}.tmp", std::process::id()));
+        std::fs::write(&temp, &bytes)?;
+        std::fs::rename(&temp, &path).inspect_err(|_| {
+            let _ = std::fs::remove_file(&temp);
+        })
+    };
+    if let Err(e) = write() {
+        log::debug!(target: "wasmpool::cache", "cannot remember the hash of a module in {}: {e}", path.display());
     }
 }
 
@@ -192,11 +350,12 @@ fn entry_path(dir: &Path, binding: &Binding) -> PathBuf {
         .join(format!("{id}-{:?}.cwasm", binding.metering))
 }
 
-/// The code and interface stored at `path` for `binding`: `None` if there is no entry, an
-/// error if there is one that cannot be trusted (not a regular file of this user, not an
-/// entry, bound to something else, or corrupt). A sound entry is marked as just used (its
-/// modification time), for [`prune`].
-fn read_entry(path: &Path, binding: &Binding) -> Result<Option<Compiled>, String> {
+/// The code and interface stored at `path` for `binding`: `None` if there is no entry (or an
+/// entry of another format), an error if there is one that cannot be trusted (not a regular
+/// file of this user, not an entry, bound to something else, corrupt, or not wasmtime's code
+/// of its kind). A sound entry is marked as just used (its modification time), for [`prune`].
+/// Its code is not copied: the entry stays open, for workers to map.
+fn read_entry(path: &Path, binding: &Binding) -> Result<Option<Cached>, String> {
     use std::os::unix::fs::OpenOptionsExt;
     // Never through a link, and never blocking: a FIFO put here would otherwise hang the
     // read until someone writes to it.
@@ -204,7 +363,7 @@ fn read_entry(path: &Path, binding: &Binding) -> Result<Option<Compiled>, String
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path);
-    let mut file = match opened {
+    let file = match opened {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
@@ -223,37 +382,86 @@ fn read_entry(path: &Path, binding: &Binding) -> Result<Option<Compiled>, String
     if meta.len() > MAX_CACHE_BYTES {
         return Err(format!("{} bytes, larger than the whole cache", meta.len()));
     }
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| e.to_string())?;
-    if bytes.starts_with(&MAGIC[..6]) && !bytes.starts_with(MAGIC) {
-        // An entry of another format version, from another wasmpool: stale, not suspect.
+    let size = meta.len() as usize;
+    let read = |at: usize, len: usize| {
+        let mut bytes = vec![0; len];
+        file.read_exact_at(&mut bytes, at as u64)
+            .map(|()| bytes)
+            .map_err(|e| e.to_string())
+    };
+    if size >= OLD_MAGIC.len() && read(0, OLD_MAGIC.len())? == OLD_MAGIC {
+        // An entry of an earlier format, from another wasmpool: stale, not suspect.
         log::debug!(target: "wasmpool::cache", "{}: an entry of another format; rebuilding it", path.display());
         return Ok(None);
     }
-    if bytes.len() < HEADER || &bytes[..MAGIC.len()] != MAGIC {
+    if size < TRAILER {
         return Err("not a wasmpool cache entry, or truncated".into());
     }
-    let (stored, rest) = bytes[MAGIC.len()..].split_at(42);
-    if let Some(why) = binding.mismatch(stored) {
+    let trailer = read(size - TRAILER, TRAILER)?;
+    if &trailer[TRAILER - MAGIC.len()..] != MAGIC {
+        return Err("not a wasmpool cache entry, or truncated".into());
+    }
+    if let Some(why) = binding.mismatch(&trailer[..42]) {
         return Err(why.into());
     }
-    let (interface_len, rest) = rest.split_at(4);
-    let interface_len = u32::from_le_bytes(interface_len.try_into().expect("4")) as usize;
-    let (sum, payload) = rest.split_at(32);
-    if Sha256::digest(payload).as_slice() != sum {
+    let number = |at: usize, len: usize| {
+        let mut le = [0u8; 8];
+        le[..len].copy_from_slice(&trailer[at..at + len]);
+        u64::from_le_bytes(le) as usize
+    };
+    let interface_len = number(42, 4);
+    let code_len = number(46, 8);
+    let sum = number(54, 4) as u32;
+    let body = size - TRAILER;
+    if code_len.checked_add(interface_len) != Some(body) {
+        return Err("its lengths do not add up to its size: truncated".into());
+    }
+    // Everything before the checksum, in pieces that stay in the processor's cache.
+    let mut crc = 0;
+    let mut piece = vec![0u8; CHECK_PIECE];
+    let mut at = 0;
+    while at < body {
+        let len = CHECK_PIECE.min(body - at);
+        file.read_exact_at(&mut piece[..len], at as u64)
+            .map_err(|e| e.to_string())?;
+        crc = crc32c(crc, &piece[..len]);
+        at += len;
+    }
+    crc = crc32c(crc, &trailer[..54]);
+    if crc != sum {
         return Err("its checksum does not match its contents".into());
     }
-    if interface_len > payload.len() {
-        return Err("its interface is longer than the entry".into());
+    if !is_wasmtime_code(&file, code_len, binding.kind) {
+        return Err("not wasmtime code of this kind".into());
     }
-    let (interface, code) = payload.split_at(interface_len);
-    let interface = postcard::from_bytes(interface)
+    let interface = postcard::from_bytes(&read(code_len, interface_len)?)
         .map_err(|e| format!("its interface does not decode: {e}"))?;
     let _ = file.set_modified(SystemTime::now());
-    Ok(Some(Compiled {
-        code: code.to_vec(),
+    Ok(Some(Cached {
+        code: CodeFile::in_file(file, code_len),
         interface,
     }))
+}
+
+/// How many bytes of an entry are read at a time to check it.
+const CHECK_PIECE: usize = 256 << 10;
+
+/// Whether the `len` bytes at the head of `file` are wasmtime's code of `kind`, as far as
+/// wasmtime can tell from its headers (it reads them through the descriptor's `/proc` link, the
+/// same open file; where `/proc` is not there to ask, the workers' own check as they load the
+/// code stands alone).
+fn is_wasmtime_code(file: &File, len: usize, kind: ModuleKind) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut head = [0u8; 4];
+    if len < head.len() || file.read_exact_at(&mut head, 0).is_err() || &head != b"\x7fELF" {
+        return false;
+    }
+    let link = format!("/proc/self/fd/{}", file.as_raw_fd());
+    if std::fs::metadata(&link).is_err() {
+        return true;
+    }
+    // An error now is the file's: its headers do not parse.
+    Engine::detect_precompiled_file(&link).is_ok_and(|found| found == Some(precompiled_kind(kind)))
 }
 
 /// Keeps the entries under `dir` within `max` bytes in all, removing the least recently used
@@ -268,8 +476,13 @@ fn prune(dir: &Path, keep: &Path, max: u64) {
         let used = meta.modified().unwrap_or(now);
         let name = file.file_name();
         let name = name.to_string_lossy();
+        let age = now.duration_since(used).unwrap_or_default();
         if name.starts_with('.') && name.ends_with(".tmp") {
-            if now.duration_since(used).unwrap_or_default() > STALE_TEMP_AGE {
+            if age > STALE_TEMP_AGE {
+                let _ = std::fs::remove_file(&path);
+            }
+        } else if path.parent().is_some_and(|d| d.ends_with("ids")) {
+            if age > STALE_ID_AGE {
                 let _ = std::fs::remove_file(&path);
             }
         } else if name.ends_with(".cwasm") {
@@ -290,7 +503,7 @@ fn prune(dir: &Path, keep: &Path, max: u64) {
 }
 
 /// Stores `compiled`, bound to `binding`, at `path` atomically (a temporary file in the same
-/// directory, renamed).
+/// directory, renamed): the code, the interface, the trailer.
 fn write_entry(path: &Path, binding: &Binding, compiled: &Compiled) -> std::io::Result<()> {
     let interface = postcard::to_allocvec(&compiled.interface).map_err(std::io::Error::other)?;
     let dir = path.parent().expect("entries live in a directory");
@@ -306,16 +519,17 @@ fn write_entry(path: &Path, binding: &Binding, compiled: &Compiled) -> std::io::
         std::process::id(),
         WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
+    let mut trailer = Vec::with_capacity(TRAILER);
+    trailer.extend_from_slice(&binding.encode());
+    trailer.extend_from_slice(&(interface.len() as u32).to_le_bytes());
+    trailer.extend_from_slice(&(compiled.code.len() as u64).to_le_bytes());
+    let crc = crc32c(crc32c(crc32c(0, &compiled.code), &interface), &trailer);
+    trailer.extend_from_slice(&crc.to_le_bytes());
+    trailer.extend_from_slice(MAGIC);
     let mut file = std::fs::File::create(&temp)?;
-    let mut sum = Sha256::new();
-    sum.update(&interface);
-    sum.update(&compiled.code);
-    file.write_all(MAGIC)?;
-    file.write_all(&binding.encode())?;
-    file.write_all(&(interface.len() as u32).to_le_bytes())?;
-    file.write_all(&sum.finalize())?;
-    file.write_all(&interface)?;
     file.write_all(&compiled.code)?;
+    file.write_all(&interface)?;
+    file.write_all(&trailer)?;
     drop(file);
     std::fs::rename(&temp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&temp);
@@ -334,12 +548,20 @@ mod tests {
     /// in this process: what is under test is the cache, not the compiling process).
     fn compile_as(dir: &Path, wat: &str, id: ModuleId, metering: Metering) -> Vec<u8> {
         let wasm = wat::parse_str(wat).unwrap();
-        compiled(Some(dir), metering, &id, ModuleKind::Core, || {
-            crate::worker::compile::compile(ModuleKind::Core, metering, &wasm)
-                .map_err(CompileError::Invalid)
-        })
-        .unwrap()
-        .code
+        let cached = compiled(
+            Some(dir),
+            metering,
+            &id,
+            ModuleKind::Core,
+            || {},
+            || {
+                crate::worker::compile::compile(ModuleKind::Core, metering, &wasm)
+                    .map_err(CompileError::Invalid)
+            },
+        )
+        .unwrap();
+        assert!(cached.code.file().is_some(), "the code is in a file");
+        cached.code.bytes().unwrap().to_vec()
     }
 
     fn compile(dir: &Path) -> Vec<u8> {
@@ -356,7 +578,7 @@ mod tests {
 
     fn read(path: &Path) -> Result<Option<Vec<u8>>, String> {
         read_entry(path, &binding_of([3; 32], Metering::Plain))
-            .map(|entry| entry.map(|compiled| compiled.code))
+            .map(|entry| entry.map(|cached| cached.code.bytes().unwrap().to_vec()))
     }
 
     #[test]
@@ -377,8 +599,13 @@ mod tests {
         let good = compile(dir.path());
         let path = the_entry(dir.path());
         let mut bytes = std::fs::read(&path).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0xff;
+        assert_eq!(
+            &bytes[..good.len()],
+            good.as_slice(),
+            "the code comes first"
+        );
+        let middle = good.len() / 2;
+        bytes[middle] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
         assert!(read(&path).unwrap_err().contains("checksum"));
         assert_eq!(compile(dir.path()), good);
@@ -387,14 +614,26 @@ mod tests {
         std::fs::write(&path, &bytes[..20]).unwrap();
         assert!(read(&path).unwrap_err().contains("truncated"));
         assert_eq!(compile(dir.path()), good);
+        std::fs::write(&path, &bytes[bytes.len() / 3..]).unwrap();
+        assert!(read(&path).unwrap_err().contains("truncated"));
+        assert_eq!(compile(dir.path()), good);
 
         // A well-formed entry whose code is not wasmtime's is rebuilt too.
-        let mut forged = MAGIC.to_vec();
-        forged.extend_from_slice(&binding_of([3; 32], Metering::Plain).encode());
-        forged.extend_from_slice(&0u32.to_le_bytes());
-        forged.extend_from_slice(&Sha256::digest(b"junk"));
-        forged.extend_from_slice(b"junk");
-        std::fs::write(&path, &forged).unwrap();
+        let interface = std::fs::read(&path).unwrap()[good.len()..bytes.len() - TRAILER].to_vec();
+        let forged_code = b"\x7fELF, or so it says".to_vec();
+        let forged = Compiled {
+            code: forged_code,
+            interface: postcard::from_bytes(&interface).unwrap(),
+        };
+        write_entry(&path, &binding_of([3; 32], Metering::Plain), &forged).unwrap();
+        assert_eq!(read(&path).unwrap_err(), "not wasmtime code of this kind");
+        assert_eq!(compile(dir.path()), good);
+
+        // An entry of the earlier format (a header, not a trailer) is stale: rebuilt, quietly.
+        let mut old = b"WPCODE03".to_vec();
+        old.extend_from_slice(&bytes);
+        std::fs::write(&path, &old).unwrap();
+        assert_eq!(read(&path).unwrap(), None);
         assert_eq!(compile(dir.path()), good);
     }
 
@@ -489,6 +728,49 @@ mod tests {
             compile_as(dir.path(), WAT, [3; 32], Metering::Epochs),
             epochs
         );
+    }
+
+    /// A file's identity, as if it had last changed `ago`.
+    fn identity(ino: u64, size: u64, ago: Duration) -> FileIdentity {
+        let changed = SystemTime::now() - ago;
+        let since = changed.duration_since(std::time::UNIX_EPOCH).unwrap();
+        let time = (since.as_secs() as i64, i64::from(since.subsec_nanos()));
+        FileIdentity {
+            dev: 7,
+            ino,
+            size,
+            mtime: time,
+            ctime: time,
+        }
+    }
+
+    #[test]
+    fn a_module_hash_is_remembered_for_its_file_as_it_was_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let hour = Duration::from_secs(3600);
+        let file = identity(42, 1000, hour);
+        assert_eq!(known_id(dir.path(), &file), None);
+        remember_id(dir.path(), &file, &[9; 32]);
+        assert_eq!(known_id(dir.path(), &file), Some([9; 32]));
+        // Any change to the file moves its change time (or its size): not the file hashed.
+        let changed = FileIdentity {
+            ctime: (file.ctime.0, file.ctime.1 + 1),
+            ..file
+        };
+        assert_eq!(known_id(dir.path(), &changed), None);
+        let grown = FileIdentity { size: 1001, ..file };
+        assert_eq!(known_id(dir.path(), &grown), None);
+        // A file that changed a moment ago may change again within the same tick of its
+        // clock, unseen: its hash is not remembered.
+        let fresh = identity(43, 1000, Duration::from_millis(100));
+        remember_id(dir.path(), &fresh, &[8; 32]);
+        assert_eq!(known_id(dir.path(), &fresh), None);
+        // A damaged record is no record.
+        let path = id_path(dir.path(), &file);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[70] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(known_id(dir.path(), &file), None);
     }
 
     #[test]

@@ -120,6 +120,20 @@ pub enum TaskError {
         /// The cap on each of stdout and stderr, in bytes.
         limit: u64,
     },
+    /// A batch export (see [`crate::Task::batched`]) returned a list of another length than
+    /// the list it was given: it must return one result per element, in order. Every item of
+    /// the call fails with this error.
+    #[error(
+        "`{func}` broke the batch contract: expected {expected} results, got {got} (one per element of the list it was given, in order)"
+    )]
+    BatchLength {
+        /// The batch export.
+        func: String,
+        /// How many elements the list had.
+        expected: u64,
+        /// How many results it returned.
+        got: u64,
+    },
     /// The sandbox could not be set up as granted.
     #[error("cannot set up the sandbox for `{func}`: {detail}")]
     Sandbox {
@@ -227,6 +241,7 @@ impl TaskError {
             | TaskError::StackOverflow { func, .. }
             | TaskError::ResultTooLarge { func, .. }
             | TaskError::OutputLimit { func, .. }
+            | TaskError::BatchLength { func, .. }
             | TaskError::Sandbox { func, .. }
             | TaskError::Cancelled { func }
             | TaskError::PoolClosed { func }
@@ -251,6 +266,7 @@ impl TaskError {
             TaskError::StackOverflow { .. } => "stack-overflow",
             TaskError::ResultTooLarge { .. } => "result-too-large",
             TaskError::OutputLimit { .. } => "output-limit",
+            TaskError::BatchLength { .. } => "batch-length",
             TaskError::Sandbox { .. } => "sandbox",
             TaskError::Cancelled { .. } => "cancelled",
             TaskError::PoolClosed { .. } => "pool-closed",
@@ -330,6 +346,19 @@ pub enum Error {
         origin: String,
         /// The callable exports it does have.
         available: String,
+    },
+    /// The export cannot be mapped in batches ([`crate::Task::batched`]): it does not take one
+    /// list and return one list.
+    #[error(
+        "the export `{name}` of {origin} cannot be mapped in batches: {why}; a batch export takes one list and returns a list of one result per element (`f: func(xs: list<T>) -> list<R>`)"
+    )]
+    NotBatchable {
+        /// The export.
+        name: String,
+        /// The module.
+        origin: String,
+        /// What its signature has instead.
+        why: String,
     },
     /// The export takes or returns a value that cannot cross a process boundary (a resource,
     /// a stream...): it cannot be a task.

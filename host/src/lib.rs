@@ -24,6 +24,8 @@
 //! # The API, by its Python names
 //! - [`Pool::map`], [`Pool::starmap`], [`Pool::map_async`], [`Pool::imap`],
 //!   [`Pool::imap_unordered`]: many items, chunked (Python's chunksize heuristic by default).
+//! - [`Pool::map_batched`], [`Pool::imap_batched`], [`Task::batched`]: many tiny items, each
+//!   chunk one call of an export that takes a list and returns a list.
 //! - [`Pool::apply`], [`Pool::apply_async`], [`Pool::submit`]: one call; the handle is a
 //!   [`TaskFuture`] with blocking, timed and `async` waits, and [`as_completed`] / [`wait`].
 //! - [`Process`]: one task in a worker process of its own.
@@ -51,7 +53,9 @@
 //! A program that deals in JSON rather than Rust types (the `wasmpool` command line is one)
 //! checks arguments with [`Task::args_from_json`] or [`Task::arg_from_json`], runs them with
 //! [`Pool::apply_json`] or streams them with [`Pool::imap_json`], and gets each outcome as
-//! JSON with WIT's names, or as its [`TaskError`], with its position in the input.
+//! JSON with WIT's names, or as its [`TaskError`], with its position in the input. For a batch
+//! export, it does the same with the task [`Task::batched`] makes, whose arguments are one
+//! element of the list each (the command line's `map --batch`).
 //!
 //! # Workers
 //! A worker is this same executable, started with `WASMPOOL_WORKER` set: a constructor that runs
@@ -68,6 +72,7 @@ mod error;
 mod limits;
 mod module;
 mod pool;
+mod shared_code;
 mod spin;
 mod values;
 mod walls;
@@ -86,7 +91,9 @@ pub use limits::{
     DEFAULT_MAX_MEMORY, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_RESULT_BYTES,
     DEFAULT_MAX_TABLE_ELEMENTS, DEFAULT_MAX_WASM_STACK, DirGrant, Grants, Limits,
 };
-pub use module::{DEFAULT_MAX_MODULE_BYTES, Loader, Module, Task};
+pub use module::{
+    CompileEvent, DEFAULT_MAX_MODULE_BYTES, LARGE_MODULE_BYTES, Loader, Module, Task,
+};
 pub use pool::handle::{MapResult, ReturnWhen, TaskFuture, WaitOutcome, as_completed, wait};
 pub use pool::imap::{Captured, Imap, ImapJson, JsonOutcome, Order, StreamOptions};
 pub use pool::output::{GuestOutput, GuestStream};

@@ -76,6 +76,7 @@ pub(crate) enum HostMsg {
         /// The engine variant to compile for.
         metering: Metering,
         /// The module, untrusted.
+        #[serde(with = "byte_string")]
         wasm: Vec<u8>,
     },
     /// Finish: the worker exits with status 0.
@@ -89,9 +90,54 @@ pub(crate) enum Code {
     /// (`Engine::precompile_component` or `precompile_module`), loaded without compiling.
     /// Workers trust it as they trust the host that started them: it is the host's own
     /// compiler output, never bytes from a user (see [`crate::code_cache`]).
-    Precompiled(Vec<u8>),
+    Precompiled(#[serde(with = "byte_string")] Vec<u8>),
     /// The wasm binary, for the worker to compile.
-    Wasm(Vec<u8>),
+    Wasm(#[serde(with = "byte_string")] Vec<u8>),
+    /// As `Precompiled`, but in a file the worker maps instead of bytes in the frame: its
+    /// descriptor came just before this frame, over the worker's stderr (see
+    /// [`crate::shared_code`]), and holds `len` bytes of code from its start. Sent only to a
+    /// worker that said, at its handshake, that it can receive descriptors.
+    Descriptor {
+        /// How many bytes of code the file holds from its start.
+        len: u64,
+    },
+}
+
+/// A byte string encoded as one (postcard: its length, then its bytes in one copy) rather
+/// than as a sequence of numbers one at a time: the same bytes on the wire, but megabytes of
+/// code no longer go through the encoder and the decoder a byte at a time.
+mod byte_string {
+    use serde::{Deserializer, Serializer, de};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        struct Bytes;
+        impl<'de> de::Visitor<'de> for Bytes {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(bytes.to_vec())
+            }
+            fn visit_byte_buf<E: de::Error>(self, bytes: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(bytes)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+                while let Some(byte) = seq.next_element()? {
+                    bytes.push(byte);
+                }
+                Ok(bytes)
+            }
+        }
+        deserializer.deserialize_byte_buf(Bytes)
+    }
 }
 
 impl std::fmt::Debug for Code {
@@ -99,6 +145,7 @@ impl std::fmt::Debug for Code {
         match self {
             Code::Precompiled(b) => write!(f, "Precompiled({} bytes)", b.len()),
             Code::Wasm(b) => write!(f, "Wasm({} bytes)", b.len()),
+            Code::Descriptor { len } => write!(f, "Descriptor({len} bytes)"),
         }
     }
 }
@@ -140,6 +187,11 @@ pub(crate) struct Chunk {
     /// The export is a whole program's entry point (see [`crate::Module::program`]): each
     /// item's two values are its arguments and its stdin, and its result is its exit code.
     pub program: bool,
+    /// The export takes a list and returns a list (see [`crate::Task::batched`]): each item's
+    /// one value is an element, and the export is called once with all the chunk's elements
+    /// as its list (splitting the list when a call fails), each element of the list it
+    /// returns the outcome of its item.
+    pub batch: bool,
 }
 
 /// The arguments of a chunk's calls.
@@ -200,6 +252,7 @@ pub(crate) struct RunRef<'a, I> {
     pub grants: &'a Grants,
     pub reuse_instance: bool,
     pub program: bool,
+    pub batch: bool,
 }
 
 /// The index of [`HostMsg::Run`] among `HostMsg`'s variants, as serde numbers them.
@@ -212,7 +265,7 @@ impl<I: Serialize> Serialize for RunRef<'_, I> {
         impl<I: Serialize> Serialize for Fields<'_, '_, I> {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 let run = self.0;
-                let mut chunk = serializer.serialize_struct("Chunk", 8)?;
+                let mut chunk = serializer.serialize_struct("Chunk", 9)?;
                 chunk.serialize_field("chunk_id", &run.chunk_id)?;
                 chunk.serialize_field("module", run.module)?;
                 chunk.serialize_field("func", run.func)?;
@@ -221,6 +274,7 @@ impl<I: Serialize> Serialize for RunRef<'_, I> {
                 chunk.serialize_field("grants", run.grants)?;
                 chunk.serialize_field("reuse_instance", &run.reuse_instance)?;
                 chunk.serialize_field("program", &run.program)?;
+                chunk.serialize_field("batch", &run.batch)?;
                 chunk.end()
             }
         }
@@ -237,6 +291,10 @@ pub(crate) enum WorkerMsg {
         version: u32,
         /// The worker's process id.
         pid: u32,
+        /// Whether the worker can receive code descriptors on its stderr: it is a unix socket
+        /// made by the worker's parent, the host that started it (see
+        /// [`crate::shared_code::can_receive`]).
+        descriptors: bool,
     },
     /// Handshake refused; the worker exits after sending this.
     Refused {
@@ -278,6 +336,7 @@ pub(crate) enum WorkerMsg {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Compiled {
     /// wasmtime's compiled code (`precompile_component` or `precompile_module`).
+    #[serde(with = "byte_string")]
     pub code: Vec<u8>,
     /// What the module offers and needs, read from that code.
     pub interface: Interface,
@@ -335,6 +394,13 @@ pub(crate) enum RunFailure {
     Sandbox(String),
     /// The module could not be compiled or instantiated, or has no such export.
     Module(String),
+    /// A batch export returned a list of `got` results for a list of `expected` elements.
+    BatchLength {
+        /// How many elements the list had.
+        expected: u64,
+        /// How many results came back.
+        got: u64,
+    },
 }
 
 /// Why a frame could not be read.
@@ -444,6 +510,7 @@ mod tests {
             grants: Grants::new().env("A", "1"),
             reuse_instance: true,
             program: false,
+            batch: false,
         })
     }
 
@@ -556,6 +623,7 @@ mod tests {
                 grants: &chunk.grants,
                 reuse_instance: chunk.reuse_instance,
                 program: chunk.program,
+                batch: chunk.batch,
             };
             let (mut owned_bytes, mut borrowed_bytes) = (Vec::new(), Vec::new());
             encode_frame(&HostMsg::Run(chunk.clone()), &mut owned_bytes).unwrap();

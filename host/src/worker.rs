@@ -15,6 +15,7 @@
 //! a clock thread ([`ticker`]) advances the engines' epochs and flushes them.
 
 mod ahead;
+mod batch;
 pub(crate) mod cache;
 mod capture;
 pub(crate) mod compile;
@@ -33,8 +34,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::wire::{
-    self, Chunk, HostMsg, ItemOutcome, Items, PROTOCOL_VERSION, RunFailure, WireError, WorkerMsg,
-    WorkerSettings,
+    self, Chunk, Code, HostMsg, ItemOutcome, Items, PROTOCOL_VERSION, RunFailure, WireError,
+    WorkerMsg, WorkerSettings,
 };
 use ahead::Ahead;
 use cache::ModuleCache;
@@ -111,11 +112,13 @@ pub fn worker_main() -> ! {
         (File::from_raw_fd(0), File::from_raw_fd(fd))
     };
     crate::walls::enter_worker(fd_of(&protocol_out));
+    // Asked now, before the seccomp filter, which refuses `getsockopt`.
+    let descriptors = crate::shared_code::can_receive(host);
     // Between tasks the worker spins briefly on its pipe before it sleeps: the host's next
     // chunk then costs no cross-core wake-up (see `crate::spin`).
     let mut input = BufReader::with_capacity(1 << 16, crate::spin::SpinRead(protocol_in));
     let output = Arc::new(Mutex::new(BufWriter::with_capacity(1 << 16, protocol_out)));
-    let result = match handshake(&mut input, &output) {
+    let result = match handshake(&mut input, &output, descriptors) {
         Ok(Some(settings)) => {
             // Guest code runs on a thread whose native stack has room for the wasm stack.
             let stack = settings.max_wasm_stack + (8 << 20);
@@ -184,7 +187,7 @@ pub(crate) fn serve<W: Write + Send + 'static>(
     input: &mut impl Input,
     output: &Output<W>,
 ) -> Result<(), WorkerFault> {
-    match handshake(input, output)? {
+    match handshake(input, output, false)? {
         Some(settings) => session(settings, input, output),
         None => Ok(()),
     }
@@ -201,16 +204,23 @@ fn send<W: Write>(output: &Output<W>, msg: &WorkerMsg, flush: bool) -> Result<()
     Ok(())
 }
 
-/// Answers the host's Hello: the worker settings, or `None` when the worker must exit.
+/// Answers the host's Hello (saying whether this worker can receive code descriptors): the
+/// worker settings, or `None` when the worker must exit.
 fn handshake<W: Write>(
     input: &mut impl Read,
     output: &Output<W>,
+    descriptors: bool,
 ) -> Result<Option<WorkerSettings>, WorkerFault> {
     let mut buf = Vec::new();
     match wire::read_frame::<HostMsg>(input, &mut buf)? {
         Some(HostMsg::Hello { version, settings }) if version == PROTOCOL_VERSION => {
             let pid = std::process::id();
-            send(output, &WorkerMsg::Ready { version, pid }, true)?;
+            let ready = WorkerMsg::Ready {
+                version,
+                pid,
+                descriptors,
+            };
+            send(output, &ready, true)?;
             Ok(Some(settings))
         }
         Some(HostMsg::Hello { version, .. }) => {
@@ -252,6 +262,17 @@ fn session<W: Write + Send + 'static>(
             Some(HostMsg::Load {
                 id,
                 kind,
+                code: Code::Descriptor { len },
+                metering,
+            }) => {
+                // The descriptor came first, on stderr (see `crate::shared_code`).
+                let file = crate::shared_code::receive(len);
+                cache.load_file(id, kind, file, metering);
+                send(output, &WorkerMsg::Loaded { id }, true)?;
+            }
+            Some(HostMsg::Load {
+                id,
+                kind,
                 code,
                 metering,
             }) => {
@@ -284,6 +305,7 @@ fn run_chunk<W: Write>(
     let mut reply = Reply::new(chunk.chunk_id, chunk.items.len());
     let made = ahead.take(chunk);
     let made_in = match &chunk.items {
+        _ if chunk.batch => batch::run(cache, chunk, made, &mut reply, output)?,
         Items::Values(items) if chunk.program => run_items(
             cache,
             chunk,
@@ -425,6 +447,7 @@ mod tests {
             grants: Grants::new(),
             reuse_instance: false,
             program: false,
+            batch: false,
         })
     }
 

@@ -42,10 +42,20 @@ fn square() {
         &[
             "square: func(x: s64) -> s64",
             "slow-square: func(x: s64, millis: u32) -> s64",
+            "square-many: func(xs: list<s64>) -> list<s64>",
         ],
     );
     let pool = pool(1);
     assert_eq!(call(&pool, &module, "square", json!([-12])), Ok(json!(144)));
+    assert_eq!(
+        call(&pool, &module, "square-many", json!([[1, -2, 3]])),
+        Ok(json!([1, 4, 9]))
+    );
+    let overflow = call(&pool, &module, "square-many", json!([[1, i64::MAX]]));
+    assert!(
+        matches!(overflow, Err(TaskError::Trap { .. })),
+        "{overflow:?}"
+    );
     assert_eq!(
         call(&pool, &module, "slow-square", json!([3, 1])),
         Ok(json!(9))
@@ -125,6 +135,7 @@ fn words() {
         &[
             "word-count: func(text: string) -> list<record { word: string, count: u32 }>",
             "count-words: func(text: string) -> u32",
+            "count-words-many: func(texts: list<string>) -> list<u32>",
         ],
     );
     let pool = pool(1);
@@ -135,6 +146,15 @@ fn words() {
     assert_eq!(
         call(&pool, &module, "count-words", json!("one two three")),
         Ok(json!(3))
+    );
+    assert_eq!(
+        call(
+            &pool,
+            &module,
+            "count-words-many",
+            json!([["a b", "", "c"]])
+        ),
+        Ok(json!([2, 0, 1]))
     );
 }
 
@@ -239,6 +259,8 @@ fn hostile() {
         "read-stdin",
         "unreachable",
         "block",
+        "drop-last",
+        "spin-on-negative",
     ] {
         assert!(names.contains(&name), "hostile lacks {name}: {names:?}");
     }
@@ -246,6 +268,10 @@ fn hostile() {
     let pool = pool(1);
     assert_eq!(call(&pool, &module, "read-env", json!([])), Ok(json!([])));
     assert_eq!(call(&pool, &module, "read-args", json!([])), Ok(json!([])));
+    assert_eq!(
+        call(&pool, &module, "drop-last", json!([[1, 2, 3]])),
+        Ok(json!([1, 2]))
+    );
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! from `guest-tasks/` by the host's build script. One binary of feature modules.
 
 mod api;
+mod batch;
 mod chaos;
 mod failures;
 mod guests;
@@ -10,6 +11,7 @@ mod lifecycle;
 mod map;
 mod process;
 mod programs;
+mod shared_code;
 mod support;
 mod values;
 mod walls;

@@ -76,20 +76,63 @@ fn a_worker_of_a_host_with_a_secret() {
     // SAFETY: getpgid on a pid of ours.
     assert_eq!(unsafe { libc::getpgid(pid as i32) }, pid as i32);
 
-    // Only pipes, /dev/null, anonymous memory and the worker's own page map (which wasmtime's
-    // instance pool reads to reset only the pages a task dirtied): no inherited files or
-    // sockets.
+    // Only pipes, its stderr (a socket, as fd 2 and fd 1), /dev/null, anonymous memory and
+    // the worker's own page map (which wasmtime's instance pool reads to reset only the pages
+    // a task dirtied): no inherited files or sockets.
+    assert_only_its_own_descriptors(pid);
+}
+
+/// The descriptors a worker holds are its pipes, its stderr (a unix socket, as fd 2 and fd 1,
+/// on which the host sends it code descriptors), /dev/null, anonymous memory, its own page map
+/// and the code of the modules it was sent as descriptors (cache entries, sealed memfds), read
+/// only: nothing inherited, no other file or socket. Which code descriptors it holds.
+pub(crate) fn assert_only_its_own_descriptors(pid: u32) -> Vec<String> {
     let own_pagemap = format!("/proc/{pid}/pagemap");
+    let mut code = Vec::new();
     for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
-        let target = std::fs::read_link(entry.unwrap().path()).unwrap();
-        let target = target.to_string_lossy();
+        let entry = entry.unwrap();
+        let fd: u32 = entry.file_name().to_string_lossy().parse().unwrap();
+        let target = std::fs::read_link(entry.path()).unwrap();
+        let target = target.to_string_lossy().into_owned();
+        if target.starts_with("/memfd:wasmpool-code") || target.ends_with(".cwasm") {
+            assert_code_is_read_only(pid, fd, &target);
+            code.push(target);
+            continue;
+        }
         assert!(
             target.starts_with("pipe:")
+                || (target.starts_with("socket:") && (fd == 1 || fd == 2))
                 || target.starts_with("anon_inode:")
                 || target.starts_with("/memfd:")
                 || target == "/dev/null"
                 || target == own_pagemap,
-            "worker has {target} open"
+            "worker has {target} open as fd {fd}"
         );
     }
+    code
+}
+
+/// A code descriptor cannot be written through: a cache entry is open read-only, a memfd is
+/// sealed against writes, growth, shrinking and new seals.
+fn assert_code_is_read_only(pid: u32, fd: u32, target: &str) {
+    let fdinfo = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap();
+    let flags = fdinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .map(|f| u32::from_str_radix(f.trim(), 8).unwrap())
+        .unwrap();
+    if target.ends_with(".cwasm") {
+        assert_eq!(
+            flags & libc::O_ACCMODE as u32,
+            libc::O_RDONLY as u32,
+            "{target}"
+        );
+        return;
+    }
+    // The same memfd, opened through the worker's descriptor table (the test is its parent).
+    let memfd = std::fs::File::open(format!("/proc/{pid}/fd/{fd}")).unwrap();
+    // SAFETY: fcntl on a descriptor we own.
+    let seals = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&memfd), libc::F_GET_SEALS) };
+    let all = libc::F_SEAL_WRITE | libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
+    assert_eq!(seals & all, all, "{target} is sealed");
 }

@@ -48,6 +48,14 @@ impl InspectCommand {
         // A whole program's entry point is run by `exec`, not called by `map`.
         let program = module.program().ok();
         let is_entry = |sig: &Signature| program.as_ref().is_some_and(|p| p.name() == sig.name);
+        // A batch export's line for `map --batch`: one element.
+        let batch_line = |sig: &Signature| {
+            let batched = module
+                .task(&sig.name)
+                .and_then(|task| task.batched())
+                .ok()?;
+            map_line(batched.signature())
+        };
         let mut out = std::io::stdout().lock();
         if self.json {
             let exports: Vec<Json> = shown
@@ -59,6 +67,7 @@ impl InspectCommand {
                         "params": sig.params.iter().map(|(n, t)| json!({"name": n, "type": t.to_string()})).collect::<Vec<_>>(),
                         "results": sig.results.iter().map(ToString::to_string).collect::<Vec<_>>(),
                         "example": if is_entry(sig) { None } else { map_line(sig) },
+                        "batch_example": batch_line(sig),
                         "program_entry": is_entry(sig),
                         "internal": is_internal(&sig.name),
                     })
@@ -102,6 +111,9 @@ impl InspectCommand {
                         out,
                         "    (no map line: a parameter cannot be given as JSON)"
                     )?,
+                }
+                if let Some(line) = batch_line(sig) {
+                    writeln!(out, "    map --batch line (one element): {line}")?;
                 }
             }
             if !self.all && !internal.is_empty() {

@@ -29,7 +29,8 @@ use crate::terminal;
     seq 1 10 | wasmpool map builtin:square square\n  \
     printf '[2,3]\\n{\"base\": 3, \"exponent\": 2}\\n' | wasmpool map builtin:power power\n  \
     wasmpool map builtin:words word-count --raw -i book.txt -o counts.jsonl\n  \
-    seq 1 1000000 | wasmpool map builtin:square square --reuse-instance > squares.jsonl")]
+    seq 1 1000000 | wasmpool map builtin:square square --reuse-instance > squares.jsonl\n  \
+    seq 1 1000000 | wasmpool map builtin:square square-many --batch > squares.jsonl")]
 pub(crate) struct MapCommand {
     /// A .wasm component or core module, a .wat file, or builtin:NAME.
     module: String,
@@ -50,6 +51,15 @@ pub(crate) struct MapCommand {
     /// sees what earlier items of its chunk left in the instance (a failed call discards it).
     #[arg(long)]
     reuse_instance: bool,
+    /// For an export that takes a list and returns a list (`f: func(xs: list<T>) -> list<R>`):
+    /// each line is one element (a `T`) and gets its own result line (an `R`), exactly as
+    /// without --batch, but each chunk of lines is one call of the export with the chunk's
+    /// elements as its list: tiny items go many times faster. A failing item fails alone, with
+    /// its own error (its list is split in halves and called again until it is found); what a
+    /// call prints goes with its first line; --timeout and --fuel bound each call, that is
+    /// each chunk. An export of another shape is refused before any input is read.
+    #[arg(long = "batch")]
+    batched: bool,
     #[command(flatten)]
     batch: BatchArgs,
     #[command(flatten)]
@@ -64,6 +74,9 @@ impl MapCommand {
         let mut task = module.task(&self.func)?;
         if self.reuse_instance {
             task = task.with_instance_reuse();
+        }
+        if self.batched {
+            task = task.batched()?;
         }
         if self.raw {
             check_raw(&task)?;
@@ -146,6 +159,10 @@ fn result_line(outcome: JsonOutcome, capture: bool, envelope: bool) -> serde_jso
 fn check_raw(task: &Task) -> anyhow::Result<()> {
     match task.signature().params.as_slice() {
         [(_, wasmpool::WitType::String)] => Ok(()),
+        [(_, element)] if task.is_batched() => Err(anyhow::anyhow!(
+            "--raw passes each line as one string, but with --batch a line is an element of the list `{}` takes, of type {element}, not a string",
+            task.name()
+        )),
         _ => Err(anyhow::anyhow!(
             "--raw passes each line as the one string argument, but `{}` is not a function of one string",
             task.signature()

@@ -69,7 +69,18 @@ pub(crate) fn error_json(e: &TaskError) -> serde_json::Value {
 
 impl RunCommand {
     pub(crate) fn execute(self) -> anyhow::Result<i32> {
-        let module = load_module(&self.module, &self.load, self.sandbox.limits())?;
+        // The worker starts while the module loads (hashed, its code read from the cache):
+        // a large module's run then waits for one, not for the sum.
+        let (module, pool) = std::thread::scope(|scope| {
+            let pool = scope.spawn(|| self.sandbox.one_worker().build());
+            let module = load_module(&self.module, &self.load, self.sandbox.limits());
+            (module, pool.join())
+        });
+        let module = module?;
+        let pool = match pool {
+            Ok(pool) => pool?,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
         let task = module.task(&self.func)?;
         let args = match (self.raw, self.args.as_slice()) {
             (true, [text]) => task.arg_from_json(&serde_json::Value::String(text.clone())),
@@ -86,7 +97,6 @@ impl RunCommand {
                 args.iter().map(|a| arg_json(a)).collect(),
             )),
         };
-        let pool = self.sandbox.one_worker().build()?;
         let outcome = args.and_then(|args| pool.apply_json(&task, args));
         match outcome {
             Ok(result) => {

@@ -46,6 +46,18 @@ impl Guest for Hostile {
         std::fs::soft_link(target, link).map_err(|e| e.to_string())
     }
 
+    fn drop_last(mut xs: Vec<i64>) -> Vec<i64> {
+        xs.pop();
+        xs
+    }
+
+    fn spin_on_negative(xs: Vec<i64>) -> Vec<i64> {
+        if xs.iter().any(|&x| x < 0) {
+            Self::spin();
+        }
+        xs
+    }
+
     fn spin() -> u32 {
         loop {
             black_box(());

@@ -30,6 +30,10 @@ impl Guest for Words {
     fn count_words(text: String) -> u32 {
         u32::try_from(words(&text).count()).unwrap_or(u32::MAX)
     }
+
+    fn count_words_many(texts: Vec<String>) -> Vec<u32> {
+        texts.into_iter().map(Self::count_words).collect()
+    }
 }
 
 export!(Words);

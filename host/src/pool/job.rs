@@ -187,11 +187,27 @@ impl Job {
         }
     }
 
+    /// How many calls a worker may make, one after another, between two frames of this job's
+    /// outcomes: one per item, but a batch chunk's list call that fails is split in halves
+    /// and retried (see [`crate::Task::batched`]), so the next outcome may wait for one call
+    /// per level of halving, `ceil(log2(items)) + 1`. Each call has the whole timeout.
+    pub(crate) fn calls_per_report(&self) -> u32 {
+        if !self.task.is_batched() {
+            return 1;
+        }
+        let items = self.items.len().max(1);
+        items.next_power_of_two().trailing_zeros() + 1
+    }
+
     /// Whether `other` calls the same export of the same module under the same limits and
-    /// grants, so that the two can travel as one chunk.
+    /// grants, so that the two can travel as one chunk. A batched task's single submissions
+    /// are never gathered: one list call would carry several callers' items, where a task
+    /// promises each caller an instance of its own.
     pub(crate) fn same_call(&self, other: &Job) -> bool {
         self.gather == Gather::Yes
             && other.gather == Gather::Yes
+            && !self.task.is_batched()
+            && !other.task.is_batched()
             && self.task.module().id() == other.task.module().id()
             && self.task.name() == other.task.name()
             && self.limits == other.limits

@@ -207,6 +207,11 @@ fn finish_with(
             func: func(),
             detail,
         }),
+        Err(RunFailure::BatchLength { expected, got }) => Err(TaskError::BatchLength {
+            func: func(),
+            expected,
+            got,
+        }),
     }
 }
 

@@ -29,6 +29,7 @@ use crate::error::Error;
 pub struct WorkerCommand {
     program: PathBuf,
     args: Vec<OsString>,
+    share_code_above: usize,
 }
 
 impl WorkerCommand {
@@ -37,6 +38,7 @@ impl WorkerCommand {
         WorkerCommand {
             program: program.into(),
             args: Vec::new(),
+            share_code_above: crate::shared_code::DEFAULT_SHARE_CODE_ABOVE,
         }
     }
 
@@ -61,6 +63,22 @@ impl WorkerCommand {
     pub fn args(mut self, args: impl IntoIterator<Item = impl Into<OsString>>) -> Self {
         self.args.extend(args.into_iter().map(Into::into));
         self
+    }
+
+    /// Compiled code of at least `bytes` goes to the workers as a descriptor of a file they
+    /// all map, one copy of its pages for all of them, instead of down each one's pipe as a
+    /// copy of its own (default 0: all code, as even small code measured no slower so; see
+    /// `shared_code.rs`). Only workers the host started itself can take a descriptor; a worker
+    /// behind a launcher (`ssh`) always gets the bytes. For tests and benches.
+    #[doc(hidden)]
+    pub fn share_code_above(mut self, bytes: usize) -> Self {
+        self.share_code_above = bytes;
+        self
+    }
+
+    /// See [`WorkerCommand::share_code_above`].
+    pub(crate) fn code_sharing_threshold(&self) -> usize {
+        self.share_code_above
     }
 
     /// The program.

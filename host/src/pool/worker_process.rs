@@ -11,6 +11,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use crate::engine::Metering;
 use crate::error::{Error, ExitCause, TaskError};
 use crate::limits::{Resolved, kill_grace};
+use crate::shared_code::CodeFile;
 use crate::spin;
 use crate::wire::{
     self, Code, HostMsg, MAX_FRAME_BYTES, ModuleId, PROTOCOL_VERSION, RunRef, WireError, WorkerMsg,
@@ -30,6 +32,8 @@ use super::job::{Gather, Job, JobItem};
 use super::outcome::Reported;
 use super::worker_command::WorkerCommand;
 
+/// The largest write buffer kept from one frame to the next.
+const KEPT_BUFFER: usize = 1 << 20;
 /// How long a new worker may take to answer the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How many stderr lines of a worker are kept for the error that reports its death.
@@ -62,6 +66,11 @@ pub(crate) struct WorkerProcess {
     stdin: BufWriter<ChildStdin>,
     stdout: BufReader<ChildStdout>,
     loaded: HashSet<(ModuleId, Metering)>,
+    /// The host's end of the worker's stderr, a unix socket, over which it sends the worker
+    /// code descriptors (see [`crate::shared_code`]): `None` if the worker cannot take them.
+    code_socket: Option<UnixStream>,
+    /// Code of at least this many bytes goes as a descriptor, when it can.
+    share_code_above: usize,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     /// Disconnects when the stderr relay thread has read the pipe to its end.
     stderr_done: crossbeam_channel::Receiver<()>,
@@ -210,6 +219,14 @@ impl WorkerProcess {
         // child), and a process group of its own (a Ctrl-C at the terminal reaches the host,
         // which ends the workers itself). No code runs between fork and exec, so the standard
         // library starts it with `posix_spawn`.
+        // Its stderr is a unix socket rather than a pipe: the worker writes its last words to
+        // it as to a pipe, and the host sends it code descriptors the other way (see
+        // `crate::shared_code`). Both ends are close-on-exec here; the child's is its fd 2.
+        let (code_socket, worker_end) = UnixStream::pair()
+            .map_err(|e| spawn_error(format!("no socket for its stderr: {e}")))?;
+        let stderr = code_socket
+            .try_clone()
+            .map_err(|e| spawn_error(format!("no socket for its stderr: {e}")))?;
         process
             .args(command.arguments())
             .env_clear()
@@ -217,12 +234,14 @@ impl WorkerProcess {
             .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = process.spawn().map_err(|e| spawn_error(e.to_string()))?;
+            .stderr(Stdio::from(std::os::fd::OwnedFd::from(worker_end)));
+        let spawned = process.spawn();
+        // Our copy of the worker's end goes now, so that its stderr ends when the worker does.
+        drop(process);
+        let mut child = spawned.map_err(|e| spawn_error(e.to_string()))?;
         let pid = child.id();
         *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(pid);
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
-        let stderr = child.stderr.take().expect("stderr is piped");
         let tail = Arc::clone(&stderr_tail);
         let (done_tx, stderr_done) = crossbeam_channel::bounded(0);
         thread::Builder::new()
@@ -245,6 +264,8 @@ impl WorkerProcess {
             pid,
             slot,
             loaded: HashSet::new(),
+            code_socket: Some(code_socket),
+            share_code_above: command.code_sharing_threshold(),
             stderr_tail,
             stderr_done,
             read_buf: Vec::new(),
@@ -282,7 +303,18 @@ impl WorkerProcess {
             ));
         }
         match wire::read_frame::<WorkerMsg>(&mut self.stdout, &mut self.read_buf) {
-            Ok(Some(WorkerMsg::Ready { version, .. })) if version == PROTOCOL_VERSION => Ok(()),
+            Ok(Some(WorkerMsg::Ready {
+                version,
+                pid,
+                descriptors,
+            })) if version == PROTOCOL_VERSION => {
+                // Descriptors only to a worker that can take them on the socket this host
+                // made: its own child, not a launcher's (which would never read them).
+                if !(descriptors && pid == self.pid) {
+                    self.code_socket = None;
+                }
+                Ok(())
+            }
             Ok(Some(WorkerMsg::Ready { version, .. })) => Err(format!(
                 "it speaks protocol version {version}, this host {PROTOCOL_VERSION}"
             )),
@@ -360,12 +392,20 @@ impl WorkerProcess {
                     && !(spin && spin::spin_until_readable(fd))
                     && let Some(timeout) = job.limits.timeout
                 {
-                    let deadline = progress + timeout + kill_grace(timeout);
+                    // A batch chunk's next outcomes may wait for several calls, each with its
+                    // own timeout (see `Job::calls_per_report`).
+                    let calls = job.calls_per_report();
+                    let deadline = progress + timeout * calls + kill_grace(timeout);
                     let left = deadline.saturating_duration_since(Instant::now());
                     if !wait_readable(fd, left) {
                         let detail = format!(
-                            "the host killed it: no answer within the {timeout:?} timeout and \
+                            "the host killed it: no answer within {}the {timeout:?} timeout and \
                              {:?} of grace",
+                            if calls == 1 {
+                                String::new()
+                            } else {
+                                format!("{calls} times ")
+                            },
                             kill_grace(timeout)
                         );
                         return Err((Why::Overran, detail));
@@ -459,6 +499,7 @@ impl WorkerProcess {
             // submissions come from separate calls.
             reuse_instance: job.task.reuses_instance() && job.gather == Gather::No,
             program: job.task.is_program(),
+            batch: job.task.is_batched(),
         };
         wire::encode_frame(&chunk, &mut self.write_buf)?;
         if room.is_some_and(|room| self.write_buf.len() > room) {
@@ -469,8 +510,9 @@ impl WorkerProcess {
     }
 
     /// Sends the job's module for its metering variant and waits for the worker to have it:
-    /// the host's compiled code when it has it (and it fits in a frame), else the wasm for
-    /// the worker to compile.
+    /// the host's compiled code when it has it, as a descriptor the worker maps (large code,
+    /// to a worker that can take one: see [`crate::shared_code`]) or in the frame (if it fits),
+    /// else the wasm for the worker to compile.
     fn load(&mut self, job: &Job) -> Result<(), SendFault> {
         let module = job.task.module();
         let metering = job.limits.metering;
@@ -481,9 +523,21 @@ impl WorkerProcess {
             metering,
         };
         let compiled = match module.code(metering) {
+            Ok(code) if self.sends_descriptor(&code) => {
+                wire::encode_frame(
+                    &load(Code::Descriptor {
+                        len: code.len() as u64,
+                    }),
+                    &mut self.write_buf,
+                )?;
+                true
+            }
             Ok(code) => {
+                let bytes = code.bytes().map_err(|e| {
+                    SendFault::Broken(format!("the host cannot read its code: {e}"))
+                })?;
                 match wire::encode_frame(
-                    &load(Code::Precompiled(code.to_vec())),
+                    &load(Code::Precompiled(bytes.to_vec())),
                     &mut self.write_buf,
                 ) {
                     Ok(()) => true,
@@ -509,6 +563,10 @@ impl WorkerProcess {
         }
         self.stdin.write_all(&self.write_buf)?;
         self.stdin.flush()?;
+        // A frame of megabytes of code is not kept for the next chunk's.
+        if self.write_buf.capacity() > KEPT_BUFFER {
+            self.write_buf = Vec::new();
+        }
         match wire::read_frame::<WorkerMsg>(&mut self.stdout, &mut self.read_buf) {
             Ok(Some(WorkerMsg::Loaded { id })) if id == module.id() => {
                 self.loaded.insert((module.id(), metering));
@@ -524,6 +582,26 @@ impl WorkerProcess {
             Err(e) => Err(SendFault::Broken(format!(
                 "the host killed it: its answer to a module's Load cannot be read ({e})"
             ))),
+        }
+    }
+
+    /// Whether `code` goes to this worker as a descriptor: it is large enough, in a file, and
+    /// the worker can take one; if so, the descriptor has been sent, ahead of the frame that
+    /// announces it (a descriptor that cannot be sent leaves the bytes to go in the frame).
+    fn sends_descriptor(&mut self, code: &CodeFile) -> bool {
+        let (Some(socket), Some(file)) = (&self.code_socket, code.file()) else {
+            return false;
+        };
+        if code.len() < self.share_code_above {
+            return false;
+        }
+        match crate::shared_code::send(socket, file) {
+            Ok(()) => true,
+            Err(e) => {
+                log::debug!(target: "wasmpool::worker", "worker {}: cannot send it a code descriptor ({e}); sending the code", self.pid);
+                self.code_socket = None;
+                false
+            }
         }
     }
 
@@ -677,7 +755,7 @@ impl serde::Serialize for ArgsOf<'_> {
 }
 
 /// Copies a worker's stderr lines to the log and keeps the last few for error reports.
-fn relay_stderr(pid: u32, stderr: std::process::ChildStderr, tail: Arc<Mutex<VecDeque<String>>>) {
+fn relay_stderr(pid: u32, stderr: UnixStream, tail: Arc<Mutex<VecDeque<String>>>) {
     for line in BufReader::new(stderr).lines() {
         let Ok(line) = line else { break };
         log::warn!(target: "wasmpool::worker", "worker {pid}: {line}");

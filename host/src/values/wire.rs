@@ -112,7 +112,7 @@ fn pack(value: &Value) -> Option<(Kind, u64)> {
     })
 }
 
-fn unpack(kind: Kind, word: u64) -> Result<Value, String> {
+pub(crate) fn unpack(kind: Kind, word: u64) -> Result<Value, String> {
     Ok(match kind {
         Kind::Bool => Value::Bool(word != 0),
         Kind::S8 => Value::S8(word as i8),
@@ -187,6 +187,39 @@ impl Packed {
         self.count as usize
     }
 
+    /// For items of one number each, their kind and their numbers as words, in order (a
+    /// batch chunk's elements, for a typed call); `None` for items of another arity, or a
+    /// pack whose bytes do not match its count.
+    pub(crate) fn words(&self) -> Option<(Kind, Vec<u64>)> {
+        let [kind] = self.kinds.as_slice() else {
+            return None;
+        };
+        if self.words.0.len() != 8 * self.len() {
+            return None;
+        }
+        let words = self.words.0.chunks_exact(8);
+        Some((
+            *kind,
+            words
+                .map(|w| u64::from_le_bytes(w.try_into().expect("8")))
+                .collect(),
+        ))
+    }
+
+    /// A pack of one number of `kind` per item, from their words (as [`Packed::words`] gives
+    /// them): a typed batch call's results.
+    pub(crate) fn of_words(kind: Kind, words: &[u64]) -> Self {
+        let mut bytes = Vec::with_capacity(8 * words.len());
+        for word in words {
+            bytes.extend_from_slice(&word.to_le_bytes());
+        }
+        Packed {
+            kinds: smallvec::smallvec![kind],
+            count: u32::try_from(words.len()).expect("a chunk's items fit in u32"),
+            words: Bytes(bytes),
+        }
+    }
+
     /// Each item's numbers, in order, read in place; an error for a pack whose bytes do not
     /// match its count.
     pub(crate) fn rows(&self) -> impl ExactSizeIterator<Item = Result<Row<'_>, String>> + '_ {
@@ -220,7 +253,17 @@ impl Packed {
     /// Each item's values, in order; an error for a pack that does not hold what it says
     /// (bytes for a different count, an invalid character).
     pub(crate) fn items(&self) -> impl ExactSizeIterator<Item = Result<Values, String>> + '_ {
-        self.rows().map(|row| {
+        // One number per item (a map's results): read straight from its word.
+        let single = match self.kinds.as_slice() {
+            [kind] => Some(*kind),
+            _ => None,
+        };
+        self.rows().map(move |row| {
+            if let Some(kind) = single {
+                let row = row?;
+                let word = u64::from_le_bytes(row.words.try_into().expect("8"));
+                return Ok(smallvec::smallvec![unpack(kind, word)?]);
+            }
             // A plain loop: collecting into a `Result` costs more than the unpacking.
             let mut values = Values::new();
             for value in row?.values() {

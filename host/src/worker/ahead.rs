@@ -159,6 +159,7 @@ mod tests {
             grants: Grants::new(),
             reuse_instance: false,
             program: false,
+            batch: false,
         }
     }
 

@@ -30,6 +30,21 @@ impl ModuleCache {
         }
     }
 
+    /// Keeps a module whose code the host sent as a descriptor (`file`, or why it did not
+    /// come), mapped rather than copied; a module already present is not loaded again.
+    pub(crate) fn load_file(
+        &mut self,
+        id: ModuleId,
+        kind: ModuleKind,
+        file: Result<std::fs::File, String>,
+        metering: Metering,
+    ) {
+        if !self.modules.contains_key(&(id, metering)) {
+            let compiled = file.and_then(|file| self.runner.load_file(kind, file, metering));
+            self.modules.insert((id, metering), compiled);
+        }
+    }
+
     /// The compiled module, or why it could not be compiled (or that it was never sent).
     pub(crate) fn get(&self, id: &ModuleId, metering: Metering) -> Result<&Compiled, String> {
         match self.modules.get(&(*id, metering)) {

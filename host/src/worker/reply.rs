@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use crate::values::Value;
 use crate::values::wire::Packed;
 use crate::wire::{ItemOutcome, WorkerMsg};
 
@@ -15,6 +16,11 @@ use super::{Output, WorkerFault, send};
 /// once: the next one will likely take as long, and its outcome would wait for it.
 const BATCH_ITEMS: usize = 256;
 const BATCH_WAIT: Duration = Duration::from_millis(1);
+
+/// Most outcomes of one batch call sent in one frame, and about the most bytes of results and
+/// output (see [`Reply::add_all`]): far under a frame's limit.
+const RANGE_ITEMS: usize = 1 << 14;
+const RANGE_BYTES: usize = 16 << 20;
 
 /// The outcomes of a chunk on their way to the host: gathered while items finish quickly,
 /// packed while they are numbers of the same kinds.
@@ -124,6 +130,72 @@ impl Reply {
             .pace
             .item_done(matches!(self.gathered, Gathered::Nothing));
         let slow = looked.is_some_and(|(_, took)| took >= BATCH_WAIT);
+        self.gather(outcome, looked.map(|(now, _)| now), output)?;
+        self.done += 1;
+        let last = self.done == self.len;
+        if last
+            || slow
+            || self.gathered_len() >= BATCH_ITEMS
+            || looked.is_some_and(|(now, _)| now.duration_since(self.since) >= BATCH_WAIT)
+        {
+            self.send(output, last)?;
+        }
+        Ok(())
+    }
+
+    /// Adds the outcomes of the next items, all produced by one call (a batch export's list
+    /// call), and sends them at once, flushed: they were ready together, and the call that
+    /// produces the next ones may take long. In frames of at most [`RANGE_ITEMS`] outcomes
+    /// and about [`RANGE_BYTES`].
+    pub(super) fn add_all<W: Write>(
+        &mut self,
+        outcomes: impl IntoIterator<Item = ItemOutcome>,
+        output: &Output<W>,
+    ) -> Result<(), WorkerFault> {
+        let mut outcomes = outcomes.into_iter().peekable();
+        let mut bytes = 0;
+        while let Some(outcome) = outcomes.next() {
+            bytes += outcome.stdout.len() + outcome.stderr.len();
+            if let Ok(results) = &outcome.result {
+                bytes += results.iter().map(Value::approx_size).sum::<u64>() as usize;
+            }
+            self.gather(outcome, None, output)?;
+            self.done += 1;
+            let last = outcomes.peek().is_none();
+            if last || self.gathered_len() >= RANGE_ITEMS || bytes >= RANGE_BYTES {
+                self.send(output, last)?;
+                bytes = 0;
+            }
+        }
+        self.pace = Pace::new();
+        self.since = self.pace.looked;
+        Ok(())
+    }
+
+    /// Adds the results of the next items, all produced by one call and packed, and sends
+    /// them at once, flushed (after what is gathered), as [`Reply::add_all`] does.
+    pub(super) fn add_packed<W: Write>(
+        &mut self,
+        results: Packed,
+        output: &Output<W>,
+    ) -> Result<(), WorkerFault> {
+        self.send(output, false)?;
+        self.done += results.len();
+        self.gathered = Gathered::Results(results);
+        self.send(output, true)?;
+        self.pace = Pace::new();
+        self.since = self.pace.looked;
+        Ok(())
+    }
+
+    /// Gathers one outcome into the frame being gathered, packed if it can be: a change of
+    /// form sends the frame gathered so far and starts the next (at `now`, if known).
+    fn gather<W: Write>(
+        &mut self,
+        outcome: ItemOutcome,
+        now: Option<Instant>,
+        output: &Output<W>,
+    ) -> Result<(), WorkerFault> {
         let results = match &outcome {
             ItemOutcome {
                 result: Ok(results),
@@ -148,21 +220,12 @@ impl Reply {
             } else {
                 // A change of form ends the frame gathered so far, and starts the next.
                 self.send(output, false)?;
-                self.since = looked.map_or_else(Instant::now, |(now, _)| now);
+                self.since = now.unwrap_or_else(Instant::now);
                 self.gathered = match packed {
                     Some(packed) => Gathered::Results(packed),
                     None => Gathered::Outcomes(vec![outcome]),
                 };
             }
-        }
-        self.done += 1;
-        let last = self.done == self.len;
-        if last
-            || slow
-            || self.gathered_len() >= BATCH_ITEMS
-            || looked.is_some_and(|(now, _)| now.duration_since(self.since) >= BATCH_WAIT)
-        {
-            self.send(output, last)?;
         }
         Ok(())
     }

@@ -22,6 +22,9 @@ use super::engines::Flavors;
 use super::sandbox::{ProgramInput, Sandbox};
 use super::store::{Cap, ComponentState, CoreState, Limited, arm, limited_store};
 
+mod list;
+pub(crate) use list::{Elements, ListFailure, Returned};
+
 /// A module compiled and linked, ready to be instantiated many times.
 pub(crate) enum Compiled {
     Component(component::InstancePre<ComponentState>),
@@ -31,6 +34,9 @@ pub(crate) enum Compiled {
 /// Compiles and runs modules on the worker's engines (one per [`Metering`] variant).
 pub(crate) struct Runner {
     flavors: Flavors,
+    /// Whether core exports of numbers are called through raw values (see
+    /// [`super::core_call`]); off only for the bench, to print both paths side by side.
+    raw_core_calls: bool,
 }
 
 impl Runner {
@@ -39,7 +45,16 @@ impl Runner {
     pub(crate) fn new(settings: WorkerSettings) -> Result<Self, String> {
         let flavors = Flavors::new(settings);
         flavors.get(Metering::Plain)?;
-        Ok(Runner { flavors })
+        Ok(Runner {
+            flavors,
+            raw_core_calls: true,
+        })
+    }
+
+    /// Calls core exports through `Func::call` instead of raw values (for the bench).
+    pub(crate) fn without_raw_core_calls(mut self) -> Self {
+        self.raw_core_calls = false;
+        self
     }
 
     /// The engines made so far (and those made later), for the ticker.
@@ -65,6 +80,7 @@ impl Runner {
                     Code::Precompiled(bytes) => unsafe {
                         component::Component::deserialize(engine, bytes)
                     },
+                    Code::Descriptor { .. } => Err(no_descriptor()),
                 }
                 .map_err(|e| format!("{e:#}"))?;
                 Compiled::Component(
@@ -81,6 +97,7 @@ impl Runner {
                     Code::Precompiled(bytes) => unsafe {
                         wasmtime::Module::deserialize(engine, bytes)
                     },
+                    Code::Descriptor { .. } => Err(no_descriptor()),
                 }
                 .map_err(|e| format!("{e:#}"))?;
                 Compiled::Core(
@@ -92,6 +109,58 @@ impl Runner {
             }
         };
         Ok(compiled)
+    }
+
+    /// Loads a module's compiled code from `file` (the host's descriptor of it: see
+    /// `crate::shared_code`) for the engine of one metering variant. wasmtime maps the file
+    /// instead of copying it, and makes the module's initial memory a mapping of it too, so
+    /// that every worker holding the module shares one copy of their pages.
+    ///
+    /// wasmtime 48 takes a core module's file as an open file, but a component's only by
+    /// path: the descriptor's own, `/proc/self/fd/N`, which a worker without granted
+    /// directories cannot open but has answered with a duplicate of the descriptor
+    /// (`walls::answer_open`).
+    pub(crate) fn load_file(
+        &self,
+        kind: ModuleKind,
+        file: std::fs::File,
+        metering: Metering,
+    ) -> Result<Compiled, String> {
+        use std::os::fd::AsRawFd;
+        let flavor = self.flavors.get(metering)?;
+        let engine = &flavor.engine;
+        let error = |e: wasmtime::Error| format!("{e:#}");
+        Ok(match kind {
+            ModuleKind::Component => {
+                let path = format!("/proc/self/fd/{}", file.as_raw_fd());
+                // SAFETY: the host's own compiler output, as for `Code::Precompiled` (its
+                // engine configuration is checked by wasmtime as it loads), in a file that never
+                // changes while it is mapped: a sealed memfd, or a cache entry, which is replaced
+                // by renaming a new file over it, never written in place (`crate::code_cache`).
+                let mapped = unsafe { component::Component::deserialize_file(engine, &path) };
+                let component = match mapped {
+                    Ok(component) => component,
+                    // A worker with granted directories opens the path for real, which a
+                    // system without /proc does not have: the bytes, then, read from the
+                    // descriptor (an error of the code's own comes again from these).
+                    Err(_) => {
+                        let bytes = read_all(&file).map_err(|e| format!("{e}"))?;
+                        // SAFETY: as above, in memory of our own.
+                        unsafe { component::Component::deserialize(engine, &bytes) }
+                            .map_err(error)?
+                    }
+                };
+                drop(file);
+                let pre = flavor.component_linker.instantiate_pre(&component);
+                Compiled::Component(pre.map_err(error)?)
+            }
+            ModuleKind::Core => {
+                // SAFETY: as for a component above.
+                let module = unsafe { wasmtime::Module::deserialize_open_file(engine, file) }
+                    .map_err(error)?;
+                Compiled::Core(flavor.core_linker.instantiate_pre(&module).map_err(error)?)
+            }
+        })
     }
 
     /// The engine a task with these limits runs on (the cache picks the matching compiled
@@ -220,7 +289,11 @@ impl Runner {
                 let f = instance
                     .get_func(&mut store, func)
                     .ok_or_else(|| RunFailure::Module(format!("no exported function `{func}`")))?;
-                let raw = CoreCall::new(&store, &f);
+                let raw = if self.raw_core_calls {
+                    CoreCall::new(&store, &f)
+                } else {
+                    None
+                };
                 Callee::Core(store, f, raw)
             }
         };
@@ -453,4 +526,17 @@ fn failure(err: wasmtime::Error, limit_hit: Option<Cap>) -> RunFailure {
         .unwrap_or(&message)
         .to_string();
     RunFailure::Trap { message, backtrace }
+}
+
+/// The error of a `Code::Descriptor` given to [`Runner::compile`], which takes bytes.
+fn no_descriptor() -> wasmtime::Error {
+    wasmtime::Error::msg("the module's code was to come as a descriptor, not bytes")
+}
+
+/// The whole of `file`, read without moving its offset (a worker cannot open it again).
+fn read_all(file: &std::fs::File) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut bytes = vec![0; file.metadata()?.len() as usize];
+    file.read_exact_at(&mut bytes, 0)?;
+    Ok(bytes)
 }
