@@ -9,7 +9,7 @@ use crate::limits::{Grants, Resolved};
 use crate::module::Task;
 use crate::values::Value;
 use crate::wire::{Code, WorkerSettings};
-use crate::worker::runner::{CallArgs, Runner};
+use crate::worker::runner::{CallArgs, Compiled, Runner};
 
 /// Runs `task(args)` `iterations` times in one instance, as a worker does for a task with
 /// instance reuse, and returns the mean time per call; `raw_core_calls: false` calls a core
@@ -19,11 +19,7 @@ pub fn reused_call(task: &Task, args: &[Value], iterations: u32, raw_core_calls:
     if !raw_core_calls {
         runner = runner.without_raw_core_calls();
     }
-    let module = task.module();
-    let code = Code::Precompiled(code_bytes(task));
-    let compiled = runner
-        .compile(module.kind(), &code, Metering::Plain)
-        .expect("the module loads");
+    let compiled = load(&runner, task);
     let limits = Resolved::default();
     let grants = Grants::new();
     let mut live = None;
@@ -59,11 +55,7 @@ fn settings() -> WorkerSettings {
 /// call, default limits, no grants) and returns the mean time per call.
 pub fn instantiate_and_call(task: &Task, args: &[Value], iterations: u32) -> Duration {
     let runner = Runner::new(settings()).expect("a worker's engines start");
-    let module = task.module();
-    let code = Code::Precompiled(code_bytes(task));
-    let compiled = runner
-        .compile(module.kind(), &code, Metering::Plain)
-        .expect("the module loads");
+    let compiled = load(&runner, task);
     let limits = Resolved::default();
     let grants = Grants::new();
     let start = Instant::now();
@@ -80,8 +72,13 @@ pub fn instantiate_and_call(task: &Task, args: &[Value], iterations: u32) -> Dur
     start.elapsed() / iterations.max(1)
 }
 
-/// The compiled code of `task`'s module for workers without limits.
-fn code_bytes(task: &Task) -> Vec<u8> {
-    let code = task.module().code(Metering::Plain).expect("it compiles");
-    code.bytes().expect("the code reads back").to_vec()
+/// `task`'s module loaded into `runner` as a worker loads it: its compiled code for workers
+/// without limits, sent in the frame.
+fn load(runner: &Runner, task: &Task) -> Compiled {
+    let module = task.module();
+    let code = module.code(Metering::Plain).expect("it compiles");
+    let code = Code::Precompiled(code.bytes().expect("the code reads back").to_vec());
+    runner
+        .compile(module.kind(), &code, Metering::Plain)
+        .expect("the module loads")
 }

@@ -143,18 +143,8 @@ fn sealed_memfd(code: &[u8]) -> io::Result<File> {
 /// unread, or died, is an error here.
 pub(crate) fn send(socket: &UnixStream, file: &File) -> io::Result<()> {
     let fd = file.as_raw_fd();
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    let mut control = [0u8; CONTROL_BYTES];
-    // SAFETY: a zeroed msghdr is a valid empty one.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = control.len() as _;
+    let mut buffers = OneByteMessage::new();
+    let msg = buffers.header();
     // SAFETY: the control buffer has room for one header and one descriptor (CONTROL_BYTES),
     // so CMSG_FIRSTHDR is not null and CMSG_DATA points inside it; the message's buffers
     // outlive the call.
@@ -181,23 +171,50 @@ const FD_BYTES: libc::c_uint = std::mem::size_of::<RawFd>() as libc::c_uint;
 // SAFETY: CMSG_SPACE only computes a size.
 const CONTROL_BYTES: usize = unsafe { libc::CMSG_SPACE(FD_BYTES) } as usize;
 
+/// The buffers of a message of one byte with room for one descriptor beside it: what
+/// [`send`] fills and [`receive`] reads.
+struct OneByteMessage {
+    byte: [u8; 1],
+    iov: libc::iovec,
+    control: [u8; CONTROL_BYTES],
+}
+
+impl OneByteMessage {
+    fn new() -> Self {
+        OneByteMessage {
+            byte: [0],
+            iov: libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            },
+            control: [0; CONTROL_BYTES],
+        }
+    }
+
+    /// A message header pointing into these buffers, valid while they stay where they are
+    /// (the caller keeps them on its stack until `sendmsg` or `recvmsg` returns).
+    fn header(&mut self) -> libc::msghdr {
+        self.iov = libc::iovec {
+            iov_base: self.byte.as_mut_ptr().cast(),
+            iov_len: self.byte.len(),
+        };
+        // SAFETY: a zeroed msghdr is a valid empty one.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut self.iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = self.control.as_mut_ptr().cast();
+        msg.msg_controllen = self.control.len() as _;
+        msg
+    }
+}
+
 /// In a worker: the code descriptor the host sent just before the `Load` frame that announced
 /// it, `len` bytes of code or more. It is there already when the frame is (the host sends it
 /// first), so this never waits: nothing there is an error, as is anything but one descriptor
 /// of a regular file of at least `len` bytes.
 pub(crate) fn receive(len: u64) -> Result<File, String> {
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    let mut control = [0u8; CONTROL_BYTES];
-    // SAFETY: a zeroed msghdr is a valid empty one.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = control.len() as _;
+    let mut buffers = OneByteMessage::new();
+    let mut msg = buffers.header();
     // SAFETY: recvmsg into buffers that outlive the call; descriptors it receives are made
     // close-on-exec.
     let got = unsafe {

@@ -25,7 +25,7 @@ use crate::values::wire::Packed;
 use crate::values::{Value, Values};
 
 /// The protocol version both sides must agree on. Bump it on any change to the messages.
-pub(crate) const PROTOCOL_VERSION: u32 = 6;
+pub(crate) const PROTOCOL_VERSION: u32 = 7;
 
 /// The largest frame either side accepts: bigger is a protocol error, not an allocation.
 pub const MAX_FRAME_BYTES: usize = 256 << 20;

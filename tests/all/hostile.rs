@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use wasmpool::{Grants, Limits, Pool, TaskError};
 use wasmpool_artifacts::{HOSTILE, SQUARE};
 
-use crate::support::task;
+use crate::support::{assert_no_network, task};
 
 fn pool_with(limits: Limits) -> Pool {
     Pool::builder()
@@ -162,14 +162,7 @@ fn no_files_environment_arguments_stdin_or_network_by_default() {
     assert!(args.is_empty(), "{args:?}");
     let stdin: String = pool.apply(&task(HOSTILE, "read-stdin"), ()).unwrap();
     assert_eq!(stdin, "");
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let err = pool
-        .apply::<_, ()>(&task(HOSTILE, "open-socket"), (addr,))
-        .unwrap_err();
-    assert!(matches!(err, TaskError::Guest { .. }), "{err}");
-    listener.set_nonblocking(true).unwrap();
-    assert!(listener.accept().is_err(), "nothing connected");
+    assert_no_network(&pool);
     still_works(&pool);
 }
 

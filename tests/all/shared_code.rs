@@ -7,7 +7,7 @@
 use wasmpool::{Limits, Module, Pool, TaskError, WorkerCommand};
 use wasmpool_artifacts::{ARITH, HOSTILE, SQUARE};
 
-use crate::support::task;
+use crate::support::{assert_no_network, run_alone_with_env, task};
 use crate::walls::assert_only_its_own_descriptors;
 
 /// A pool of `workers` whose workers get every module's code as a descriptor, however small.
@@ -87,14 +87,7 @@ fn a_worker_holding_mapped_code_reaches_nothing_more() {
         let err = pool.apply::<_, String>(&read_file, (path,)).unwrap_err();
         assert!(matches!(err, TaskError::Guest { .. }), "{path}: {err}");
     }
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let err = pool
-        .apply::<_, ()>(&task(HOSTILE, "open-socket"), (addr,))
-        .unwrap_err();
-    assert!(matches!(err, TaskError::Guest { .. }), "{err}");
-    listener.set_nonblocking(true).unwrap();
-    assert!(listener.accept().is_err(), "nothing connected");
+    assert_no_network(&pool);
     let err = pool
         .apply::<_, u32>(&task(HOSTILE, "unreachable"), ())
         .unwrap_err();
@@ -141,17 +134,7 @@ fn code_can_still_go_down_the_pipe() {
 #[test]
 fn without_a_cache_workers_map_a_sealed_memfd() {
     let test = "shared_code::workers_of_a_host_without_a_cache";
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--ignored", "--test-threads", "1"])
-        .env("WASMPOOL_CACHE_DIR", "off")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_alone_with_env(test, ("WASMPOOL_CACHE_DIR", "off"));
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use wasmpool_artifacts::SQUARE;
 
-use crate::support::{pool, task};
+use crate::support::{pool, run_alone_with_env, task};
 
 fn proc_file(pid: u32, name: &str) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/{name}")).unwrap_or_default()
@@ -14,17 +14,7 @@ fn proc_file(pid: u32, name: &str) -> String {
 #[test]
 fn workers_start_with_nothing_to_spare() {
     let test = "walls::a_worker_of_a_host_with_a_secret";
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--ignored", "--test-threads", "1"])
-        .env("WASMPOOL_TEST_SECRET", "hunter2")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_alone_with_env(test, ("WASMPOOL_TEST_SECRET", "hunter2"));
 }
 
 #[test]
