@@ -73,6 +73,10 @@ const COMPONENTS: &[(&str, &str)] = &[
         "hostile",
         "for the sandbox and limits tests: spin, memory-bomb, stack-overflow, huge-result, stdout-flood, unreachable, block, drop-last, spin-on-negative (misbehave); read-file, write-file, list-dir, read-env, read-args, open-socket, read-stdin (probe the sandbox)",
     ),
+    (
+        "shared",
+        "shared state (wasmpool:shared, wasi:keyvalue): locked-increment, own-lock-increment, atomic-add, float-add, histogram, array-read/-write, float-array-scale, produce, consume(-all), close-queue, queue-len, wait-for-item, pipe-send/-receive/-echo/-ping, dict-set/-get/-set-many-times/-count/-keys; hold-lock-and-trap/-spin/-block, lock-abandoned, open-value (failures holding a lock, names not granted)",
+    ),
 ];
 
 /// The core module, embedded as WebAssembly text: (name, description, path in guest-tasks).
