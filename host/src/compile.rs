@@ -69,7 +69,7 @@ pub(crate) fn compile(
         lock_down: true,
         compile_memory: Some(limits.memory),
     };
-    let mut worker = WorkerProcess::spawn(&command, settings, PidSlot::default())
+    let mut worker = WorkerProcess::spawn(&command, settings, PidSlot::default(), None)
         .map_err(CompileError::Spawn)?;
     let answer = worker.compile(kind, metering, wasm, limits.timeout);
     match answer {

@@ -432,6 +432,9 @@ pub enum Error {
     /// A grant cannot be honoured (a directory that does not exist).
     #[error("invalid grant: {0}")]
     Grant(String),
+    /// A shared object cannot be made (a name in use, no room left).
+    #[error("shared state: {0}")]
+    Shared(String),
     /// The pool was closed or terminated: it takes no new work.
     #[error("the pool is closed and takes no new tasks")]
     Closed,

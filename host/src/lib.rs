@@ -72,6 +72,7 @@ mod error;
 mod limits;
 mod module;
 mod pool;
+pub mod shared;
 mod shared_code;
 mod spin;
 mod values;
@@ -100,6 +101,10 @@ pub use pool::output::{GuestOutput, GuestStream};
 pub use pool::process::Process;
 pub use pool::worker_command::WorkerCommand;
 pub use pool::{Pool, PoolBuilder};
+pub use shared::{
+    GrantOf, LockGuard, PipeEnd, Shareable, SharedArray, SharedDict, SharedError, SharedFloatArray,
+    SharedFloatValue, SharedLock, SharedQueue, SharedValue,
+};
 pub use values::{Args, MAX_VALUE_DEPTH, Signature, Value, WitType};
 pub use wire::{MAX_FRAME_BYTES, ModuleKind};
 pub use worker::worker_main;

@@ -160,6 +160,8 @@ pub struct Grants {
     pub dirs: Vec<DirGrant>,
     /// Environment variables the guest sees.
     pub env: Vec<(String, String)>,
+    /// The pool's shared objects the guest may open, by the names it opens them by.
+    pub(crate) shared: Vec<crate::shared::SharedGrant>,
 }
 
 /// A host directory visible to the guest under another path.
@@ -205,9 +207,31 @@ impl Grants {
         self
     }
 
+    /// Grants the shared object `object` (a value, an array, a lock, a queue, a pipe end, a
+    /// dict of the pool that runs the task) under its own name; see [`crate::shared`].
+    ///
+    /// ```no_run
+    /// let pool = wasmpool::Pool::new()?;
+    /// let counter = pool.value("counter", 0)?;
+    /// let grants = wasmpool::Grants::new().shared(&counter);
+    /// # Ok::<(), wasmpool::Error>(())
+    /// ```
+    pub fn shared(self, object: &impl crate::Shareable) -> Self {
+        let name = object.name().to_string();
+        self.shared_as(&name, object)
+    }
+
+    /// Grants the shared object `object` under `name`, the name the task opens it by.
+    pub fn shared_as(mut self, name: &str, object: &impl crate::Shareable) -> Self {
+        let grant = object.grant_as(name).0;
+        self.shared.retain(|g| g.name != grant.name);
+        self.shared.push(grant);
+        self
+    }
+
     /// Whether nothing is granted.
     pub fn is_empty(&self) -> bool {
-        self.dirs.is_empty() && self.env.is_empty()
+        self.dirs.is_empty() && self.env.is_empty() && self.shared.is_empty()
     }
 
     /// Checks that every granted directory exists, so a typo is an error when the pool or

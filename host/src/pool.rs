@@ -29,6 +29,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, TaskError};
 use crate::limits::{DEFAULT_MAX_WASM_STACK, Grants, Limits};
 use crate::module::Task;
+use crate::shared::SharedObjects;
 use crate::values::json::{Names, results_json};
 use crate::values::rust::args_from_serialize;
 use crate::values::{Args, ArgsShape, Values};
@@ -226,6 +227,7 @@ impl PoolBuilder {
             output: self.output.unwrap_or_default(),
             job_items: Shelf::default(),
             outcome_slots: Arc::default(),
+            objects: SharedObjects::new()?,
         });
         let pool = Pool {
             shared,
@@ -269,6 +271,8 @@ impl PoolBuilder {
 /// State shared by the pool, its driver threads and the threads that feed its streams.
 pub(crate) struct Shared {
     settings: WorkerSettings,
+    /// The pool's shared objects (see [`crate::shared`]).
+    pub(crate) objects: Arc<SharedObjects>,
     /// The pool's limits and grants, for tasks without their own.
     limits: Limits,
     grants: Arc<Grants>,
@@ -378,6 +382,21 @@ impl Shared {
                 "this task is granted directories, but the pool's workers were started without \
                           file access: grant a directory on the pool (PoolBuilder::grants) too"
                     .to_string();
+            for item in job_items {
+                let error = TaskError::Sandbox {
+                    func: task.name().to_string(),
+                    detail: detail.clone(),
+                };
+                sink.deliver(item.index, Err(error));
+            }
+            return;
+        }
+        if let Some(foreign) = grants.shared.iter().find(|g| g.pool != self.objects.id()) {
+            let detail = format!(
+                "the shared object granted as `{}` belongs to another pool: a pool's tasks \
+                 reach only that pool's objects",
+                foreign.name
+            );
             for item in job_items {
                 let error = TaskError::Sandbox {
                     func: task.name().to_string(),
@@ -744,6 +763,11 @@ impl Pool {
         self.shared.queue.close();
     }
 
+    /// The pool's shared objects, which [`crate::shared`]'s makers add to.
+    pub(crate) fn shared_objects(&self) -> &Arc<SharedObjects> {
+        &self.shared.objects
+    }
+
     /// Closes the pool, waits for all queued work to finish and for the workers to exit.
     pub fn join(&self) {
         self.close();
@@ -757,6 +781,7 @@ impl Pool {
     /// [`TaskError::Cancelled`]. Returns after every worker process has been reaped.
     pub fn terminate(&self) {
         self.shared.terminating.store(true, Ordering::Release);
+        self.shared.objects.close();
         self.close();
         for driver in self.lock_drivers().iter() {
             kill_slot(&driver.pid);

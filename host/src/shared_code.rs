@@ -142,18 +142,30 @@ fn sealed_memfd(code: &[u8]) -> io::Result<File> {
 /// descriptor. Never blocks and never raises `SIGPIPE`: a worker that left a descriptor
 /// unread, or died, is an error here.
 pub(crate) fn send(socket: &UnixStream, file: &File) -> io::Result<()> {
-    let fd = file.as_raw_fd();
+    send_descriptors(socket, &[file.as_raw_fd()])
+}
+
+/// Sends `fds` (one or two) over `socket` as one byte carrying them, as [`send`] does.
+pub(crate) fn send_descriptors(socket: &UnixStream, fds: &[RawFd]) -> io::Result<()> {
+    assert!(
+        (1..=MAX_FDS).contains(&fds.len()),
+        "one message carries 1 to {MAX_FDS} descriptors"
+    );
     let mut buffers = OneByteMessage::new();
-    let msg = buffers.header();
-    // SAFETY: the control buffer has room for one header and one descriptor (CONTROL_BYTES),
-    // so CMSG_FIRSTHDR is not null and CMSG_DATA points inside it; the message's buffers
-    // outlive the call.
+    let mut msg = buffers.header();
+    msg.msg_controllen = control_space(fds.len()) as _;
+    // SAFETY: the control buffer has room for one header and MAX_FDS descriptors
+    // (CONTROL_BYTES), so CMSG_FIRSTHDR is not null and CMSG_DATA points inside it, with room
+    // for `fds`; the message's buffers outlive the call.
     let sent = unsafe {
         let header = libc::CMSG_FIRSTHDR(&msg);
         (*header).cmsg_level = libc::SOL_SOCKET;
         (*header).cmsg_type = libc::SCM_RIGHTS;
-        (*header).cmsg_len = libc::CMSG_LEN(FD_BYTES) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(header).cast::<RawFd>(), fd);
+        (*header).cmsg_len = libc::CMSG_LEN(FD_BYTES * fds.len() as libc::c_uint) as _;
+        let data = libc::CMSG_DATA(header).cast::<RawFd>();
+        for (i, &fd) in fds.iter().enumerate() {
+            std::ptr::write_unaligned(data.add(i), fd);
+        }
         libc::sendmsg(
             socket.as_raw_fd(),
             &msg,
@@ -168,11 +180,19 @@ pub(crate) fn send(socket: &UnixStream, file: &File) -> io::Result<()> {
 }
 
 const FD_BYTES: libc::c_uint = std::mem::size_of::<RawFd>() as libc::c_uint;
+/// The most descriptors one message carries: a code file, or the shared region and socket.
+const MAX_FDS: usize = 2;
 // SAFETY: CMSG_SPACE only computes a size.
-const CONTROL_BYTES: usize = unsafe { libc::CMSG_SPACE(FD_BYTES) } as usize;
+const CONTROL_BYTES: usize =
+    unsafe { libc::CMSG_SPACE(FD_BYTES * MAX_FDS as libc::c_uint) } as usize;
 
-/// The buffers of a message of one byte with room for one descriptor beside it: what
-/// [`send`] fills and [`receive`] reads.
+fn control_space(fds: usize) -> usize {
+    // SAFETY: CMSG_SPACE only computes a size.
+    unsafe { libc::CMSG_SPACE(FD_BYTES * fds as libc::c_uint) as usize }
+}
+
+/// The buffers of a message of one byte with room for up to [`MAX_FDS`] descriptors beside
+/// it: what [`send`] fills and [`receive`] reads.
 struct OneByteMessage {
     byte: [u8; 1],
     iov: libc::iovec,
@@ -208,11 +228,10 @@ impl OneByteMessage {
     }
 }
 
-/// In a worker: the code descriptor the host sent just before the `Load` frame that announced
-/// it, `len` bytes of code or more. It is there already when the frame is (the host sends it
-/// first), so this never waits: nothing there is an error, as is anything but one descriptor
-/// of a regular file of at least `len` bytes.
-pub(crate) fn receive(len: u64) -> Result<File, String> {
+/// In a worker: the `count` descriptors the host sent on stderr just before the frame that
+/// announced them. They are there already when the frame is (the host sends them first), so
+/// this never waits: nothing there is an error, as is any other number of descriptors.
+pub(crate) fn receive_descriptors(count: usize, what: &str) -> Result<Vec<OwnedFd>, String> {
     let mut buffers = OneByteMessage::new();
     let mut msg = buffers.header();
     // SAFETY: recvmsg into buffers that outlive the call; descriptors it receives are made
@@ -226,37 +245,45 @@ pub(crate) fn receive(len: u64) -> Result<File, String> {
     };
     if got < 0 {
         return Err(format!(
-            "no code descriptor came with the module: {}",
+            "no descriptor came with the {what}: {}",
             io::Error::last_os_error()
         ));
     }
     // SAFETY: CMSG_FIRSTHDR and CMSG_DATA read the control buffer recvmsg filled, within the
-    // length it set; a header is checked before its data is read.
-    let fd = unsafe {
+    // length it set; a header is checked before its data is read, and only as many
+    // descriptors as its length holds are read.
+    let fds: Vec<OwnedFd> = unsafe {
         let header = libc::CMSG_FIRSTHDR(&msg);
         if header.is_null()
             || (*header).cmsg_level != libc::SOL_SOCKET
             || (*header).cmsg_type != libc::SCM_RIGHTS
-            || (*header).cmsg_len as usize != libc::CMSG_LEN(FD_BYTES) as usize
         {
-            None
+            Vec::new()
         } else {
-            Some(std::ptr::read_unaligned(
-                libc::CMSG_DATA(header).cast::<RawFd>(),
-            ))
+            let data_len = (*header).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+            let data = libc::CMSG_DATA(header).cast::<RawFd>();
+            (0..data_len / FD_BYTES as usize)
+                .map(|i| OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))))
+                .collect()
         }
     };
-    let Some(fd) = fd else {
-        return Err("the module's code came without its descriptor".into());
-    };
-    // SAFETY: the kernel just gave us this descriptor; nothing else owns it.
-    let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    if got != 1 || msg.msg_flags & libc::MSG_CTRUNC != 0 {
-        return Err(
-            "the module's code descriptor did not fit (too many open files, or more than one)"
-                .into(),
-        );
+    if got != 1 || msg.msg_flags & libc::MSG_CTRUNC != 0 || fds.len() != count {
+        return Err(format!(
+            "the {what}'s descriptors did not come as sent (too many open files, or another \
+             number of them)"
+        ));
     }
+    Ok(fds)
+}
+
+/// In a worker: the code descriptor the host sent just before the `Load` frame that announced
+/// it, `len` bytes of code or more; anything but one descriptor of a regular file of at least
+/// `len` bytes is an error.
+pub(crate) fn receive(len: u64) -> Result<File, String> {
+    let fd = receive_descriptors(1, "module's code")?
+        .pop()
+        .expect("one descriptor");
+    let file = File::from(fd);
     let meta = file
         .metadata()
         .map_err(|e| format!("cannot read the code descriptor's size: {e}"))?;

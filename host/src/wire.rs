@@ -79,6 +79,14 @@ pub(crate) enum HostMsg {
         #[serde(with = "byte_string")]
         wasm: Vec<u8>,
     },
+    /// The pool's shared state: the descriptors of its shared-memory region and of this
+    /// worker's end of its shared-state socket came just before this frame, over the worker's
+    /// stderr (see [`crate::shared`]). Sent once, right after the handshake, to a worker that
+    /// can receive descriptors.
+    Shared {
+        /// The pool's id, which every shared grant carries.
+        pool: u64,
+    },
     /// Finish: the worker exits with status 0.
     Shutdown,
 }
@@ -418,6 +426,127 @@ pub(crate) enum WireError {
     /// The payload is not a valid message.
     #[error("undecodable frame: {0}")]
     Decode(#[from] postcard::Error),
+}
+
+/// A task's request to an object the host serves (a queue, a pipe end, a dict), on its
+/// worker's shared-state socket (see [`crate::shared`]); answered by one [`SharedReply`].
+/// Objects are named by the index the host gave them, which the call's grant carried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum SharedRequest {
+    /// Appends to a queue, waiting `wait_ms` at most for room (`None`: no end of its own).
+    Put {
+        queue: u64,
+        #[serde(with = "byte_string")]
+        item: Vec<u8>,
+        wait_ms: Option<u32>,
+    },
+    /// Takes a queue's first item, waiting `wait_ms` at most.
+    Get {
+        queue: u64,
+        wait_ms: Option<u32>,
+    },
+    /// How many items wait in a queue.
+    Len {
+        queue: u64,
+    },
+    /// Closes a queue to puts.
+    Close {
+        queue: u64,
+    },
+    /// Sends a message from pipe end `end` to the other.
+    Send {
+        pipe: u64,
+        end: u8,
+        #[serde(with = "byte_string")]
+        message: Vec<u8>,
+    },
+    /// Receives a message at pipe end `end`.
+    Recv {
+        pipe: u64,
+        end: u8,
+        wait_ms: Option<u32>,
+    },
+    /// Whether a message waits at pipe end `end`.
+    Poll {
+        pipe: u64,
+        end: u8,
+        wait_ms: Option<u32>,
+    },
+    /// Pipe end `end` sends no more.
+    ClosePipe {
+        pipe: u64,
+        end: u8,
+    },
+    DictGet {
+        dict: u64,
+        key: String,
+    },
+    DictSet {
+        dict: u64,
+        key: String,
+        #[serde(with = "byte_string")]
+        value: Vec<u8>,
+    },
+    DictDelete {
+        dict: u64,
+        key: String,
+    },
+    DictExists {
+        dict: u64,
+        key: String,
+    },
+    DictKeys {
+        dict: u64,
+        cursor: Option<u64>,
+    },
+    DictIncrement {
+        dict: u64,
+        key: String,
+        delta: u64,
+    },
+    DictGetMany {
+        dict: u64,
+        keys: Vec<String>,
+    },
+    DictSetMany {
+        dict: u64,
+        entries: Vec<(String, Vec<u8>)>,
+    },
+    DictDeleteMany {
+        dict: u64,
+        keys: Vec<String>,
+    },
+}
+
+/// The host's answer to a [`SharedRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum SharedReply {
+    Done,
+    Bytes(#[serde(with = "byte_string")] Vec<u8>),
+    Maybe(Option<Vec<u8>>),
+    Number(u64),
+    Flag(bool),
+    Keys {
+        keys: Vec<String>,
+        cursor: Option<u64>,
+    },
+    Many(Vec<Option<(String, Vec<u8>)>>),
+    Failed(SharedFailure),
+}
+
+/// Why a request to a served object failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum SharedFailure {
+    /// The wait ran out.
+    Timeout,
+    /// The queue or pipe is closed and holds nothing more.
+    Closed,
+    /// A bounded queue had no room.
+    Full,
+    /// Whoever waited is gone (its worker, or the pool, ended).
+    Gone,
+    /// No such object, a bad end, a number that is not one.
+    Other(String),
 }
 
 /// Encodes `msg` as one frame into `buf` (cleared first), ready to be written in one call.

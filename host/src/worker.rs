@@ -24,6 +24,7 @@ pub(crate) mod engines;
 mod reply;
 pub(crate) mod runner;
 mod sandbox;
+mod shared;
 mod store;
 mod ticker;
 
@@ -280,6 +281,13 @@ fn session<W: Write + Send + 'static>(
                 send(output, &WorkerMsg::Loaded { id }, true)?;
             }
             Some(HostMsg::Run(chunk)) => run_chunk(&cache, &chunk, output, &mut ahead)?,
+            Some(HostMsg::Shared { pool }) => {
+                // The descriptors came first, on stderr. Without them the worker goes on:
+                // its tasks' shared objects are then out of reach, which they are told.
+                if let Err(e) = shared::install(pool) {
+                    eprintln!("wasmpool worker: no shared state: {e}");
+                }
+            }
             Some(HostMsg::Hello { .. }) => {
                 return Err(WorkerFault::Protocol(
                     "a second Hello in the middle of the session".into(),
@@ -388,6 +396,7 @@ fn msg_name(msg: &HostMsg) -> &'static str {
         HostMsg::Load { .. } => "Load",
         HostMsg::Run(_) => "Run",
         HostMsg::Compile { .. } => "Compile",
+        HostMsg::Shared { .. } => "Shared",
         HostMsg::Shutdown => "Shutdown",
     }
 }

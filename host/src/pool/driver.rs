@@ -54,7 +54,14 @@ pub(crate) enum Start {
 
 /// A driver thread's life (see the module docs).
 pub(crate) fn drive(shared: Arc<Shared>, command: WorkerCommand, slot: PidSlot, start: Start) {
-    let spawn = || WorkerProcess::spawn(&command, shared.settings, Arc::clone(&slot));
+    let spawn = || {
+        WorkerProcess::spawn(
+            &command,
+            shared.settings,
+            Arc::clone(&slot),
+            Some(&shared.objects),
+        )
+    };
     // The running chunk, and those sent ahead.
     let mut held: VecDeque<Held> = VecDeque::new();
     let mut worker = match start {

@@ -127,7 +127,7 @@ impl Process {
         // The worker is started on the thread that owns it: its parent-death signal is tied
         // to that thread, which lives until the task is done.
         self.thread = Some(std::thread::spawn(move || {
-            let mut worker = match WorkerProcess::spawn(&command, settings, pid) {
+            let mut worker = match WorkerProcess::spawn(&command, settings, pid, None) {
                 Ok(w) => {
                     let _ = ready_tx.send(Ok(w.pid()));
                     w

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use crate::engine::Metering;
 use crate::error::{Error, ExitCause, TaskError};
 use crate::limits::{Resolved, kill_grace};
+use crate::shared::SharedObjects;
 use crate::shared_code::CodeFile;
 use crate::spin;
 use crate::wire::{
@@ -82,6 +83,9 @@ pub(crate) struct WorkerProcess {
     outcomes_seen: u64,
     /// The size of the pipe to the worker, in bytes.
     pub(crate) pipe_capacity: usize,
+    /// The pool's shared objects, once this worker was given them: a dead worker's locks are
+    /// released through them when it is reaped.
+    objects: Option<Arc<SharedObjects>>,
 }
 
 /// How a worker ended, and its last words.
@@ -208,6 +212,7 @@ impl WorkerProcess {
         command: &WorkerCommand,
         settings: WorkerSettings,
         slot: PidSlot,
+        objects: Option<&Arc<SharedObjects>>,
     ) -> Result<WorkerProcess, Error> {
         let spawn_error = |detail: String| Error::Spawn {
             program: command.program().display().to_string(),
@@ -273,6 +278,7 @@ impl WorkerProcess {
             typical_wait: Duration::ZERO,
             outcomes_seen: 0,
             pipe_capacity: usize::try_from(pipe_capacity).unwrap_or(4096),
+            objects: None,
         };
         worker.handshake(settings).map_err(|detail| {
             let lost = worker.reap(detail.clone());
@@ -288,7 +294,41 @@ impl WorkerProcess {
                 }
             ))
         })?;
+        if let Some(objects) = objects {
+            worker.share_objects(objects).map_err(|detail| {
+                let lost = worker.reap(detail.clone());
+                Error::Handshake(format!("worker {pid}: {detail}; it {}", lost.cause))
+            })?;
+        }
         Ok(worker)
+    }
+
+    /// Gives the worker the pool's shared state: the region's descriptor and its end of a new
+    /// shared-state socket, on its stderr, then the `Shared` frame that announces them; and
+    /// starts the thread that serves its requests (see [`crate::shared`]). A worker that
+    /// cannot receive descriptors (one behind a launcher) gets none: its tasks' shared
+    /// objects are not reachable from it.
+    fn share_objects(&mut self, objects: &Arc<SharedObjects>) -> Result<(), String> {
+        let Some(code_socket) = &self.code_socket else {
+            return Ok(());
+        };
+        let (host_end, worker_end) =
+            UnixStream::pair().map_err(|e| format!("no shared-state socket: {e}"))?;
+        crate::shared_code::send_descriptors(
+            code_socket,
+            &[objects.region_file().as_raw_fd(), worker_end.as_raw_fd()],
+        )
+        .map_err(|e| format!("cannot send it the shared state: {e}"))?;
+        drop(worker_end);
+        wire::write_frame(&mut self.stdin, &HostMsg::Shared { pool: objects.id() })
+            .map_err(|e| e.to_string())?;
+        let served = Arc::clone(objects);
+        thread::Builder::new()
+            .name(format!("wasmpool-shared-{}", self.pid))
+            .spawn(move || crate::shared::served::serve(served, host_end))
+            .map_err(|e| format!("cannot start its shared-state thread: {e}"))?;
+        self.objects = Some(Arc::clone(objects));
+        Ok(())
     }
 
     fn handshake(&mut self, settings: WorkerSettings) -> Result<(), String> {
@@ -642,6 +682,13 @@ impl WorkerProcess {
             },
             Err(_) => ExitCause::Unknown,
         };
+        // A dead worker releases no lock it held: the host does, marking each abandoned.
+        if let Some(objects) = &self.objects {
+            let released = objects.release_locks_of(self.pid);
+            if released > 0 {
+                log::debug!("worker {}: released {released} locks it held", self.pid);
+            }
+        }
         // The relay reads until the pipe closes, which it has now that the worker is gone:
         // join it, so its dying words are read before they are reported.
         let _ = self.stderr_done.recv_timeout(STDERR_DRAIN);

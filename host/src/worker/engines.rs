@@ -80,6 +80,7 @@ impl Flavor {
 fn component_linker(engine: &Engine) -> wasmtime::Result<component::Linker<ComponentState>> {
     let mut linker = component::Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    super::shared::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 

@@ -20,6 +20,7 @@ use super::capture::Capture;
 use super::core_call::{self, CoreCall};
 use super::engines::Flavors;
 use super::sandbox::{ProgramInput, Sandbox};
+use super::shared::CallShared;
 use super::store::{Cap, ComponentState, CoreState, Limited, arm, limited_store};
 
 mod list;
@@ -261,7 +262,11 @@ impl Runner {
         let engine = self.engine_for(limits)?;
         let callee = match compiled {
             Compiled::Component(pre) => {
-                let state = ComponentState::new(Sandbox::new(grants, &stdout, &stderr)?, limits);
+                let state = ComponentState::new(
+                    Sandbox::new(grants, &stdout, &stderr)?,
+                    limits,
+                    CallShared::new(&grants.shared),
+                );
                 let mut store = limited_store(engine, state, limits);
                 let instance = pre
                     .instantiate(&mut store)
@@ -411,8 +416,10 @@ impl Live {
                     }
                     CallArgs::Program(_) => unreachable!("a program is run by call_program"),
                 }
-                f.call(&mut *store, params, results)
-                    .map_err(|e| failure(e, store.data().limit_hit()))?;
+                store.data_mut().begin_call(limits.timeout);
+                let called = f.call(&mut *store, params, results);
+                store.data_mut().end_call(called.is_err());
+                called.map_err(|e| failure(e, store.data().limit_hit()))?;
                 // A plain loop: collecting into a `Result` costs more than the call's own
                 // conversion for one number.
                 let mut values = Values::new();
@@ -471,7 +478,9 @@ impl Live {
                     arm(store, limits);
                 }
                 store.data_mut().sandbox().set_input(input)?;
+                store.data_mut().begin_call(limits.timeout);
                 let ended = f.call(&mut *store, &[], results).map(drop);
+                store.data_mut().end_call(ended.is_err());
                 exit_code(ended, store.data().limit_hit(), results.first())
             }
             Callee::Core(store, f, _) => {

@@ -11,21 +11,35 @@ use crate::engine::Metering;
 use crate::limits::{EPOCH_TICK, Resolved};
 
 use super::sandbox::Sandbox;
+use super::shared::CallShared;
 
 /// The store data of a component task: its WASI context, resource table and limiter.
 pub(crate) struct ComponentState {
     wasi: Sandbox<WasiCtx>,
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
     limiter: TaskLimiter,
+    /// What the call may reach of the pool's shared state (see [`super::shared`]).
+    pub(super) shared: CallShared,
 }
 
 impl ComponentState {
-    pub(crate) fn new(wasi: Sandbox<WasiCtx>, limits: &Resolved) -> Self {
+    pub(crate) fn new(wasi: Sandbox<WasiCtx>, limits: &Resolved, shared: CallShared) -> Self {
         ComponentState {
             wasi,
             table: ResourceTable::new(),
             limiter: TaskLimiter::new(limits),
+            shared,
         }
+    }
+
+    /// A call starts, with `timeout`: its shared-state waits end then.
+    pub(crate) fn begin_call(&mut self, timeout: Option<std::time::Duration>) {
+        self.shared.begin(timeout);
+    }
+
+    /// A call ended: the locks it still holds are released (as abandoned if it `failed`).
+    pub(crate) fn end_call(&mut self, failed: bool) {
+        self.shared.end(failed);
     }
 }
 

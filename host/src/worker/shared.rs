@@ -1,0 +1,889 @@
+//! The worker's side of shared state: the `wasmpool:shared` and `wasi:keyvalue` imports a
+//! task calls (see [`crate::shared`] for what each object is and where it lives).
+//!
+//! The pool's region and this worker's shared-state socket arrive once, right after the
+//! handshake ([`install`]). Each call's store holds what its grants allow ([`CallShared`]):
+//! `open(name)` finds the name among them or answers `not-granted`, whatever the pool holds.
+//! Locks, values and arrays are operated on in the mapped region; queues, pipes and dicts go to
+//! the host as one request each on the socket, answered before the call goes on.
+//!
+//! Every wait is bounded by the call's deadline, as epochs do not interrupt a host call: a
+//! wait that reaches it ends the call as an epoch interruption would, a `Timeout`. When the
+//! call ends, the locks it still holds are released ([`CallShared::end`]), marked abandoned if
+//! the call failed.
+
+use std::fs::File;
+use std::io::{BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{HasSelf, Linker, Resource};
+
+use crate::shared::region::{DATA_OFFSET, Region};
+use crate::shared::{Object, SharedGrant, float_add};
+use crate::wire::{self, SharedFailure, SharedReply, SharedRequest};
+
+use super::store::ComponentState;
+
+wasmtime::component::bindgen!({
+    path: "wit/shared",
+    world: "wasmpool:shared/shared",
+    imports: { default: trappable },
+    with: {
+        "wasmpool:shared/lock.lock": LockRes,
+        "wasmpool:shared/lock.guard": GuardRes,
+        "wasmpool:shared/value.value": ValueRes,
+        "wasmpool:shared/value.float-value": ValueRes,
+        "wasmpool:shared/value.array": ArrayRes,
+        "wasmpool:shared/value.float-array": ArrayRes,
+        "wasmpool:shared/queue.queue": ServedRes,
+        "wasmpool:shared/pipe.connection": ServedRes,
+        "wasi:keyvalue/store.bucket": ServedRes,
+    },
+});
+
+use wasi::keyvalue::store::{Error as KvError, KeyResponse};
+use wasmpool::shared::types::Error as SharedErr;
+
+/// A lock a task opened: where its words are.
+#[derive(Debug)]
+#[allow(unreachable_pub)] // bindgen's modules re-export it with `pub use`.
+pub struct LockRes {
+    at: u64,
+}
+
+/// A held lock.
+#[derive(Debug)]
+#[allow(unreachable_pub)] // bindgen's modules re-export it with `pub use`.
+pub struct GuardRes {
+    at: u64,
+    abandoned: bool,
+}
+
+/// A value (integer or float) a task opened.
+#[derive(Debug)]
+#[allow(unreachable_pub)] // bindgen's modules re-export it with `pub use`.
+pub struct ValueRes {
+    at: u64,
+}
+
+/// An array a task opened.
+#[derive(Debug)]
+#[allow(unreachable_pub)] // bindgen's modules re-export it with `pub use`.
+pub struct ArrayRes {
+    at: u64,
+    len: u32,
+}
+
+/// A queue, pipe end or dict a task opened: its index among the host's, and a pipe's end.
+#[derive(Debug)]
+#[allow(unreachable_pub)] // bindgen's modules re-export it with `pub use`.
+pub struct ServedRes {
+    id: u64,
+    end: u8,
+}
+
+/// This worker's shared state, from the host's `Shared` frame.
+struct WorkerShared {
+    pool: u64,
+    region: Region,
+    link: Mutex<Link>,
+    pid: u32,
+}
+
+/// The shared-state socket: one request, one reply, in turn.
+struct Link {
+    input: BufReader<crate::spin::SpinRead<UnixStream>>,
+    output: UnixStream,
+    buf: Vec<u8>,
+    frame: Vec<u8>,
+}
+
+static WORKER_SHARED: OnceLock<WorkerShared> = OnceLock::new();
+
+/// Takes the region's descriptor and the shared-state socket the host sent just before its
+/// `Shared` frame, and maps the region.
+pub(crate) fn install(pool: u64) -> Result<(), String> {
+    let mut fds = crate::shared_code::receive_descriptors(2, "shared state")?;
+    let socket = UnixStream::from(fds.pop().expect("two"));
+    let region_file = File::from(fds.pop().expect("two"));
+    let region = Region::map(&region_file).map_err(|e| e.to_string())?;
+    drop(region_file);
+    let output = socket.try_clone().map_err(|e| e.to_string())?;
+    let shared = WorkerShared {
+        pool,
+        region,
+        link: Mutex::new(Link {
+            input: BufReader::new(crate::spin::SpinRead(socket)),
+            output,
+            buf: Vec::new(),
+            frame: Vec::new(),
+        }),
+        pid: std::process::id(),
+    };
+    WORKER_SHARED
+        .set(shared)
+        .map_err(|_| "the shared state came twice".to_string())
+}
+
+/// Adds the shared-state imports to a component linker.
+pub(crate) fn add_to_linker(linker: &mut Linker<ComponentState>) -> wasmtime::Result<()> {
+    Shared::add_to_linker::<_, HasSelf<ComponentState>>(linker, |state| state)
+}
+
+/// A call's view of shared state: what it was granted, its deadline, the locks it holds.
+#[derive(Debug, Default)]
+pub(crate) struct CallShared {
+    grants: Vec<SharedGrant>,
+    deadline: Option<Instant>,
+    held: Vec<u64>,
+}
+
+impl CallShared {
+    pub(crate) fn new(grants: &[SharedGrant]) -> CallShared {
+        CallShared {
+            grants: grants.to_vec(),
+            deadline: None,
+            held: Vec::new(),
+        }
+    }
+
+    /// A call starts: its waits end at `timeout` from now.
+    pub(crate) fn begin(&mut self, timeout: Option<Duration>) {
+        self.deadline = timeout.map(|t| Instant::now() + t);
+    }
+
+    /// A call ended: the locks it still holds are released, as abandoned if it `failed`.
+    pub(crate) fn end(&mut self, failed: bool) {
+        if self.held.is_empty() {
+            return;
+        }
+        if let Some(shared) = WORKER_SHARED.get() {
+            for at in self.held.drain(..) {
+                shared.region.release(at, shared.pid, failed);
+            }
+        }
+    }
+
+    /// The object granted as `name`, if it is of the kind `kind` accepts.
+    fn find<T>(&self, name: &str, kind: impl Fn(Object) -> Option<T>) -> Option<T> {
+        let shared = WORKER_SHARED.get()?;
+        self.grants
+            .iter()
+            .find(|g| g.name == name && g.pool == shared.pool)
+            .and_then(|g| kind(g.object))
+    }
+
+    /// How long a wait of `timeout_ms` may go on: the shorter of it and the call's deadline.
+    fn wait_ms(&self, timeout_ms: Option<u32>) -> Option<u32> {
+        let left = self.deadline.map(|d| {
+            let left = d.saturating_duration_since(Instant::now()).as_millis();
+            u32::try_from(left).unwrap_or(u32::MAX)
+        });
+        match (timeout_ms, left) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether the call's deadline has passed.
+    fn past_deadline(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+}
+
+/// The region, which a granted object implies was installed.
+fn shared() -> wasmtime::Result<&'static WorkerShared> {
+    WORKER_SHARED.get().ok_or_else(|| {
+        wasmtime::Error::msg("this worker has no shared state (it runs behind a launcher)")
+    })
+}
+
+/// Sends `request` to the host and waits for its answer.
+fn ask(request: &SharedRequest) -> wasmtime::Result<SharedReply> {
+    let shared = shared()?;
+    let mut link = shared.link.lock().unwrap_or_else(|e| e.into_inner());
+    let link = &mut *link;
+    wire::encode_frame(request, &mut link.frame)?;
+    link.output.write_all(&link.frame)?;
+    match wire::read_frame::<SharedReply>(&mut link.input, &mut link.buf)? {
+        Some(reply) => Ok(reply),
+        None => Err(wasmtime::Error::msg(
+            "the host closed the shared-state socket",
+        )),
+    }
+}
+
+/// The end of a call whose wait reached its deadline: what an epoch interruption gives.
+fn timed_out() -> wasmtime::Error {
+    wasmtime::Trap::Interrupt.into()
+}
+
+/// A served object's failure as the contract's error; a wait that ran into the deadline ends
+/// the call.
+fn served_error(call: &CallShared, failure: SharedFailure) -> wasmtime::Result<SharedErr> {
+    match failure {
+        SharedFailure::Timeout if call.past_deadline() => Err(timed_out()),
+        SharedFailure::Timeout => Ok(SharedErr::Timeout),
+        SharedFailure::Closed => Ok(SharedErr::Closed),
+        SharedFailure::Full => Ok(SharedErr::Full),
+        SharedFailure::Gone => Err(wasmtime::Error::msg("the pool is closing")),
+        SharedFailure::Other(detail) => Err(wasmtime::Error::msg(detail)),
+    }
+}
+
+fn unexpected(reply: SharedReply) -> wasmtime::Error {
+    wasmtime::Error::msg(format!("the host answered {reply:?}"))
+}
+
+fn not_granted(name: &str) -> SharedErr {
+    SharedErr::NotGranted(name.to_string())
+}
+
+impl ComponentState {
+    fn acquire(
+        &mut self,
+        at: u64,
+        timeout_ms: Option<u32>,
+    ) -> wasmtime::Result<Result<Resource<GuardRes>, SharedErr>> {
+        let shared = shared()?;
+        let call = &self.shared;
+        let deadline = call
+            .wait_ms(timeout_ms)
+            .map(|ms| Instant::now() + Duration::from_millis(ms.into()));
+        match shared.region.acquire(at, shared.pid, deadline) {
+            Ok(abandoned) => {
+                self.shared.held.push(at);
+                Ok(Ok(self.table.push(GuardRes { at, abandoned })?))
+            }
+            Err(_) if self.shared.past_deadline() => Err(timed_out()),
+            Err(_) => Ok(Err(SharedErr::Timeout)),
+        }
+    }
+
+    fn value_word(
+        &self,
+        at: u64,
+        index: u32,
+    ) -> wasmtime::Result<&'static std::sync::atomic::AtomicU64> {
+        let shared = shared()?;
+        shared
+            .region
+            .word64(at + DATA_OFFSET + 8 * u64::from(index))
+            .ok_or_else(|| wasmtime::Error::msg("a shared object outside the region"))
+    }
+}
+
+impl wasmpool::shared::types::Host for ComponentState {}
+impl wasmpool::shared::lock::Host for ComponentState {}
+
+impl wasmpool::shared::lock::HostGuard for ComponentState {
+    fn abandoned(&mut self, guard: Resource<GuardRes>) -> wasmtime::Result<bool> {
+        Ok(self.table.get(&guard)?.abandoned)
+    }
+
+    fn drop(&mut self, guard: Resource<GuardRes>) -> wasmtime::Result<()> {
+        let guard = self.table.delete(guard)?;
+        if let Some(i) = self.shared.held.iter().position(|&at| at == guard.at) {
+            self.shared.held.swap_remove(i);
+            let shared = shared()?;
+            shared.region.release(guard.at, shared.pid, false);
+        }
+        Ok(())
+    }
+}
+
+impl wasmpool::shared::lock::HostLock for ComponentState {
+    fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<LockRes>, SharedErr>> {
+        match self.shared.find(&name, |o| match o {
+            Object::Lock { at } => Some(at),
+            _ => None,
+        }) {
+            Some(at) => Ok(Ok(self.table.push(LockRes { at })?)),
+            None => Ok(Err(not_granted(&name))),
+        }
+    }
+
+    fn acquire(
+        &mut self,
+        lock: Resource<LockRes>,
+        timeout_ms: Option<u32>,
+    ) -> wasmtime::Result<Result<Resource<GuardRes>, SharedErr>> {
+        let at = self.table.get(&lock)?.at;
+        ComponentState::acquire(self, at, timeout_ms)
+    }
+
+    fn drop(&mut self, lock: Resource<LockRes>) -> wasmtime::Result<()> {
+        self.table.delete(lock)?;
+        Ok(())
+    }
+}
+
+impl wasmpool::shared::value::Host for ComponentState {}
+
+impl wasmpool::shared::value::HostValue for ComponentState {
+    fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<ValueRes>, SharedErr>> {
+        match self.shared.find(&name, |o| match o {
+            Object::Value { at } => Some(at),
+            _ => None,
+        }) {
+            Some(at) => Ok(Ok(self.table.push(ValueRes { at })?)),
+            None => Ok(Err(not_granted(&name))),
+        }
+    }
+
+    fn get(&mut self, v: Resource<ValueRes>) -> wasmtime::Result<i64> {
+        let at = self.table.get(&v)?.at;
+        Ok(self
+            .value_word(at, 0)?
+            .load(std::sync::atomic::Ordering::SeqCst) as i64)
+    }
+
+    fn set(&mut self, v: Resource<ValueRes>, new: i64) -> wasmtime::Result<()> {
+        let at = self.table.get(&v)?.at;
+        self.value_word(at, 0)?
+            .store(new as u64, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn add(&mut self, v: Resource<ValueRes>, delta: i64) -> wasmtime::Result<i64> {
+        let at = self.table.get(&v)?.at;
+        let before = self
+            .value_word(at, 0)?
+            .fetch_add(delta as u64, std::sync::atomic::Ordering::SeqCst);
+        Ok((before as i64).wrapping_add(delta))
+    }
+
+    fn compare_and_swap(
+        &mut self,
+        v: Resource<ValueRes>,
+        expected: i64,
+        new: i64,
+    ) -> wasmtime::Result<i64> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let at = self.table.get(&v)?.at;
+        let word = self.value_word(at, 0)?;
+        Ok(
+            match word.compare_exchange(expected as u64, new as u64, SeqCst, SeqCst) {
+                Ok(found) | Err(found) => found as i64,
+            },
+        )
+    }
+
+    fn lock(
+        &mut self,
+        v: Resource<ValueRes>,
+        timeout_ms: Option<u32>,
+    ) -> wasmtime::Result<Result<Resource<GuardRes>, SharedErr>> {
+        let at = self.table.get(&v)?.at;
+        self.acquire(at, timeout_ms)
+    }
+
+    fn drop(&mut self, v: Resource<ValueRes>) -> wasmtime::Result<()> {
+        self.table.delete(v)?;
+        Ok(())
+    }
+}
+
+impl wasmpool::shared::value::HostFloatValue for ComponentState {
+    fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<ValueRes>, SharedErr>> {
+        match self.shared.find(&name, |o| match o {
+            Object::FloatValue { at } => Some(at),
+            _ => None,
+        }) {
+            Some(at) => Ok(Ok(self.table.push(ValueRes { at })?)),
+            None => Ok(Err(not_granted(&name))),
+        }
+    }
+
+    fn get(&mut self, v: Resource<ValueRes>) -> wasmtime::Result<f64> {
+        let at = self.table.get(&v)?.at;
+        Ok(f64::from_bits(
+            self.value_word(at, 0)?
+                .load(std::sync::atomic::Ordering::SeqCst),
+        ))
+    }
+
+    fn set(&mut self, v: Resource<ValueRes>, new: f64) -> wasmtime::Result<()> {
+        let at = self.table.get(&v)?.at;
+        self.value_word(at, 0)?
+            .store(new.to_bits(), std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn add(&mut self, v: Resource<ValueRes>, delta: f64) -> wasmtime::Result<f64> {
+        let at = self.table.get(&v)?.at;
+        Ok(float_add(self.value_word(at, 0)?, delta))
+    }
+
+    fn lock(
+        &mut self,
+        v: Resource<ValueRes>,
+        timeout_ms: Option<u32>,
+    ) -> wasmtime::Result<Result<Resource<GuardRes>, SharedErr>> {
+        let at = self.table.get(&v)?.at;
+        self.acquire(at, timeout_ms)
+    }
+
+    fn drop(&mut self, v: Resource<ValueRes>) -> wasmtime::Result<()> {
+        self.table.delete(v)?;
+        Ok(())
+    }
+}
+
+/// The integer and float arrays' methods, which differ only in how a number is a word.
+macro_rules! array_host {
+    ($trait:ident, $kind:ident, $num:ty, $to:expr, $from:expr, $add:expr) => {
+        impl wasmpool::shared::value::$trait for ComponentState {
+            fn open(
+                &mut self,
+                name: String,
+            ) -> wasmtime::Result<Result<Resource<ArrayRes>, SharedErr>> {
+                match self.shared.find(&name, |o| match o {
+                    Object::$kind { at, len } => Some((at, len)),
+                    _ => None,
+                }) {
+                    Some((at, len)) => Ok(Ok(self.table.push(ArrayRes { at, len })?)),
+                    None => Ok(Err(not_granted(&name))),
+                }
+            }
+
+            fn len(&mut self, a: Resource<ArrayRes>) -> wasmtime::Result<u32> {
+                Ok(self.table.get(&a)?.len)
+            }
+
+            fn get(
+                &mut self,
+                a: Resource<ArrayRes>,
+                index: u32,
+            ) -> wasmtime::Result<Result<$num, SharedErr>> {
+                let &ArrayRes { at, len } = self.table.get(&a)?;
+                if index >= len {
+                    return Ok(Err(SharedErr::OutOfRange(index)));
+                }
+                let word = self.value_word(at, index)?;
+                Ok(Ok($from(word.load(std::sync::atomic::Ordering::SeqCst))))
+            }
+
+            fn set(
+                &mut self,
+                a: Resource<ArrayRes>,
+                index: u32,
+                v: $num,
+            ) -> wasmtime::Result<Result<(), SharedErr>> {
+                let &ArrayRes { at, len } = self.table.get(&a)?;
+                if index >= len {
+                    return Ok(Err(SharedErr::OutOfRange(index)));
+                }
+                let word = self.value_word(at, index)?;
+                word.store($to(v), std::sync::atomic::Ordering::SeqCst);
+                Ok(Ok(()))
+            }
+
+            fn add(
+                &mut self,
+                a: Resource<ArrayRes>,
+                index: u32,
+                delta: $num,
+            ) -> wasmtime::Result<Result<$num, SharedErr>> {
+                let &ArrayRes { at, len } = self.table.get(&a)?;
+                if index >= len {
+                    return Ok(Err(SharedErr::OutOfRange(index)));
+                }
+                let word = self.value_word(at, index)?;
+                Ok(Ok($add(word, delta)))
+            }
+
+            fn read(
+                &mut self,
+                a: Resource<ArrayRes>,
+                start: u32,
+                count: u32,
+            ) -> wasmtime::Result<Result<Vec<$num>, SharedErr>> {
+                let &ArrayRes { at, len } = self.table.get(&a)?;
+                let end = u64::from(start) + u64::from(count);
+                if end > u64::from(len) {
+                    return Ok(Err(SharedErr::OutOfRange(
+                        u32::try_from(end - 1).unwrap_or(u32::MAX),
+                    )));
+                }
+                let mut out = Vec::with_capacity(count as usize);
+                for i in start..start + count {
+                    let word = self.value_word(at, i)?;
+                    out.push($from(word.load(std::sync::atomic::Ordering::SeqCst)));
+                }
+                Ok(Ok(out))
+            }
+
+            fn write(
+                &mut self,
+                a: Resource<ArrayRes>,
+                start: u32,
+                values: Vec<$num>,
+            ) -> wasmtime::Result<Result<(), SharedErr>> {
+                let &ArrayRes { at, len } = self.table.get(&a)?;
+                let end = u64::from(start) + values.len() as u64;
+                if end > u64::from(len) {
+                    return Ok(Err(SharedErr::OutOfRange(
+                        u32::try_from(end - 1).unwrap_or(u32::MAX),
+                    )));
+                }
+                for (i, v) in values.into_iter().enumerate() {
+                    let word = self.value_word(at, start + i as u32)?;
+                    word.store($to(v), std::sync::atomic::Ordering::SeqCst);
+                }
+                Ok(Ok(()))
+            }
+
+            fn lock(
+                &mut self,
+                a: Resource<ArrayRes>,
+                timeout_ms: Option<u32>,
+            ) -> wasmtime::Result<Result<Resource<GuardRes>, SharedErr>> {
+                let at = self.table.get(&a)?.at;
+                self.acquire(at, timeout_ms)
+            }
+
+            fn drop(&mut self, a: Resource<ArrayRes>) -> wasmtime::Result<()> {
+                self.table.delete(a)?;
+                Ok(())
+            }
+        }
+    };
+}
+
+array_host!(
+    HostArray,
+    Array,
+    i64,
+    |v: i64| v as u64,
+    |w: u64| w as i64,
+    |word: &std::sync::atomic::AtomicU64, delta: i64| {
+        (word.fetch_add(delta as u64, std::sync::atomic::Ordering::SeqCst) as i64)
+            .wrapping_add(delta)
+    }
+);
+array_host!(
+    HostFloatArray,
+    FloatArray,
+    f64,
+    f64::to_bits,
+    f64::from_bits,
+    float_add
+);
+
+impl ComponentState {
+    /// Opens the served object granted as `name`, if `kind` accepts it.
+    fn open_served(
+        &mut self,
+        name: &str,
+        kind: impl Fn(Object) -> Option<(u64, u8)>,
+    ) -> wasmtime::Result<Option<Resource<ServedRes>>> {
+        match self.shared.find(name, kind) {
+            Some((id, end)) => Ok(Some(self.table.push(ServedRes { id, end })?)),
+            None => Ok(None),
+        }
+    }
+
+    fn served(&self, r: &Resource<ServedRes>) -> wasmtime::Result<(u64, u8)> {
+        let r = self.table.get(r)?;
+        Ok((r.id, r.end))
+    }
+
+    /// Asks the host; a failure becomes the contract's error.
+    fn ask_served(
+        &self,
+        request: SharedRequest,
+    ) -> wasmtime::Result<Result<SharedReply, SharedErr>> {
+        match ask(&request)? {
+            SharedReply::Failed(failure) => Ok(Err(served_error(&self.shared, failure)?)),
+            reply => Ok(Ok(reply)),
+        }
+    }
+}
+
+impl wasmpool::shared::queue::Host for ComponentState {}
+
+impl wasmpool::shared::queue::HostQueue for ComponentState {
+    fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<ServedRes>, SharedErr>> {
+        Ok(self
+            .open_served(&name, |o| match o {
+                Object::Queue { id } => Some((id, 0)),
+                _ => None,
+            })?
+            .ok_or_else(|| not_granted(&name)))
+    }
+
+    fn put(
+        &mut self,
+        q: Resource<ServedRes>,
+        item: Vec<u8>,
+        timeout_ms: Option<u32>,
+    ) -> wasmtime::Result<Result<(), SharedErr>> {
+        let (queue, _) = self.served(&q)?;
+        let wait_ms = self.shared.wait_ms(timeout_ms);
+        Ok(self
+            .ask_served(SharedRequest::Put {
+                queue,
+                item,
+                wait_ms,
+            })?
+            .map(|_| ()))
+    }
+
+    fn get(
+        &mut self,
+        q: Resource<ServedRes>,
+        timeout_ms: Option<u32>,
+    ) -> wasmtime::Result<Result<Vec<u8>, SharedErr>> {
+        let (queue, _) = self.served(&q)?;
+        let wait_ms = self.shared.wait_ms(timeout_ms);
+        match self.ask_served(SharedRequest::Get { queue, wait_ms })? {
+            Ok(SharedReply::Bytes(item)) => Ok(Ok(item)),
+            Ok(other) => Err(unexpected(other)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    fn len(&mut self, q: Resource<ServedRes>) -> wasmtime::Result<u32> {
+        let (queue, _) = self.served(&q)?;
+        match ask(&SharedRequest::Len { queue })? {
+            SharedReply::Number(n) => Ok(u32::try_from(n).unwrap_or(u32::MAX)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn close(&mut self, q: Resource<ServedRes>) -> wasmtime::Result<()> {
+        let (queue, _) = self.served(&q)?;
+        ask(&SharedRequest::Close { queue })?;
+        Ok(())
+    }
+
+    fn drop(&mut self, q: Resource<ServedRes>) -> wasmtime::Result<()> {
+        self.table.delete(q)?;
+        Ok(())
+    }
+}
+
+impl wasmpool::shared::pipe::Host for ComponentState {}
+
+impl wasmpool::shared::pipe::HostConnection for ComponentState {
+    fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<ServedRes>, SharedErr>> {
+        Ok(self
+            .open_served(&name, |o| match o {
+                Object::PipeEnd { id, end } => Some((id, end)),
+                _ => None,
+            })?
+            .ok_or_else(|| not_granted(&name)))
+    }
+
+    fn send(
+        &mut self,
+        c: Resource<ServedRes>,
+        message: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), SharedErr>> {
+        let (pipe, end) = self.served(&c)?;
+        Ok(self
+            .ask_served(SharedRequest::Send { pipe, end, message })?
+            .map(|_| ()))
+    }
+
+    fn recv(
+        &mut self,
+        c: Resource<ServedRes>,
+        timeout_ms: Option<u32>,
+    ) -> wasmtime::Result<Result<Vec<u8>, SharedErr>> {
+        let (pipe, end) = self.served(&c)?;
+        let wait_ms = self.shared.wait_ms(timeout_ms);
+        match self.ask_served(SharedRequest::Recv { pipe, end, wait_ms })? {
+            Ok(SharedReply::Bytes(message)) => Ok(Ok(message)),
+            Ok(other) => Err(unexpected(other)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    fn poll(&mut self, c: Resource<ServedRes>, timeout_ms: Option<u32>) -> wasmtime::Result<bool> {
+        let (pipe, end) = self.served(&c)?;
+        let wait_ms = self.shared.wait_ms(timeout_ms);
+        match self.ask_served(SharedRequest::Poll { pipe, end, wait_ms })? {
+            Ok(SharedReply::Flag(ready)) => Ok(ready),
+            Ok(other) => Err(unexpected(other)),
+            Err(_) => Ok(false),
+        }
+    }
+
+    fn close(&mut self, c: Resource<ServedRes>) -> wasmtime::Result<()> {
+        let (pipe, end) = self.served(&c)?;
+        ask(&SharedRequest::ClosePipe { pipe, end })?;
+        Ok(())
+    }
+
+    fn drop(&mut self, c: Resource<ServedRes>) -> wasmtime::Result<()> {
+        self.table.delete(c)?;
+        Ok(())
+    }
+}
+
+/// A dict request's answer as `wasi:keyvalue`'s result.
+fn kv<T>(
+    reply: SharedReply,
+    pick: impl FnOnce(SharedReply) -> Option<T>,
+) -> wasmtime::Result<Result<T, KvError>> {
+    match reply {
+        SharedReply::Failed(failure) => Ok(Err(KvError::Other(format!("{failure:?}")))),
+        reply => {
+            let shown = format!("{reply:?}");
+            pick(reply)
+                .map(Ok)
+                .ok_or_else(|| wasmtime::Error::msg(format!("the host answered {shown}")))
+        }
+    }
+}
+
+impl wasi::keyvalue::store::Host for ComponentState {
+    fn open(
+        &mut self,
+        identifier: String,
+    ) -> wasmtime::Result<Result<Resource<ServedRes>, KvError>> {
+        Ok(self
+            .open_served(&identifier, |o| match o {
+                Object::Dict { id } => Some((id, 0)),
+                _ => None,
+            })?
+            .ok_or(KvError::AccessDenied))
+    }
+}
+
+impl wasi::keyvalue::store::HostBucket for ComponentState {
+    fn get(
+        &mut self,
+        b: Resource<ServedRes>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, KvError>> {
+        let (dict, _) = self.served(&b)?;
+        kv(ask(&SharedRequest::DictGet { dict, key })?, |r| match r {
+            SharedReply::Maybe(v) => Some(v),
+            _ => None,
+        })
+    }
+
+    fn set(
+        &mut self,
+        b: Resource<ServedRes>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), KvError>> {
+        let (dict, _) = self.served(&b)?;
+        kv(ask(&SharedRequest::DictSet { dict, key, value })?, |r| {
+            matches!(r, SharedReply::Done).then_some(())
+        })
+    }
+
+    fn delete(
+        &mut self,
+        b: Resource<ServedRes>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), KvError>> {
+        let (dict, _) = self.served(&b)?;
+        kv(ask(&SharedRequest::DictDelete { dict, key })?, |r| {
+            matches!(r, SharedReply::Done).then_some(())
+        })
+    }
+
+    fn exists(
+        &mut self,
+        b: Resource<ServedRes>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, KvError>> {
+        let (dict, _) = self.served(&b)?;
+        kv(
+            ask(&SharedRequest::DictExists { dict, key })?,
+            |r| match r {
+                SharedReply::Flag(f) => Some(f),
+                _ => None,
+            },
+        )
+    }
+
+    fn list_keys(
+        &mut self,
+        b: Resource<ServedRes>,
+        cursor: Option<u64>,
+    ) -> wasmtime::Result<Result<KeyResponse, KvError>> {
+        let (dict, _) = self.served(&b)?;
+        kv(
+            ask(&SharedRequest::DictKeys { dict, cursor })?,
+            |r| match r {
+                SharedReply::Keys { keys, cursor } => Some(KeyResponse { keys, cursor }),
+                _ => None,
+            },
+        )
+    }
+
+    fn drop(&mut self, b: Resource<ServedRes>) -> wasmtime::Result<()> {
+        self.table.delete(b)?;
+        Ok(())
+    }
+}
+
+impl wasi::keyvalue::atomics::Host for ComponentState {
+    fn increment(
+        &mut self,
+        b: Resource<ServedRes>,
+        key: String,
+        delta: u64,
+    ) -> wasmtime::Result<Result<u64, KvError>> {
+        let (dict, _) = self.served(&b)?;
+        kv(
+            ask(&SharedRequest::DictIncrement { dict, key, delta })?,
+            |r| match r {
+                SharedReply::Number(n) => Some(n),
+                _ => None,
+            },
+        )
+    }
+}
+
+impl wasi::keyvalue::batch::Host for ComponentState {
+    fn get_many(
+        &mut self,
+        b: Resource<ServedRes>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, KvError>> {
+        let (dict, _) = self.served(&b)?;
+        kv(
+            ask(&SharedRequest::DictGetMany { dict, keys })?,
+            |r| match r {
+                SharedReply::Many(entries) => Some(entries),
+                _ => None,
+            },
+        )
+    }
+
+    fn set_many(
+        &mut self,
+        b: Resource<ServedRes>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> wasmtime::Result<Result<(), KvError>> {
+        let (dict, _) = self.served(&b)?;
+        kv(
+            ask(&SharedRequest::DictSetMany {
+                dict,
+                entries: key_values,
+            })?,
+            |r| matches!(r, SharedReply::Done).then_some(()),
+        )
+    }
+
+    fn delete_many(
+        &mut self,
+        b: Resource<ServedRes>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<(), KvError>> {
+        let (dict, _) = self.served(&b)?;
+        kv(ask(&SharedRequest::DictDeleteMany { dict, keys })?, |r| {
+            matches!(r, SharedReply::Done).then_some(())
+        })
+    }
+}
