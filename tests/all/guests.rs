@@ -118,6 +118,29 @@ fn primes() {
 }
 
 #[test]
+fn shared() {
+    let module = Module::from_bytes(wasmpool_artifacts::SHARED.wasm).unwrap();
+    let names: Vec<&str> = module.exports().iter().map(|s| s.name.as_str()).collect();
+    for name in [
+        "locked-increment",
+        "produce",
+        "pipe-send",
+        "dict-set",
+        "open-value",
+    ] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+    let pool = pool(1);
+    let value = pool.value("v", 1).unwrap();
+    let add = module
+        .task("atomic-add")
+        .unwrap()
+        .with_grants(wasmpool::Grants::new().shared(&value))
+        .unwrap();
+    assert_eq!(pool.apply::<_, i64>(&add, ("v", 2u32)).unwrap(), 3);
+}
+
+#[test]
 fn sleep() {
     let module = exports(
         wasmpool_artifacts::SLEEP,

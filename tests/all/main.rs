@@ -11,6 +11,7 @@ mod lifecycle;
 mod map;
 mod process;
 mod programs;
+mod shared;
 mod shared_code;
 mod support;
 mod values;

@@ -79,6 +79,9 @@ fn a_worker_of_a_host_with_a_secret() {
 pub(crate) fn assert_only_its_own_descriptors(pid: u32) -> Vec<String> {
     let own_pagemap = format!("/proc/{pid}/pagemap");
     let mut code = Vec::new();
+    // Beyond its stdout and stderr, a worker holds one socket: its shared-state link to the
+    // host (see `wasmpool::shared`).
+    let mut sockets = 0;
     for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
         let entry = entry.unwrap();
         let fd: u32 = entry.file_name().to_string_lossy().parse().unwrap();
@@ -87,6 +90,11 @@ pub(crate) fn assert_only_its_own_descriptors(pid: u32) -> Vec<String> {
         if target.starts_with("/memfd:wasmpool-code") || target.ends_with(".cwasm") {
             assert_code_is_read_only(pid, fd, &target);
             code.push(target);
+            continue;
+        }
+        if target.starts_with("socket:") && fd > 2 {
+            sockets += 1;
+            assert_eq!(sockets, 1, "worker has a second socket open as fd {fd}");
             continue;
         }
         assert!(
