@@ -12,6 +12,7 @@ mod commands;
 mod interrupt;
 mod options;
 mod progress;
+mod shared_state;
 mod summary;
 mod terminal;
 

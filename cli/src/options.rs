@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use clap::Args;
-use wasmpool::{Grants, Limits, Module, Pool, PoolBuilder};
+use wasmpool::{Grants, Limits, Module, Pool, PoolBuilder, Task};
 
+use crate::shared_state::{Objects, SharedArgs};
 use crate::terminal;
 
 /// The most worker processes a pool may start (each takes a few file descriptors and a thread
@@ -94,6 +95,8 @@ pub(crate) struct SandboxArgs {
     /// Run a task again (up to N times) if its worker process dies under it.
     #[arg(long, value_name = "N", default_value_t = 0)]
     retries: u32,
+    #[command(flatten)]
+    shared: SharedArgs,
 }
 
 impl PoolArgs {
@@ -119,6 +122,11 @@ impl SandboxArgs {
 }
 
 impl PoolArgs {
+    /// See [`SandboxArgs::with_shared`].
+    pub(crate) fn with_shared(&self, pool: &Pool, task: Task) -> anyhow::Result<(Task, Objects)> {
+        self.sandbox.with_shared(pool, task)
+    }
+
     /// The limits every task gets.
     pub(crate) fn limits(&self) -> Limits {
         self.sandbox.limits()
@@ -137,8 +145,20 @@ impl SandboxArgs {
         limits
     }
 
+    /// Makes the run's shared objects in `pool` and grants them to `task`, beside the
+    /// directories and variables every task is granted.
+    pub(crate) fn with_shared(&self, pool: &Pool, task: Task) -> anyhow::Result<(Task, Objects)> {
+        self.shared.apply(pool, task, self.grants())
+    }
+
     fn apply(&self, builder: PoolBuilder) -> PoolBuilder {
-        let limits = self.limits();
+        builder
+            .limits(self.limits())
+            .grants(self.grants())
+            .retries(self.retries)
+    }
+
+    fn grants(&self) -> Grants {
         let mut grants = Grants::new();
         for (spec, read_only) in self
             .dirs
@@ -156,7 +176,7 @@ impl SandboxArgs {
         for (key, value) in &self.env {
             grants = grants.env(key, value);
         }
-        builder.limits(limits).grants(grants).retries(self.retries)
+        grants
     }
 }
 

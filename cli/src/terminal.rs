@@ -196,6 +196,13 @@ pub(crate) fn printable(line: &str) -> Cow<'_, str> {
     Cow::Owned(shown)
 }
 
+/// The shared objects' final state, for `--state -`: one JSON line, as it is.
+pub(crate) fn state(json_line: &str) {
+    with_stderr(|err| {
+        let _ = err.write_all(json_line.as_bytes());
+    });
+}
+
 /// A task that failed, for `run`: its error, and its wasm backtrace if it trapped. Both may
 /// carry the guest's own text (an `err` it returned, a trap message), escaped as its output is.
 pub(crate) fn task_failed(e: &TaskError) {

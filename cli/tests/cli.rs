@@ -1012,3 +1012,79 @@ fn map_batch_refuses_an_export_of_another_shape() {
         stderr(&out)
     );
 }
+
+/// `--value`, `--queue`, `--dict` and friends: objects made for the run, granted to every
+/// item, and their final state written by `--state`.
+#[test]
+fn shared_objects_are_granted_to_every_item_and_their_state_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared.wasm");
+    std::fs::write(&shared, wasmpool_artifacts::SHARED.wasm).unwrap();
+    let shared = shared.to_str().unwrap();
+    let state = dir.path().join("state.json");
+    let input = "[\"lock\", \"counter\", 1000]\n".repeat(4);
+    let out = wasmpool(
+        &[
+            "map",
+            shared,
+            "locked-increment",
+            "-j",
+            "2",
+            "--lock",
+            "lock",
+            "--value",
+            "counter=0",
+            "--value",
+            "total=0.5",
+            "--array",
+            "hist=[1,2]",
+            "--dict",
+            "d",
+            "--queue",
+            "jobs",
+            "--state",
+            state.to_str().unwrap(),
+        ],
+        &input,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 4);
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(
+        state,
+        serde_json::json!({"counter": 4000, "total": 0.5, "hist": [1, 2], "d": {}, "jobs": []})
+    );
+
+    // Items a task put on a queue and set in a dict, shown as their JSON in `--state -`.
+    let out = wasmpool(
+        &["map", shared, "produce", "--queue", "jobs", "--state", "-"],
+        "[\"jobs\", 7, 2]\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("{\"jobs\":[7,8]}"), "{stderr}");
+
+    // A name that was not made is not granted: that item's error, the run goes on.
+    let out = wasmpool(&["run", shared, "open-value", "missing"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not-granted(missing)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = wasmpool(&["map", shared, "atomic-add", "--value", "c"], "");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a malformed --value is a usage error"
+    );
+}

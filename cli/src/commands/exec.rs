@@ -66,6 +66,7 @@ impl ExecCommand {
         let module = load_module(&self.program, &self.load, self.pool.limits())?;
         let program = module.program()?;
         let pool = self.pool.builder(0).build()?;
+        let (program, objects) = self.pool.with_shared(&pool, program)?;
         let line_is = if self.json {
             LineIs::Json
         } else if self.line_args {
@@ -73,12 +74,14 @@ impl ExecCommand {
         } else {
             LineIs::Stdin
         };
-        self.batch.batch("exec").run(
+        let status = self.batch.batch("exec").run(
             &pool,
             &program,
             parser(&program, line_is, self.args),
             result_line,
-        )
+        );
+        objects.write_state()?;
+        status
     }
 }
 

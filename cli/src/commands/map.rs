@@ -84,13 +84,16 @@ impl MapCommand {
         // A stream: a long input is never all in memory, and the pool sizes its chunks by how
         // long items take, unless --chunksize says otherwise.
         let pool = self.pool.builder(0).build()?;
+        let (task, objects) = self.pool.with_shared(&pool, task)?;
         let capture = self.capture;
         let batch = self.batch.batch("map");
         // In completion order, a line is an object that can take the item's index.
         let envelope = capture || batch.order == wasmpool::Order::Completion;
-        batch.run(&pool, &task, parser(&task, self.raw), |outcome| {
+        let status = batch.run(&pool, &task, parser(&task, self.raw), |outcome| {
             (result_line(outcome, capture, envelope), Verdict::Ok)
-        })
+        });
+        objects.write_state()?;
+        status
     }
 }
 

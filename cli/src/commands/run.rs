@@ -81,7 +81,7 @@ impl RunCommand {
             Ok(pool) => pool?,
             Err(panic) => std::panic::resume_unwind(panic),
         };
-        let task = module.task(&self.func)?;
+        let (task, objects) = self.sandbox.with_shared(&pool, module.task(&self.func)?)?;
         let args = match (self.raw, self.args.as_slice()) {
             (true, [text]) => task.arg_from_json(&serde_json::Value::String(text.clone())),
             (true, _) => anyhow::bail!(
@@ -98,6 +98,7 @@ impl RunCommand {
             )),
         };
         let outcome = args.and_then(|args| pool.apply_json(&task, args));
+        objects.write_state()?;
         match outcome {
             Ok(result) => {
                 writeln!(std::io::stdout().lock(), "{result}")?;
