@@ -568,6 +568,11 @@ fn command_line_rows(square: &wasmpool::Task, python: bool) -> Vec<Row> {
 }
 
 fn main() {
+    if std::env::args().any(|a| a == "--shared-state-only") {
+        // Only the rows of shared state between tasks, against Python's.
+        print_rows(shared_state_rows());
+        return;
+    }
     if std::env::args().any(|a| a == "--shared-code-only") {
         // Only the rows of large components and of how code reaches the workers.
         print_rows(authored_rows());
@@ -990,7 +995,126 @@ fn main() {
     // 9. the command line, with JSON in and out, against Python's Pool.map with JSON in and out
     // on the same lines, and its CPU per item against the library's map of the same items.
     rows.extend(command_line_rows(&square, py.is_some()));
+    // 10. shared state between tasks.
+    rows.extend(shared_state_rows());
     print_rows(rows);
+}
+
+/// Shared state between tasks (`wasmpool:shared`, `wasi:keyvalue`), per operation, against
+/// Python's `multiprocessing` equivalents in the same run (`benches/python/shared_baseline.py`):
+/// each figure is the time of tasks that loop over one operation, divided by the operations
+/// (two tasks in two workers for the lock; a producer and a consumer, a pinger and an echoer,
+/// each in its own worker).
+fn shared_state_rows() -> Vec<Row> {
+    use wasmpool::Grants;
+    let py = if std::env::args().any(|a| a == "--no-python") {
+        None
+    } else {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/benches/python/shared_baseline.py"
+        );
+        eprintln!("running the Python shared-state peer ({script}, about 25 s)...");
+        std::process::Command::new("python3")
+            .args([script, "--json"])
+            .output()
+            .ok()
+            .and_then(|out| serde_json::from_slice::<serde_json::Value>(&out.stdout).ok())
+    };
+    let py_us = |key: &str| py.as_ref()?.get(key)?.get("median_us")?.as_f64();
+    let module = Module::from_bytes(wasmpool_artifacts::SHARED.wasm).unwrap();
+    let p = pool();
+    let counter = p.value("counter", 0).unwrap();
+    let lock = p.lock("lock").unwrap();
+    let jobs = p.queue("jobs").unwrap();
+    let (a, b) = p.pipe("p").unwrap();
+    let d = p.dict("d").unwrap();
+    let grants = Grants::new()
+        .shared(&counter)
+        .shared(&lock)
+        .shared(&jobs)
+        .shared(&a)
+        .shared(&b)
+        .shared(&d);
+    let task = |name: &str| {
+        module
+            .task(name)
+            .unwrap()
+            .with_grants(grants.clone())
+            .unwrap()
+    };
+    let per_op = |ops: u32, f: &mut dyn FnMut()| {
+        f();
+        median(5, f).as_secs_f64() * 1e6 / f64::from(ops)
+    };
+    let mut rows = Vec::new();
+    let mut row = |name: &'static str, ours: f64, key: &str, target: &'static str| {
+        rows.push(Row {
+            name,
+            ours,
+            unit: "us",
+            peer: py_us(key),
+            peer_name: "Python",
+            higher_is_better: false,
+            target,
+        });
+    };
+
+    let n = 200_000u32;
+    let locked = task("locked-increment");
+    let us = per_op(2 * n, &mut || {
+        let runs: Vec<_> = (0..2)
+            .map(|_| p.submit::<_, i64>(&locked, ("lock", "counter", n)))
+            .collect();
+        for r in runs {
+            r.result().unwrap();
+        }
+    });
+    row(
+        "shared: locked increment, 2 tasks",
+        us,
+        "locked_increment",
+        ">= 3x",
+    );
+
+    let add = task("atomic-add");
+    let us = per_op(n, &mut || {
+        p.apply::<_, i64>(&add, ("counter", n)).unwrap();
+    });
+    row("shared: atomic add", us, "atomic_add", ">= 3x");
+
+    let items = 50_000u32;
+    let produce = task("produce");
+    let consume = task("consume");
+    let us = per_op(items, &mut || {
+        let got = p.submit::<_, Vec<i64>>(&consume, ("jobs", items));
+        p.apply::<_, ()>(&produce, ("jobs", 0i64, items)).unwrap();
+        assert_eq!(got.result().unwrap().len(), items as usize);
+    });
+    row(
+        "shared: queue, put in one worker, get in another",
+        us,
+        "queue",
+        ">= 2x",
+    );
+
+    let trips = 20_000u32;
+    let echo = task("pipe-echo");
+    let ping = task("pipe-ping");
+    let us = per_op(trips, &mut || {
+        let echoing = p.submit::<_, ()>(&echo, ("p.b", trips));
+        p.apply::<_, u32>(&ping, ("p.a", trips)).unwrap();
+        echoing.result().unwrap();
+    });
+    row("shared: pipe round trip", us, "pipe_round_trip", ">= 2x");
+
+    let sets = 20_000u32;
+    let set_many = task("dict-set-many-times");
+    let us = per_op(sets, &mut || {
+        p.apply::<_, ()>(&set_many, ("d", sets)).unwrap();
+    });
+    row("shared: dict set", us, "dict_set", ">= 2x");
+    rows
 }
 
 /// The table of `rows`, and what its ratios mean.

@@ -79,9 +79,9 @@ fn a_worker_of_a_host_with_a_secret() {
 pub(crate) fn assert_only_its_own_descriptors(pid: u32) -> Vec<String> {
     let own_pagemap = format!("/proc/{pid}/pagemap");
     let mut code = Vec::new();
-    // Beyond its stdout and stderr, a worker holds one socket: its shared-state link to the
-    // host (see `wasmpool::shared`).
-    let mut sockets = 0;
+    // Beyond its stdout and stderr, a worker holds one socket (as two descriptors, one it
+    // reads and one it writes): its shared-state link to the host (see `wasmpool::shared`).
+    let mut socket = None;
     for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
         let entry = entry.unwrap();
         let fd: u32 = entry.file_name().to_string_lossy().parse().unwrap();
@@ -93,8 +93,8 @@ pub(crate) fn assert_only_its_own_descriptors(pid: u32) -> Vec<String> {
             continue;
         }
         if target.starts_with("socket:") && fd > 2 {
-            sockets += 1;
-            assert_eq!(sockets, 1, "worker has a second socket open as fd {fd}");
+            let first = socket.get_or_insert_with(|| target.clone());
+            assert_eq!(*first, target, "worker has a second socket open as fd {fd}");
             continue;
         }
         assert!(
