@@ -1076,6 +1076,10 @@ fn shared_state_rows() -> Vec<Row> {
         "locked_increment",
         ">= 3x",
     );
+    let us = per_op(n, &mut || {
+        p.apply::<_, i64>(&locked, ("lock", "counter", n)).unwrap();
+    });
+    row("  the same, one task (no contention)", us, "", "");
 
     let add = task("atomic-add");
     let us = per_op(n, &mut || {

@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufReader, Write};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -69,6 +70,10 @@ impl Wait<'_> {
 pub(crate) struct Queue {
     state: Mutex<QueueState>,
     changed: Condvar,
+    /// Bumped under the lock at every change, so that a waiter can spin on it before it
+    /// sleeps: waking a thread that sleeps on the other core costs tens of microseconds (see
+    /// `crate::spin`), more than a whole round trip of a task's `put` or `get`.
+    changes: AtomicU64,
     capacity: Option<usize>,
 }
 
@@ -83,12 +88,38 @@ impl Queue {
         Queue {
             state: Mutex::default(),
             changed: Condvar::new(),
+            changes: AtomicU64::new(0),
             capacity,
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, QueueState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Says that the queue changed (call with the lock held), and wakes its sleepers.
+    fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::Release);
+        self.changed.notify_all();
+    }
+
+    /// Waits for the next change: spinning briefly, then sleeping on the condition.
+    fn next_change<'g>(
+        &'g self,
+        state: MutexGuard<'g, QueueState>,
+        wait: &Wait<'_>,
+    ) -> Result<MutexGuard<'g, QueueState>, SharedFailure> {
+        let seen = self.changes.load(Ordering::Acquire);
+        drop(state);
+        let changed = || self.changes.load(Ordering::Acquire) != seen;
+        if crate::spin::spin_until(changed) {
+            return Ok(self.lock());
+        }
+        let state = self.lock();
+        if changed() {
+            return Ok(state);
+        }
+        wait.on(&self.changed, state)
     }
 
     /// Appends `item`, waiting for room in a bounded queue.
@@ -100,8 +131,7 @@ impl Queue {
             }
             if self.capacity.is_none_or(|cap| state.items.len() < cap) {
                 state.items.push_back(item);
-                drop(state);
-                self.changed.notify_all();
+                self.changed();
                 return Ok(());
             }
             // A put that may not wait finds the queue full; one that waited ran out of time.
@@ -111,7 +141,7 @@ impl Queue {
             {
                 return Err(SharedFailure::Full);
             }
-            state = wait.on(&self.changed, state)?;
+            state = self.next_change(state, wait)?;
         }
     }
 
@@ -120,21 +150,21 @@ impl Queue {
         let mut state = self.lock();
         loop {
             if let Some(item) = state.items.pop_front() {
-                drop(state);
-                self.changed.notify_all();
+                self.changed();
                 return Ok(item);
             }
             if state.closed {
                 return Err(SharedFailure::Closed);
             }
-            state = wait.on(&self.changed, state)?;
+            state = self.next_change(state, wait)?;
         }
     }
 
     /// Puts back an item a `get` took for a task that is gone: first in line again.
     fn unget(&self, item: Vec<u8>) {
-        self.lock().items.push_front(item);
-        self.changed.notify_all();
+        let mut state = self.lock();
+        state.items.push_front(item);
+        self.changed();
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -143,8 +173,9 @@ impl Queue {
 
     /// No more puts; gets drain what is left.
     pub(crate) fn close(&self) {
-        self.lock().closed = true;
-        self.changed.notify_all();
+        let mut state = self.lock();
+        state.closed = true;
+        self.changed();
     }
 
     /// A copy of what is waiting, in order (for `--state`).
@@ -194,7 +225,7 @@ impl Pipe {
             if !state.items.is_empty() || state.closed {
                 return Ok(!state.items.is_empty());
             }
-            state = match wait.on(&inbox.changed, state) {
+            state = match inbox.next_change(state, wait) {
                 Ok(state) => state,
                 Err(SharedFailure::Timeout) => return Ok(false),
                 Err(other) => return Err(other),
