@@ -14,8 +14,11 @@
 //! - Locks, values and arrays are in the pool's shared-memory region ([`region`]), mapped by
 //!   the host and every local worker: an operation is an atomic instruction (a lock, a
 //!   compare-and-swap; a contended lock sleeps on a futex), with no message.
-//! - Queues, pipes and dicts are the host's ([`served`]): an operation is one request over the
-//!   worker's shared-state socket, answered by the host's thread for that worker.
+//! - Queues and pipes are rings in the same region ([`ring`]): a put or a get copies the item
+//!   in or out under the ring's lock, and a waiter spins on the ring's change counter, then
+//!   sleeps on it as a futex.
+//! - Dicts are the host's ([`served`]): an operation is one request over the worker's
+//!   shared-state socket, answered by the host's thread for that worker.
 //!
 //! Failures: a lock held by a task that fails (a trap, a timeout, fuel) is released by its
 //! worker when the call ends; one held by a worker that dies is released by the host when it
@@ -27,6 +30,7 @@
 //! that must not touch each other's state need separate pools.
 
 pub(crate) mod region;
+pub(crate) mod ring;
 pub(crate) mod served;
 
 use std::collections::HashMap;
@@ -41,7 +45,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::wire::SharedFailure;
 use region::{DATA_OFFSET, LOCK_BYTES, REGION_BYTES, Region};
-use served::{Dict, Pipe, Queue, Wait};
+use ring::{RING_HEADER, Ring};
+use served::Dict;
 
 /// What went wrong with an operation on a shared object, from the host's side.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,14 +92,38 @@ impl From<SharedFailure> for SharedError {
 /// Where a granted object is: what a grant carries to the worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Object {
-    Lock { at: u64 },
-    Value { at: u64 },
-    FloatValue { at: u64 },
-    Array { at: u64, len: u32 },
-    FloatArray { at: u64, len: u32 },
-    Queue { id: u64 },
-    PipeEnd { id: u64, end: u8 },
-    Dict { id: u64 },
+    Lock {
+        at: u64,
+    },
+    Value {
+        at: u64,
+    },
+    FloatValue {
+        at: u64,
+    },
+    Array {
+        at: u64,
+        len: u32,
+    },
+    FloatArray {
+        at: u64,
+        len: u32,
+    },
+    /// A ring of `capacity` bytes holding `max_items` at most (0: as many as fit).
+    Queue {
+        at: u64,
+        capacity: u64,
+        max_items: u64,
+    },
+    /// One end of a pipe: the ring of what comes to it, and the ring of what it sends.
+    PipeEnd {
+        inbox: u64,
+        outbox: u64,
+        capacity: u64,
+    },
+    Dict {
+        id: u64,
+    },
 }
 
 impl Object {
@@ -105,8 +134,10 @@ impl Object {
             | Object::Value { at }
             | Object::FloatValue { at }
             | Object::Array { at, .. }
-            | Object::FloatArray { at, .. } => Some(at),
-            _ => None,
+            | Object::FloatArray { at, .. }
+            | Object::Queue { at, .. }
+            | Object::PipeEnd { inbox: at, .. } => Some(at),
+            Object::Dict { .. } => None,
         }
     }
 }
@@ -140,8 +171,6 @@ pub(crate) struct SharedObjects {
     region: Region,
     region_file: File,
     directory: Mutex<Directory>,
-    queues: RwLock<Vec<Arc<Queue>>>,
-    pipes: RwLock<Vec<Arc<Pipe>>>,
     dicts: RwLock<Vec<Arc<Dict>>>,
     closing: AtomicBool,
 }
@@ -167,8 +196,6 @@ impl SharedObjects {
             region,
             region_file,
             directory: Mutex::default(),
-            queues: RwLock::default(),
-            pipes: RwLock::default(),
             dicts: RwLock::default(),
             closing: AtomicBool::new(false),
         }))
@@ -227,22 +254,17 @@ impl SharedObjects {
                         ))
                     })?;
                 directory.next = end;
-                directory.locks.push(at);
                 Some(at)
             }
             None => None,
         };
         let object = make(at);
+        directory.locks.extend(object.lock_at());
+        if let Object::PipeEnd { outbox, .. } = object {
+            directory.locks.push(outbox);
+        }
         directory.names.insert(name.to_string(), object);
         Ok(object)
-    }
-
-    pub(crate) fn queue(&self, id: u64) -> Result<Arc<Queue>, SharedFailure> {
-        find(&self.queues, id, "queue")
-    }
-
-    pub(crate) fn pipe(&self, id: u64) -> Result<Arc<Pipe>, SharedFailure> {
-        find(&self.pipes, id, "pipe")
     }
 
     pub(crate) fn dict(&self, id: u64) -> Result<Arc<Dict>, SharedFailure> {
@@ -270,6 +292,12 @@ fn push<T>(list: &RwLock<Vec<Arc<T>>>, item: T) -> u64 {
     list.push(Arc::new(item));
     (list.len() - 1) as u64
 }
+
+/// The bytes of a queue's ring: items wait there until a get takes them.
+const QUEUE_BYTES: u64 = 4 << 20;
+
+/// The bytes of each direction of a pipe.
+const PIPE_BYTES: u64 = 1 << 20;
 
 fn host_pid() -> u32 {
     std::process::id()
@@ -385,43 +413,46 @@ impl crate::Pool {
         self.make_queue(name, Some(capacity))
     }
 
-    fn make_queue(&self, name: &str, capacity: Option<usize>) -> Result<SharedQueue, Error> {
+    fn make_queue(&self, name: &str, max_items: Option<usize>) -> Result<SharedQueue, Error> {
         let objects = self.objects();
-        let mut made = None;
-        let object = objects.add(name, None, |_| {
-            let id = push(&objects.queues, Queue::new(capacity));
-            made = Some(id);
-            Object::Queue { id }
+        let object = objects.add(name, Some(RING_HEADER + QUEUE_BYTES), |at| Object::Queue {
+            at: at.expect("a region object"),
+            capacity: QUEUE_BYTES,
+            max_items: max_items.map_or(0, |n| n as u64),
         })?;
-        let queue = objects.queue(made.expect("made")).expect("just made");
-        Ok(SharedQueue {
-            handle: Handle::new(objects, name, object),
-            queue,
-        })
+        Ok(SharedQueue(Handle::new(objects, name, object)))
     }
 
     /// A two-ended channel (Python's `Pipe()`): its ends, granted by default as `NAME.a` and
     /// `NAME.b`.
     pub fn pipe(&self, name: &str) -> Result<(PipeEnd, PipeEnd), Error> {
         let objects = self.objects();
-        let mut made = None;
-        objects.add(name, None, |_| {
-            let id = push(&objects.pipes, Pipe::new());
-            made = Some(id);
-            Object::PipeEnd { id, end: 0 }
+        let ring = RING_HEADER + PIPE_BYTES;
+        let a = objects.add(name, Some(2 * ring), |at| {
+            let at = at.expect("a region object");
+            Object::PipeEnd {
+                inbox: at,
+                outbox: at + ring,
+                capacity: PIPE_BYTES,
+            }
         })?;
-        let id = made.expect("made");
-        let pipe = objects.pipe(id).expect("just made");
-        let end = |end: u8, suffix: &str| PipeEnd {
-            handle: Handle::new(
-                objects,
-                &format!("{name}.{suffix}"),
-                Object::PipeEnd { id, end },
-            ),
-            pipe: Arc::clone(&pipe),
-            end,
+        let Object::PipeEnd {
+            inbox,
+            outbox,
+            capacity,
+        } = a
+        else {
+            unreachable!("made as a pipe end")
         };
-        Ok((end(0, "a"), end(1, "b")))
+        let b = Object::PipeEnd {
+            inbox: outbox,
+            outbox: inbox,
+            capacity,
+        };
+        Ok((
+            PipeEnd(Handle::new(objects, &format!("{name}.a"), a)),
+            PipeEnd(Handle::new(objects, &format!("{name}.b"), b)),
+        ))
     }
 
     /// A dictionary of byte strings by key (Python's `Manager().dict()`), which tasks reach
@@ -763,62 +794,88 @@ array_methods!(
 /// A first-in first-out queue between tasks and the host: see [`crate::Pool::queue`]. Items
 /// are byte strings; the typed methods carry serde values as JSON.
 #[derive(Debug, Clone)]
-pub struct SharedQueue {
-    handle: Handle,
-    queue: Arc<Queue>,
+pub struct SharedQueue(Handle);
+
+impl Handle {
+    /// The ring of a queue, or (`outbox`) the ring a pipe end sends into, else its inbox.
+    fn ring(&self, outbox: bool) -> Ring<'_> {
+        let (at, capacity, max_items) = match self.object {
+            Object::Queue {
+                at,
+                capacity,
+                max_items,
+            } => (at, capacity, max_items),
+            Object::PipeEnd {
+                inbox,
+                outbox: out,
+                capacity,
+            } => (if outbox { out } else { inbox }, capacity, 0),
+            _ => unreachable!("only queues and pipes have rings"),
+        };
+        Ring::new(&self.objects.region, at, capacity, max_items).expect("placed by the host")
+    }
+
+    fn still_open(&self) -> impl Fn() -> bool + '_ {
+        || !self.objects.closing()
+    }
+}
+
+fn to_json<T: Serialize + ?Sized>(item: &T) -> Result<Vec<u8>, SharedError> {
+    serde_json::to_vec(item).map_err(|e| SharedError::Json(e.to_string()))
+}
+
+fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, SharedError> {
+    serde_json::from_slice(bytes).map_err(|e| SharedError::Json(e.to_string()))
 }
 
 impl SharedQueue {
     fn handle(&self) -> &Handle {
-        &self.handle
+        &self.0
     }
 
-    fn still_open(&self) -> impl Fn() -> bool + '_ {
-        || !self.handle.objects.closing()
-    }
-
-    /// Appends `item` as JSON, waiting for room in a bounded queue.
+    /// Appends `item` as JSON, waiting for room in a bounded (or full) queue.
     pub fn put<T: Serialize + ?Sized>(&self, item: &T) -> Result<(), SharedError> {
-        let bytes = serde_json::to_vec(item).map_err(|e| SharedError::Json(e.to_string()))?;
-        self.put_bytes(bytes)
+        self.put_bytes(to_json(item)?)
     }
 
-    /// Appends `item`, waiting for room in a bounded queue.
-    pub fn put_bytes(&self, item: impl Into<Vec<u8>>) -> Result<(), SharedError> {
-        let still_open = self.still_open();
-        Ok(self
-            .queue
-            .put(item.into(), &Wait::within(None, &still_open))?)
+    /// Appends `item`, waiting for room in a bounded (or full) queue.
+    pub fn put_bytes(&self, item: impl AsRef<[u8]>) -> Result<(), SharedError> {
+        let h = &self.0;
+        Ok(h.ring(false)
+            .put(host_pid(), item.as_ref(), None, &h.still_open())?)
     }
 
     /// Appends `item`, waiting at most `timeout` for room (`Full` if there was none).
     pub fn put_bytes_timeout(
         &self,
-        item: impl Into<Vec<u8>>,
+        item: impl AsRef<[u8]>,
         timeout: Duration,
     ) -> Result<(), SharedError> {
-        let still_open = self.still_open();
-        Ok(self
-            .queue
-            .put(item.into(), &Wait::within(Some(timeout), &still_open))?)
+        let h = &self.0;
+        Ok(h.ring(false).put(
+            host_pid(),
+            item.as_ref(),
+            deadline(Some(timeout)),
+            &h.still_open(),
+        )?)
     }
 
     /// Takes the first item, as JSON of `T`, waiting at most `timeout`.
     pub fn get_timeout<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T, SharedError> {
-        let bytes = self.get_bytes_timeout(timeout)?;
-        serde_json::from_slice(&bytes).map_err(|e| SharedError::Json(e.to_string()))
+        from_json(&self.get_bytes_timeout(timeout)?)
     }
 
     /// Takes the first item, waiting at most `timeout`: `Timeout` if none came, `Closed` once
     /// the queue is closed and empty.
     pub fn get_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, SharedError> {
-        let still_open = self.still_open();
-        Ok(self.queue.get(&Wait::within(Some(timeout), &still_open))?)
+        let h = &self.0;
+        Ok(h.ring(false)
+            .get(host_pid(), deadline(Some(timeout)), &h.still_open())?)
     }
 
     /// How many items wait now.
     pub fn len(&self) -> usize {
-        self.queue.len()
+        self.0.ring(false).len() as usize
     }
 
     /// Whether no item waits now.
@@ -828,58 +885,52 @@ impl SharedQueue {
 
     /// No more puts: gets take what is left, then see `Closed`.
     pub fn close(&self) {
-        self.queue.close();
+        self.0.ring(false).close();
     }
 
     /// A copy of the items waiting now, in order.
     pub fn items(&self) -> Vec<Vec<u8>> {
-        self.queue.snapshot()
+        self.0.ring(false).snapshot(host_pid())
     }
 }
 
 /// One end of a pipe: see [`crate::Pool::pipe`].
 #[derive(Debug, Clone)]
-pub struct PipeEnd {
-    handle: Handle,
-    pipe: Arc<Pipe>,
-    end: u8,
-}
+pub struct PipeEnd(Handle);
 
 impl PipeEnd {
     fn handle(&self) -> &Handle {
-        &self.handle
+        &self.0
     }
 
     /// Sends `message` as JSON to the other end.
     pub fn send<T: Serialize + ?Sized>(&self, message: &T) -> Result<(), SharedError> {
-        let bytes = serde_json::to_vec(message).map_err(|e| SharedError::Json(e.to_string()))?;
-        self.send_bytes(bytes)
+        self.send_bytes(to_json(message)?)
     }
 
-    /// Sends `message` to the other end.
-    pub fn send_bytes(&self, message: impl Into<Vec<u8>>) -> Result<(), SharedError> {
-        Ok(self.pipe.send(self.end, message.into())?)
+    /// Sends `message` to the other end (waiting for room if the other end is behind).
+    pub fn send_bytes(&self, message: impl AsRef<[u8]>) -> Result<(), SharedError> {
+        let h = &self.0;
+        Ok(h.ring(true)
+            .put(host_pid(), message.as_ref(), None, &h.still_open())?)
     }
 
     /// Receives a message as JSON of `T`, waiting at most `timeout`.
     pub fn recv_timeout<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T, SharedError> {
-        let bytes = self.recv_bytes_timeout(timeout)?;
-        serde_json::from_slice(&bytes).map_err(|e| SharedError::Json(e.to_string()))
+        from_json(&self.recv_bytes_timeout(timeout)?)
     }
 
     /// Receives a message, waiting at most `timeout`: `Closed` once the other end closed and
     /// everything it sent was received.
     pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, SharedError> {
-        let objects = &self.handle.objects;
-        let still_open = || !objects.closing();
-        Ok(self
-            .pipe
-            .recv(self.end, &Wait::within(Some(timeout), &still_open))?)
+        let h = &self.0;
+        Ok(h.ring(false)
+            .get(host_pid(), deadline(Some(timeout)), &h.still_open())?)
     }
 
     /// This end sends no more.
     pub fn close(&self) {
-        let _ = self.pipe.close(self.end);
+        self.0.ring(true).close();
     }
 }
 

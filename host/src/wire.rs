@@ -428,55 +428,11 @@ pub(crate) enum WireError {
     Decode(#[from] postcard::Error),
 }
 
-/// A task's request to an object the host serves (a queue, a pipe end, a dict), on its
+/// A task's request to an object the host serves (a dict), on its
 /// worker's shared-state socket (see [`crate::shared`]); answered by one [`SharedReply`].
 /// Objects are named by the index the host gave them, which the call's grant carried.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum SharedRequest {
-    /// Appends to a queue, waiting `wait_ms` at most for room (`None`: no end of its own).
-    Put {
-        queue: u64,
-        #[serde(with = "byte_string")]
-        item: Vec<u8>,
-        wait_ms: Option<u32>,
-    },
-    /// Takes a queue's first item, waiting `wait_ms` at most.
-    Get {
-        queue: u64,
-        wait_ms: Option<u32>,
-    },
-    /// How many items wait in a queue.
-    Len {
-        queue: u64,
-    },
-    /// Closes a queue to puts.
-    Close {
-        queue: u64,
-    },
-    /// Sends a message from pipe end `end` to the other.
-    Send {
-        pipe: u64,
-        end: u8,
-        #[serde(with = "byte_string")]
-        message: Vec<u8>,
-    },
-    /// Receives a message at pipe end `end`.
-    Recv {
-        pipe: u64,
-        end: u8,
-        wait_ms: Option<u32>,
-    },
-    /// Whether a message waits at pipe end `end`.
-    Poll {
-        pipe: u64,
-        end: u8,
-        wait_ms: Option<u32>,
-    },
-    /// Pipe end `end` sends no more.
-    ClosePipe {
-        pipe: u64,
-        end: u8,
-    },
     DictGet {
         dict: u64,
         key: String,
@@ -522,7 +478,6 @@ pub(crate) enum SharedRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum SharedReply {
     Done,
-    Bytes(#[serde(with = "byte_string")] Vec<u8>),
     Maybe(Option<Vec<u8>>),
     Number(u64),
     Flag(bool),

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How much address space a pool's region reserves: objects are made in it as the pool goes.
-pub(crate) const REGION_BYTES: u64 = 64 << 20;
+pub(crate) const REGION_BYTES: u64 = 1 << 30;
 
 /// A lock's two words: the holder and the `abandoned` flag.
 pub(crate) const LOCK_BYTES: u64 = 8;
@@ -117,7 +117,7 @@ impl Region {
     }
 
     /// The 32-bit word at `offset`; `None` past the end or misaligned.
-    fn word32(&self, offset: u64) -> Option<&AtomicU32> {
+    pub(crate) fn word32(&self, offset: u64) -> Option<&AtomicU32> {
         if offset % 4 != 0 || offset.checked_add(4)? > self.len {
             return None;
         }
@@ -133,6 +133,43 @@ impl Region {
         }
         // SAFETY: as in `word32`.
         Some(unsafe { &*self.base.add(offset as usize).cast::<AtomicU64>() })
+    }
+
+    /// Copies `bytes` into the region at `offset` (under the lock of the object it belongs
+    /// to: other processes read it only under that lock).
+    pub(crate) fn write_bytes(&self, offset: u64, bytes: &[u8]) {
+        assert!(
+            self.holds(offset, bytes.len() as u64),
+            "a write outside the region"
+        );
+        // SAFETY: in bounds (checked); the bytes are only accessed under the object's lock.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.base.add(offset as usize),
+                bytes.len(),
+            );
+        }
+    }
+
+    /// Copies bytes out of the region from `offset` (under the lock of their object).
+    pub(crate) fn read_bytes(&self, offset: u64, out: &mut [u8]) {
+        assert!(
+            self.holds(offset, out.len() as u64),
+            "a read outside the region"
+        );
+        // SAFETY: in bounds (checked); the bytes are only accessed under the object's lock.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.base.add(offset as usize),
+                out.as_mut_ptr(),
+                out.len(),
+            );
+        }
+    }
+
+    fn holds(&self, offset: u64, bytes: u64) -> bool {
+        offset.checked_add(bytes).is_some_and(|end| end <= self.len)
     }
 
     /// Takes the lock at `lock` for process `me`, waiting until `deadline` at the most.
@@ -239,7 +276,7 @@ impl Drop for Region {
 }
 
 /// Sleeps while `word` holds `expected`, for `timeout` at the most (or until woken).
-fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
     let spec = timeout.map(|t| libc::timespec {
         tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
         tv_nsec: t.subsec_nanos() as libc::c_long,
@@ -261,7 +298,7 @@ fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
 }
 
 /// Wakes up to `count` sleepers on `word`.
-fn futex_wake(word: &AtomicU32, count: i32) {
+pub(crate) fn futex_wake(word: &AtomicU32, count: i32) {
     // SAFETY: FUTEX_WAKE on a valid, aligned word of a shared mapping.
     unsafe {
         libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, count);

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{HasSelf, Linker, Resource};
 
 use crate::shared::region::{DATA_OFFSET, Region};
+use crate::shared::ring::Ring;
 use crate::shared::{Object, SharedGrant, float_add};
 use crate::wire::{self, SharedFailure, SharedReply, SharedRequest};
 
@@ -36,9 +37,9 @@ wasmtime::component::bindgen!({
         "wasmpool:shared/value.float-value": ValueRes,
         "wasmpool:shared/value.array": ArrayRes,
         "wasmpool:shared/value.float-array": ArrayRes,
-        "wasmpool:shared/queue.queue": ServedRes,
-        "wasmpool:shared/pipe.connection": ServedRes,
-        "wasi:keyvalue/store.bucket": ServedRes,
+        "wasmpool:shared/queue.queue": RingRes,
+        "wasmpool:shared/pipe.connection": PipeRes,
+        "wasi:keyvalue/store.bucket": BucketRes,
     },
 });
 
@@ -75,12 +76,29 @@ pub struct ArrayRes {
     len: u32,
 }
 
-/// A queue, pipe end or dict a task opened: its index among the host's, and a pipe's end.
+/// A queue a task opened: its ring.
 #[derive(Debug)]
 #[allow(unreachable_pub)] // bindgen's modules re-export it with `pub use`.
-pub struct ServedRes {
+pub struct RingRes {
+    at: u64,
+    capacity: u64,
+    max_items: u64,
+}
+
+/// A pipe end a task opened: the rings it receives from and sends into.
+#[derive(Debug)]
+#[allow(unreachable_pub)] // bindgen's modules re-export it with `pub use`.
+pub struct PipeRes {
+    inbox: u64,
+    outbox: u64,
+    capacity: u64,
+}
+
+/// A dict a task opened: its index among the host's.
+#[derive(Debug)]
+#[allow(unreachable_pub)] // bindgen's modules re-export it with `pub use`.
+pub struct BucketRes {
     id: u64,
-    end: u8,
 }
 
 /// This worker's shared state, from the host's `Shared` frame.
@@ -234,10 +252,6 @@ fn served_error(call: &CallShared, failure: SharedFailure) -> wasmtime::Result<S
         SharedFailure::Gone => Err(wasmtime::Error::msg("the pool is closing")),
         SharedFailure::Other(detail) => Err(wasmtime::Error::msg(detail)),
     }
-}
-
-fn unexpected(reply: SharedReply) -> wasmtime::Error {
-    wasmtime::Error::msg(format!("the host answered {reply:?}"))
 }
 
 fn not_granted(name: &str) -> SharedErr {
@@ -577,93 +591,112 @@ array_host!(
 );
 
 impl ComponentState {
-    /// Opens the served object granted as `name`, if `kind` accepts it.
-    fn open_served(
-        &mut self,
-        name: &str,
-        kind: impl Fn(Object) -> Option<(u64, u8)>,
-    ) -> wasmtime::Result<Option<Resource<ServedRes>>> {
-        match self.shared.find(name, kind) {
-            Some((id, end)) => Ok(Some(self.table.push(ServedRes { id, end })?)),
-            None => Ok(None),
-        }
+    /// The ring at `at`, which a grant placed inside the region.
+    fn ring(&self, at: u64, capacity: u64, max_items: u64) -> wasmtime::Result<Ring<'static>> {
+        Ring::new(&shared()?.region, at, capacity, max_items)
+            .ok_or_else(|| wasmtime::Error::msg("a shared queue outside the region"))
     }
 
-    fn served(&self, r: &Resource<ServedRes>) -> wasmtime::Result<(u64, u8)> {
-        let r = self.table.get(r)?;
-        Ok((r.id, r.end))
+    /// How long a wait of `timeout_ms` may go on, as a deadline.
+    fn deadline(&self, timeout_ms: Option<u32>) -> Option<Instant> {
+        self.shared
+            .wait_ms(timeout_ms)
+            .map(|ms| Instant::now() + Duration::from_millis(ms.into()))
     }
 
-    /// Asks the host; a failure becomes the contract's error.
-    fn ask_served(
+    /// A ring's failure as the contract's error; a wait that ran into the deadline ends the
+    /// call.
+    fn ring_result<T>(
         &self,
-        request: SharedRequest,
-    ) -> wasmtime::Result<Result<SharedReply, SharedErr>> {
-        match ask(&request)? {
-            SharedReply::Failed(failure) => Ok(Err(served_error(&self.shared, failure)?)),
-            reply => Ok(Ok(reply)),
+        result: Result<T, SharedFailure>,
+    ) -> wasmtime::Result<Result<T, SharedErr>> {
+        match result {
+            Ok(value) => Ok(Ok(value)),
+            Err(failure) => Ok(Err(served_error(&self.shared, failure)?)),
         }
     }
+
+    fn queue_ring(&self, q: &Resource<RingRes>) -> wasmtime::Result<Ring<'static>> {
+        let &RingRes {
+            at,
+            capacity,
+            max_items,
+        } = self.table.get(q)?;
+        self.ring(at, capacity, max_items)
+    }
+
+    /// A pipe end's inbox, or (`outbox`) the ring it sends into.
+    fn pipe_ring(&self, c: &Resource<PipeRes>, outbox: bool) -> wasmtime::Result<Ring<'static>> {
+        let &PipeRes {
+            inbox,
+            outbox: out,
+            capacity,
+        } = self.table.get(c)?;
+        self.ring(if outbox { out } else { inbox }, capacity, 0)
+    }
+
+    fn dict_id(&self, b: &Resource<BucketRes>) -> wasmtime::Result<u64> {
+        Ok(self.table.get(b)?.id)
+    }
+}
+
+/// A worker's waits are wanted until they end: the host kills a worker whose pool ends.
+fn always() -> bool {
+    true
 }
 
 impl wasmpool::shared::queue::Host for ComponentState {}
 
 impl wasmpool::shared::queue::HostQueue for ComponentState {
-    fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<ServedRes>, SharedErr>> {
-        Ok(self
-            .open_served(&name, |o| match o {
-                Object::Queue { id } => Some((id, 0)),
-                _ => None,
-            })?
-            .ok_or_else(|| not_granted(&name)))
+    fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<RingRes>, SharedErr>> {
+        match self.shared.find(&name, |o| match o {
+            Object::Queue {
+                at,
+                capacity,
+                max_items,
+            } => Some(RingRes {
+                at,
+                capacity,
+                max_items,
+            }),
+            _ => None,
+        }) {
+            Some(queue) => Ok(Ok(self.table.push(queue)?)),
+            None => Ok(Err(not_granted(&name))),
+        }
     }
 
     fn put(
         &mut self,
-        q: Resource<ServedRes>,
+        q: Resource<RingRes>,
         item: Vec<u8>,
         timeout_ms: Option<u32>,
     ) -> wasmtime::Result<Result<(), SharedErr>> {
-        let (queue, _) = self.served(&q)?;
-        let wait_ms = self.shared.wait_ms(timeout_ms);
-        Ok(self
-            .ask_served(SharedRequest::Put {
-                queue,
-                item,
-                wait_ms,
-            })?
-            .map(|_| ()))
+        let ring = self.queue_ring(&q)?;
+        let put = ring.put(shared()?.pid, &item, self.deadline(timeout_ms), &always);
+        self.ring_result(put)
     }
 
     fn get(
         &mut self,
-        q: Resource<ServedRes>,
+        q: Resource<RingRes>,
         timeout_ms: Option<u32>,
     ) -> wasmtime::Result<Result<Vec<u8>, SharedErr>> {
-        let (queue, _) = self.served(&q)?;
-        let wait_ms = self.shared.wait_ms(timeout_ms);
-        match self.ask_served(SharedRequest::Get { queue, wait_ms })? {
-            Ok(SharedReply::Bytes(item)) => Ok(Ok(item)),
-            Ok(other) => Err(unexpected(other)),
-            Err(e) => Ok(Err(e)),
-        }
+        let ring = self.queue_ring(&q)?;
+        let got = ring.get(shared()?.pid, self.deadline(timeout_ms), &always);
+        self.ring_result(got)
     }
 
-    fn len(&mut self, q: Resource<ServedRes>) -> wasmtime::Result<u32> {
-        let (queue, _) = self.served(&q)?;
-        match ask(&SharedRequest::Len { queue })? {
-            SharedReply::Number(n) => Ok(u32::try_from(n).unwrap_or(u32::MAX)),
-            other => Err(unexpected(other)),
-        }
+    fn len(&mut self, q: Resource<RingRes>) -> wasmtime::Result<u32> {
+        Ok(u32::try_from(self.queue_ring(&q)?.len()).unwrap_or(u32::MAX))
     }
 
-    fn close(&mut self, q: Resource<ServedRes>) -> wasmtime::Result<()> {
-        let (queue, _) = self.served(&q)?;
-        ask(&SharedRequest::Close { queue })?;
+    fn close(&mut self, q: Resource<RingRes>) -> wasmtime::Result<()> {
+        self.queue_ring(&q)?.close();
         Ok(())
     }
 
-    fn drop(&mut self, q: Resource<ServedRes>) -> wasmtime::Result<()> {
+    fn drop(&mut self, q: Resource<RingRes>) -> wasmtime::Result<()> {
         self.table.delete(q)?;
         Ok(())
     }
@@ -672,57 +705,56 @@ impl wasmpool::shared::queue::HostQueue for ComponentState {
 impl wasmpool::shared::pipe::Host for ComponentState {}
 
 impl wasmpool::shared::pipe::HostConnection for ComponentState {
-    fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<ServedRes>, SharedErr>> {
-        Ok(self
-            .open_served(&name, |o| match o {
-                Object::PipeEnd { id, end } => Some((id, end)),
-                _ => None,
-            })?
-            .ok_or_else(|| not_granted(&name)))
+    fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<PipeRes>, SharedErr>> {
+        match self.shared.find(&name, |o| match o {
+            Object::PipeEnd {
+                inbox,
+                outbox,
+                capacity,
+            } => Some(PipeRes {
+                inbox,
+                outbox,
+                capacity,
+            }),
+            _ => None,
+        }) {
+            Some(end) => Ok(Ok(self.table.push(end)?)),
+            None => Ok(Err(not_granted(&name))),
+        }
     }
 
     fn send(
         &mut self,
-        c: Resource<ServedRes>,
+        c: Resource<PipeRes>,
         message: Vec<u8>,
     ) -> wasmtime::Result<Result<(), SharedErr>> {
-        let (pipe, end) = self.served(&c)?;
-        Ok(self
-            .ask_served(SharedRequest::Send { pipe, end, message })?
-            .map(|_| ()))
+        let ring = self.pipe_ring(&c, true)?;
+        let sent = ring.put(shared()?.pid, &message, self.deadline(None), &always);
+        self.ring_result(sent)
     }
 
     fn recv(
         &mut self,
-        c: Resource<ServedRes>,
+        c: Resource<PipeRes>,
         timeout_ms: Option<u32>,
     ) -> wasmtime::Result<Result<Vec<u8>, SharedErr>> {
-        let (pipe, end) = self.served(&c)?;
-        let wait_ms = self.shared.wait_ms(timeout_ms);
-        match self.ask_served(SharedRequest::Recv { pipe, end, wait_ms })? {
-            Ok(SharedReply::Bytes(message)) => Ok(Ok(message)),
-            Ok(other) => Err(unexpected(other)),
-            Err(e) => Ok(Err(e)),
-        }
+        let ring = self.pipe_ring(&c, false)?;
+        let got = ring.get(shared()?.pid, self.deadline(timeout_ms), &always);
+        self.ring_result(got)
     }
 
-    fn poll(&mut self, c: Resource<ServedRes>, timeout_ms: Option<u32>) -> wasmtime::Result<bool> {
-        let (pipe, end) = self.served(&c)?;
-        let wait_ms = self.shared.wait_ms(timeout_ms);
-        match self.ask_served(SharedRequest::Poll { pipe, end, wait_ms })? {
-            Ok(SharedReply::Flag(ready)) => Ok(ready),
-            Ok(other) => Err(unexpected(other)),
-            Err(_) => Ok(false),
-        }
+    fn poll(&mut self, c: Resource<PipeRes>, timeout_ms: Option<u32>) -> wasmtime::Result<bool> {
+        let ring = self.pipe_ring(&c, false)?;
+        ring.poll(self.deadline(timeout_ms), &always)
+            .map_err(|failure| wasmtime::Error::msg(format!("{failure:?}")))
     }
 
-    fn close(&mut self, c: Resource<ServedRes>) -> wasmtime::Result<()> {
-        let (pipe, end) = self.served(&c)?;
-        ask(&SharedRequest::ClosePipe { pipe, end })?;
+    fn close(&mut self, c: Resource<PipeRes>) -> wasmtime::Result<()> {
+        self.pipe_ring(&c, true)?.close();
         Ok(())
     }
 
-    fn drop(&mut self, c: Resource<ServedRes>) -> wasmtime::Result<()> {
+    fn drop(&mut self, c: Resource<PipeRes>) -> wasmtime::Result<()> {
         self.table.delete(c)?;
         Ok(())
     }
@@ -748,23 +780,24 @@ impl wasi::keyvalue::store::Host for ComponentState {
     fn open(
         &mut self,
         identifier: String,
-    ) -> wasmtime::Result<Result<Resource<ServedRes>, KvError>> {
-        Ok(self
-            .open_served(&identifier, |o| match o {
-                Object::Dict { id } => Some((id, 0)),
-                _ => None,
-            })?
-            .ok_or(KvError::AccessDenied))
+    ) -> wasmtime::Result<Result<Resource<BucketRes>, KvError>> {
+        match self.shared.find(&identifier, |o| match o {
+            Object::Dict { id } => Some(id),
+            _ => None,
+        }) {
+            Some(id) => Ok(Ok(self.table.push(BucketRes { id })?)),
+            None => Ok(Err(KvError::AccessDenied)),
+        }
     }
 }
 
 impl wasi::keyvalue::store::HostBucket for ComponentState {
     fn get(
         &mut self,
-        b: Resource<ServedRes>,
+        b: Resource<BucketRes>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, KvError>> {
-        let (dict, _) = self.served(&b)?;
+        let dict = self.dict_id(&b)?;
         kv(ask(&SharedRequest::DictGet { dict, key })?, |r| match r {
             SharedReply::Maybe(v) => Some(v),
             _ => None,
@@ -773,11 +806,11 @@ impl wasi::keyvalue::store::HostBucket for ComponentState {
 
     fn set(
         &mut self,
-        b: Resource<ServedRes>,
+        b: Resource<BucketRes>,
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), KvError>> {
-        let (dict, _) = self.served(&b)?;
+        let dict = self.dict_id(&b)?;
         kv(ask(&SharedRequest::DictSet { dict, key, value })?, |r| {
             matches!(r, SharedReply::Done).then_some(())
         })
@@ -785,10 +818,10 @@ impl wasi::keyvalue::store::HostBucket for ComponentState {
 
     fn delete(
         &mut self,
-        b: Resource<ServedRes>,
+        b: Resource<BucketRes>,
         key: String,
     ) -> wasmtime::Result<Result<(), KvError>> {
-        let (dict, _) = self.served(&b)?;
+        let dict = self.dict_id(&b)?;
         kv(ask(&SharedRequest::DictDelete { dict, key })?, |r| {
             matches!(r, SharedReply::Done).then_some(())
         })
@@ -796,10 +829,10 @@ impl wasi::keyvalue::store::HostBucket for ComponentState {
 
     fn exists(
         &mut self,
-        b: Resource<ServedRes>,
+        b: Resource<BucketRes>,
         key: String,
     ) -> wasmtime::Result<Result<bool, KvError>> {
-        let (dict, _) = self.served(&b)?;
+        let dict = self.dict_id(&b)?;
         kv(
             ask(&SharedRequest::DictExists { dict, key })?,
             |r| match r {
@@ -811,10 +844,10 @@ impl wasi::keyvalue::store::HostBucket for ComponentState {
 
     fn list_keys(
         &mut self,
-        b: Resource<ServedRes>,
+        b: Resource<BucketRes>,
         cursor: Option<u64>,
     ) -> wasmtime::Result<Result<KeyResponse, KvError>> {
-        let (dict, _) = self.served(&b)?;
+        let dict = self.dict_id(&b)?;
         kv(
             ask(&SharedRequest::DictKeys { dict, cursor })?,
             |r| match r {
@@ -824,7 +857,7 @@ impl wasi::keyvalue::store::HostBucket for ComponentState {
         )
     }
 
-    fn drop(&mut self, b: Resource<ServedRes>) -> wasmtime::Result<()> {
+    fn drop(&mut self, b: Resource<BucketRes>) -> wasmtime::Result<()> {
         self.table.delete(b)?;
         Ok(())
     }
@@ -833,11 +866,11 @@ impl wasi::keyvalue::store::HostBucket for ComponentState {
 impl wasi::keyvalue::atomics::Host for ComponentState {
     fn increment(
         &mut self,
-        b: Resource<ServedRes>,
+        b: Resource<BucketRes>,
         key: String,
         delta: u64,
     ) -> wasmtime::Result<Result<u64, KvError>> {
-        let (dict, _) = self.served(&b)?;
+        let dict = self.dict_id(&b)?;
         kv(
             ask(&SharedRequest::DictIncrement { dict, key, delta })?,
             |r| match r {
@@ -851,10 +884,10 @@ impl wasi::keyvalue::atomics::Host for ComponentState {
 impl wasi::keyvalue::batch::Host for ComponentState {
     fn get_many(
         &mut self,
-        b: Resource<ServedRes>,
+        b: Resource<BucketRes>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, KvError>> {
-        let (dict, _) = self.served(&b)?;
+        let dict = self.dict_id(&b)?;
         kv(
             ask(&SharedRequest::DictGetMany { dict, keys })?,
             |r| match r {
@@ -866,10 +899,10 @@ impl wasi::keyvalue::batch::Host for ComponentState {
 
     fn set_many(
         &mut self,
-        b: Resource<ServedRes>,
+        b: Resource<BucketRes>,
         key_values: Vec<(String, Vec<u8>)>,
     ) -> wasmtime::Result<Result<(), KvError>> {
-        let (dict, _) = self.served(&b)?;
+        let dict = self.dict_id(&b)?;
         kv(
             ask(&SharedRequest::DictSetMany {
                 dict,
@@ -881,10 +914,10 @@ impl wasi::keyvalue::batch::Host for ComponentState {
 
     fn delete_many(
         &mut self,
-        b: Resource<ServedRes>,
+        b: Resource<BucketRes>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<(), KvError>> {
-        let (dict, _) = self.served(&b)?;
+        let dict = self.dict_id(&b)?;
         kv(ask(&SharedRequest::DictDeleteMany { dict, keys })?, |r| {
             matches!(r, SharedReply::Done).then_some(())
         })
