@@ -43,6 +43,9 @@ pub enum ModuleKind {
 }
 
 /// Host to worker.
+// `Run`'s chunk is the largest by far, and the one sent most: boxing it would cost an
+// allocation per chunk to save bytes on the rare others.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum HostMsg {
     /// The first message: the host's protocol version.
@@ -429,54 +432,54 @@ pub(crate) enum WireError {
 }
 
 /// A task's request to an object the host serves (a dict), on its
-/// worker's shared-state socket (see [`crate::shared`]); answered by one [`SharedReply`].
+/// worker's shared-state socket (see [`crate::shared`]); answered by one [`DictReply`].
 /// Objects are named by the index the host gave them, which the call's grant carried.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) enum SharedRequest {
-    DictGet {
+pub(crate) enum DictRequest {
+    Get {
         dict: u64,
         key: String,
     },
-    DictSet {
+    Set {
         dict: u64,
         key: String,
         #[serde(with = "byte_string")]
         value: Vec<u8>,
     },
-    DictDelete {
+    Delete {
         dict: u64,
         key: String,
     },
-    DictExists {
+    Exists {
         dict: u64,
         key: String,
     },
-    DictKeys {
+    Keys {
         dict: u64,
         cursor: Option<u64>,
     },
-    DictIncrement {
+    Increment {
         dict: u64,
         key: String,
         delta: u64,
     },
-    DictGetMany {
+    GetMany {
         dict: u64,
         keys: Vec<String>,
     },
-    DictSetMany {
+    SetMany {
         dict: u64,
         entries: Vec<(String, Vec<u8>)>,
     },
-    DictDeleteMany {
+    DeleteMany {
         dict: u64,
         keys: Vec<String>,
     },
 }
 
-/// The host's answer to a [`SharedRequest`].
+/// The host's answer to a [`DictRequest`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) enum SharedReply {
+pub(crate) enum DictReply {
     Done,
     Maybe(Option<Vec<u8>>),
     Number(u64),

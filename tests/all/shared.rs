@@ -310,3 +310,69 @@ fn a_task_waiting_on_an_empty_queue_ends_as_timeout() {
         "{err}"
     );
 }
+
+/// A consumer's worker killed in the middle of taking items (maybe holding the queue's lock)
+/// leaves the queue working: the other consumer goes on, every item it takes is whole and
+/// taken once, and nothing waits for the dead worker.
+#[test]
+fn a_consumer_killed_mid_queue_leaves_every_other_item_whole_and_single() {
+    let pool = Pool::builder()
+        .workers(2)
+        .retries(0)
+        .on_output(|_| {})
+        .build()
+        .unwrap();
+    let jobs = pool.queue("jobs").unwrap();
+    let n = 200_000i64;
+    for i in 0..n {
+        jobs.put_bytes(i.to_string()).unwrap();
+    }
+    let consume = with_timeout(
+        granted("consume", Grants::new().shared(&jobs)),
+        Duration::from_secs(60),
+    );
+    let a = pool.submit::<_, Vec<i64>>(&consume, ("jobs", n as u32));
+    let b = pool.submit::<_, Vec<i64>>(&consume, ("jobs", n as u32));
+    // Both are taking items; kill one of them.
+    while jobs.len() > (n as usize) * 9 / 10 {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let victim = pool.worker_pids()[0];
+    // SAFETY: killing the pool's own worker process.
+    unsafe { libc::kill(victim as libc::pid_t, libc::SIGKILL) };
+    // The survivor, and the worker that replaces the dead one, drain the queue.
+    let start = Instant::now();
+    while !jobs.is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the queue is stuck"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    jobs.close();
+    let mut taken = Vec::new();
+    let mut crashed = 0;
+    for run in [a, b] {
+        match run.result() {
+            Ok(items) => {
+                assert!(items.windows(2).all(|w| w[0] < w[1]), "in order");
+                taken.extend(items);
+            }
+            Err(TaskError::WorkerCrashed { .. }) => crashed += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(crashed, 1);
+    let count = taken.len();
+    taken.sort_unstable();
+    taken.dedup();
+    assert_eq!(taken.len(), count, "no item was taken twice");
+    assert!(
+        taken.iter().all(|&x| (0..n).contains(&x)),
+        "every item whole"
+    );
+    // The pool goes on.
+    let fresh = pool.queue("fresh").unwrap();
+    fresh.put(&7).unwrap();
+    assert_eq!(fresh.get_timeout::<i64>(Duration::from_secs(1)).unwrap(), 7);
+}

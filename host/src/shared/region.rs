@@ -118,7 +118,7 @@ impl Region {
 
     /// The 32-bit word at `offset`; `None` past the end or misaligned.
     pub(crate) fn word32(&self, offset: u64) -> Option<&AtomicU32> {
-        if offset % 4 != 0 || offset.checked_add(4)? > self.len {
+        if !offset.is_multiple_of(4) || offset.checked_add(4)? > self.len {
             return None;
         }
         // SAFETY: in bounds and aligned (checked above); the mapping lives as long as `self`
@@ -128,7 +128,7 @@ impl Region {
 
     /// The 64-bit word at `offset`; `None` past the end or misaligned.
     pub(crate) fn word64(&self, offset: u64) -> Option<&AtomicU64> {
-        if offset % 8 != 0 || offset.checked_add(8)? > self.len {
+        if !offset.is_multiple_of(8) || offset.checked_add(8)? > self.len {
             return None;
         }
         // SAFETY: as in `word32`.

@@ -1,5 +1,5 @@
 //! The objects the host serves: dicts. Their state is the host's; a task reaches it with a
-//! [`SharedRequest`] on its worker's shared-state socket, answered by one [`SharedReply`] from
+//! [`DictRequest`] on its worker's shared-state socket, answered by one [`DictReply`] from
 //! the thread [`serve`] runs for that worker. The host's own handle (`SharedDict`) calls the
 //! same methods directly. (Queues and pipes are rings in the shared region: see
 //! [`super::ring`].)
@@ -10,7 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::SharedObjects;
-use crate::wire::{self, SharedFailure, SharedReply, SharedRequest};
+use crate::wire::{self, DictReply, DictRequest, SharedFailure};
 
 /// A dictionary of byte strings under string keys (`wasi:keyvalue`'s bucket).
 #[derive(Debug, Default)]
@@ -68,7 +68,7 @@ pub(crate) fn serve(objects: Arc<SharedObjects>, socket: UnixStream) {
     let mut input = BufReader::new(crate::spin::SpinRead(socket));
     let mut buf = Vec::new();
     let mut frame = Vec::new();
-    while let Ok(Some(request)) = wire::read_frame::<SharedRequest>(&mut input, &mut buf) {
+    while let Ok(Some(request)) = wire::read_frame::<DictRequest>(&mut input, &mut buf) {
         let reply = answer(&objects, &request);
         if wire::encode_frame(&reply, &mut frame).is_err() || output.write_all(&frame).is_err() {
             return;
@@ -76,54 +76,54 @@ pub(crate) fn serve(objects: Arc<SharedObjects>, socket: UnixStream) {
     }
 }
 
-fn answer(objects: &SharedObjects, request: &SharedRequest) -> SharedReply {
+fn answer(objects: &SharedObjects, request: &DictRequest) -> DictReply {
     let result = match request {
-        SharedRequest::DictGet { dict, key } => objects
+        DictRequest::Get { dict, key } => objects
             .dict(*dict)
-            .map(|d| SharedReply::Maybe(d.lock().get(key).cloned())),
-        SharedRequest::DictSet { dict, key, value } => objects.dict(*dict).map(|d| {
+            .map(|d| DictReply::Maybe(d.lock().get(key).cloned())),
+        DictRequest::Set { dict, key, value } => objects.dict(*dict).map(|d| {
             d.lock().insert(key.clone(), value.clone());
-            SharedReply::Done
+            DictReply::Done
         }),
-        SharedRequest::DictDelete { dict, key } => objects.dict(*dict).map(|d| {
+        DictRequest::Delete { dict, key } => objects.dict(*dict).map(|d| {
             d.lock().remove(key);
-            SharedReply::Done
+            DictReply::Done
         }),
-        SharedRequest::DictExists { dict, key } => objects
+        DictRequest::Exists { dict, key } => objects
             .dict(*dict)
-            .map(|d| SharedReply::Flag(d.lock().contains_key(key))),
-        SharedRequest::DictKeys { dict, cursor } => objects.dict(*dict).map(|d| {
+            .map(|d| DictReply::Flag(d.lock().contains_key(key))),
+        DictRequest::Keys { dict, cursor } => objects.dict(*dict).map(|d| {
             let (keys, cursor) = d.keys(*cursor);
-            SharedReply::Keys { keys, cursor }
+            DictReply::Keys { keys, cursor }
         }),
-        SharedRequest::DictIncrement { dict, key, delta } => objects
+        DictRequest::Increment { dict, key, delta } => objects
             .dict(*dict)
             .and_then(|d| d.increment(key, *delta))
-            .map(SharedReply::Number),
-        SharedRequest::DictGetMany { dict, keys } => objects.dict(*dict).map(|d| {
+            .map(DictReply::Number),
+        DictRequest::GetMany { dict, keys } => objects.dict(*dict).map(|d| {
             let entries = d.lock();
-            SharedReply::Many(
+            DictReply::Many(
                 keys.iter()
                     .map(|key| entries.get(key).map(|v| (key.clone(), v.clone())))
                     .collect(),
             )
         }),
-        SharedRequest::DictSetMany { dict, entries } => objects.dict(*dict).map(|d| {
+        DictRequest::SetMany { dict, entries } => objects.dict(*dict).map(|d| {
             let mut map = d.lock();
             for (key, value) in entries {
                 map.insert(key.clone(), value.clone());
             }
-            SharedReply::Done
+            DictReply::Done
         }),
-        SharedRequest::DictDeleteMany { dict, keys } => objects.dict(*dict).map(|d| {
+        DictRequest::DeleteMany { dict, keys } => objects.dict(*dict).map(|d| {
             let mut map = d.lock();
             for key in keys {
                 map.remove(key);
             }
-            SharedReply::Done
+            DictReply::Done
         }),
     };
-    result.unwrap_or_else(SharedReply::Failed)
+    result.unwrap_or_else(DictReply::Failed)
 }
 
 #[cfg(test)]

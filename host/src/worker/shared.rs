@@ -22,7 +22,7 @@ use wasmtime::component::{HasSelf, Linker, Resource};
 use crate::shared::region::{DATA_OFFSET, Region};
 use crate::shared::ring::Ring;
 use crate::shared::{Object, SharedGrant, float_add};
-use crate::wire::{self, SharedFailure, SharedReply, SharedRequest};
+use crate::wire::{self, DictReply, DictRequest, SharedFailure};
 
 use super::store::ComponentState;
 
@@ -222,13 +222,13 @@ fn shared() -> wasmtime::Result<&'static WorkerShared> {
 }
 
 /// Sends `request` to the host and waits for its answer.
-fn ask(request: &SharedRequest) -> wasmtime::Result<SharedReply> {
+fn ask(request: &DictRequest) -> wasmtime::Result<DictReply> {
     let shared = shared()?;
     let mut link = shared.link.lock().unwrap_or_else(|e| e.into_inner());
     let link = &mut *link;
     wire::encode_frame(request, &mut link.frame)?;
     link.output.write_all(&link.frame)?;
-    match wire::read_frame::<SharedReply>(&mut link.input, &mut link.buf)? {
+    match wire::read_frame::<DictReply>(&mut link.input, &mut link.buf)? {
         Some(reply) => Ok(reply),
         None => Err(wasmtime::Error::msg(
             "the host closed the shared-state socket",
@@ -762,11 +762,11 @@ impl wasmpool::shared::pipe::HostConnection for ComponentState {
 
 /// A dict request's answer as `wasi:keyvalue`'s result.
 fn kv<T>(
-    reply: SharedReply,
-    pick: impl FnOnce(SharedReply) -> Option<T>,
+    reply: DictReply,
+    pick: impl FnOnce(DictReply) -> Option<T>,
 ) -> wasmtime::Result<Result<T, KvError>> {
     match reply {
-        SharedReply::Failed(failure) => Ok(Err(KvError::Other(format!("{failure:?}")))),
+        DictReply::Failed(failure) => Ok(Err(KvError::Other(format!("{failure:?}")))),
         reply => {
             let shown = format!("{reply:?}");
             pick(reply)
@@ -798,8 +798,8 @@ impl wasi::keyvalue::store::HostBucket for ComponentState {
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, KvError>> {
         let dict = self.dict_id(&b)?;
-        kv(ask(&SharedRequest::DictGet { dict, key })?, |r| match r {
-            SharedReply::Maybe(v) => Some(v),
+        kv(ask(&DictRequest::Get { dict, key })?, |r| match r {
+            DictReply::Maybe(v) => Some(v),
             _ => None,
         })
     }
@@ -811,8 +811,8 @@ impl wasi::keyvalue::store::HostBucket for ComponentState {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), KvError>> {
         let dict = self.dict_id(&b)?;
-        kv(ask(&SharedRequest::DictSet { dict, key, value })?, |r| {
-            matches!(r, SharedReply::Done).then_some(())
+        kv(ask(&DictRequest::Set { dict, key, value })?, |r| {
+            matches!(r, DictReply::Done).then_some(())
         })
     }
 
@@ -822,8 +822,8 @@ impl wasi::keyvalue::store::HostBucket for ComponentState {
         key: String,
     ) -> wasmtime::Result<Result<(), KvError>> {
         let dict = self.dict_id(&b)?;
-        kv(ask(&SharedRequest::DictDelete { dict, key })?, |r| {
-            matches!(r, SharedReply::Done).then_some(())
+        kv(ask(&DictRequest::Delete { dict, key })?, |r| {
+            matches!(r, DictReply::Done).then_some(())
         })
     }
 
@@ -833,13 +833,10 @@ impl wasi::keyvalue::store::HostBucket for ComponentState {
         key: String,
     ) -> wasmtime::Result<Result<bool, KvError>> {
         let dict = self.dict_id(&b)?;
-        kv(
-            ask(&SharedRequest::DictExists { dict, key })?,
-            |r| match r {
-                SharedReply::Flag(f) => Some(f),
-                _ => None,
-            },
-        )
+        kv(ask(&DictRequest::Exists { dict, key })?, |r| match r {
+            DictReply::Flag(f) => Some(f),
+            _ => None,
+        })
     }
 
     fn list_keys(
@@ -848,13 +845,10 @@ impl wasi::keyvalue::store::HostBucket for ComponentState {
         cursor: Option<u64>,
     ) -> wasmtime::Result<Result<KeyResponse, KvError>> {
         let dict = self.dict_id(&b)?;
-        kv(
-            ask(&SharedRequest::DictKeys { dict, cursor })?,
-            |r| match r {
-                SharedReply::Keys { keys, cursor } => Some(KeyResponse { keys, cursor }),
-                _ => None,
-            },
-        )
+        kv(ask(&DictRequest::Keys { dict, cursor })?, |r| match r {
+            DictReply::Keys { keys, cursor } => Some(KeyResponse { keys, cursor }),
+            _ => None,
+        })
     }
 
     fn drop(&mut self, b: Resource<BucketRes>) -> wasmtime::Result<()> {
@@ -872,9 +866,9 @@ impl wasi::keyvalue::atomics::Host for ComponentState {
     ) -> wasmtime::Result<Result<u64, KvError>> {
         let dict = self.dict_id(&b)?;
         kv(
-            ask(&SharedRequest::DictIncrement { dict, key, delta })?,
+            ask(&DictRequest::Increment { dict, key, delta })?,
             |r| match r {
-                SharedReply::Number(n) => Some(n),
+                DictReply::Number(n) => Some(n),
                 _ => None,
             },
         )
@@ -888,13 +882,10 @@ impl wasi::keyvalue::batch::Host for ComponentState {
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, KvError>> {
         let dict = self.dict_id(&b)?;
-        kv(
-            ask(&SharedRequest::DictGetMany { dict, keys })?,
-            |r| match r {
-                SharedReply::Many(entries) => Some(entries),
-                _ => None,
-            },
-        )
+        kv(ask(&DictRequest::GetMany { dict, keys })?, |r| match r {
+            DictReply::Many(entries) => Some(entries),
+            _ => None,
+        })
     }
 
     fn set_many(
@@ -904,11 +895,11 @@ impl wasi::keyvalue::batch::Host for ComponentState {
     ) -> wasmtime::Result<Result<(), KvError>> {
         let dict = self.dict_id(&b)?;
         kv(
-            ask(&SharedRequest::DictSetMany {
+            ask(&DictRequest::SetMany {
                 dict,
                 entries: key_values,
             })?,
-            |r| matches!(r, SharedReply::Done).then_some(()),
+            |r| matches!(r, DictReply::Done).then_some(()),
         )
     }
 
@@ -918,8 +909,8 @@ impl wasi::keyvalue::batch::Host for ComponentState {
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<(), KvError>> {
         let dict = self.dict_id(&b)?;
-        kv(ask(&SharedRequest::DictDeleteMany { dict, keys })?, |r| {
-            matches!(r, SharedReply::Done).then_some(())
+        kv(ask(&DictRequest::DeleteMany { dict, keys })?, |r| {
+            matches!(r, DictReply::Done).then_some(())
         })
     }
 }
