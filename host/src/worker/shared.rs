@@ -43,8 +43,8 @@ wasmtime::component::bindgen!({
     },
 });
 
+use self::wasmpool::shared::types::Error as SharedErr;
 use wasi::keyvalue::store::{Error as KvError, KeyResponse};
-use wasmpool::shared::types::Error as SharedErr;
 
 /// A lock a task opened: where its words are.
 #[derive(Debug)]
@@ -292,10 +292,10 @@ impl ComponentState {
     }
 }
 
-impl wasmpool::shared::types::Host for ComponentState {}
-impl wasmpool::shared::lock::Host for ComponentState {}
+impl self::wasmpool::shared::types::Host for ComponentState {}
+impl self::wasmpool::shared::lock::Host for ComponentState {}
 
-impl wasmpool::shared::lock::HostGuard for ComponentState {
+impl self::wasmpool::shared::lock::HostGuard for ComponentState {
     fn abandoned(&mut self, guard: Resource<GuardRes>) -> wasmtime::Result<bool> {
         Ok(self.table.get(&guard)?.abandoned)
     }
@@ -311,7 +311,7 @@ impl wasmpool::shared::lock::HostGuard for ComponentState {
     }
 }
 
-impl wasmpool::shared::lock::HostLock for ComponentState {
+impl self::wasmpool::shared::lock::HostLock for ComponentState {
     fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<LockRes>, SharedErr>> {
         match self.shared.find(&name, |o| match o {
             Object::Lock { at } => Some(at),
@@ -337,9 +337,9 @@ impl wasmpool::shared::lock::HostLock for ComponentState {
     }
 }
 
-impl wasmpool::shared::value::Host for ComponentState {}
+impl self::wasmpool::shared::value::Host for ComponentState {}
 
-impl wasmpool::shared::value::HostValue for ComponentState {
+impl self::wasmpool::shared::value::HostValue for ComponentState {
     fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<ValueRes>, SharedErr>> {
         match self.shared.find(&name, |o| match o {
             Object::Value { at } => Some(at),
@@ -403,7 +403,7 @@ impl wasmpool::shared::value::HostValue for ComponentState {
     }
 }
 
-impl wasmpool::shared::value::HostFloatValue for ComponentState {
+impl self::wasmpool::shared::value::HostFloatValue for ComponentState {
     fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<ValueRes>, SharedErr>> {
         match self.shared.find(&name, |o| match o {
             Object::FloatValue { at } => Some(at),
@@ -452,7 +452,7 @@ impl wasmpool::shared::value::HostFloatValue for ComponentState {
 /// The integer and float arrays' methods, which differ only in how a number is a word.
 macro_rules! array_host {
     ($trait:ident, $kind:ident, $num:ty, $to:expr, $from:expr, $add:expr) => {
-        impl wasmpool::shared::value::$trait for ComponentState {
+        impl self::wasmpool::shared::value::$trait for ComponentState {
             fn open(
                 &mut self,
                 name: String,
@@ -645,9 +645,9 @@ fn always() -> bool {
     true
 }
 
-impl wasmpool::shared::queue::Host for ComponentState {}
+impl self::wasmpool::shared::queue::Host for ComponentState {}
 
-impl wasmpool::shared::queue::HostQueue for ComponentState {
+impl self::wasmpool::shared::queue::HostQueue for ComponentState {
     fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<RingRes>, SharedErr>> {
         match self.shared.find(&name, |o| match o {
             Object::Queue {
@@ -702,9 +702,9 @@ impl wasmpool::shared::queue::HostQueue for ComponentState {
     }
 }
 
-impl wasmpool::shared::pipe::Host for ComponentState {}
+impl self::wasmpool::shared::pipe::Host for ComponentState {}
 
-impl wasmpool::shared::pipe::HostConnection for ComponentState {
+impl self::wasmpool::shared::pipe::HostConnection for ComponentState {
     fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<PipeRes>, SharedErr>> {
         match self.shared.find(&name, |o| match o {
             Object::PipeEnd {
