@@ -98,7 +98,7 @@ pub use pool::handle::{MapResult, ReturnWhen, TaskFuture, WaitOutcome, as_comple
 pub use pool::imap::{Captured, Imap, ImapJson, JsonOutcome, Order, StreamOptions};
 pub use pool::output::{GuestOutput, GuestStream};
 pub use pool::process::Process;
-pub use pool::worker_command::WorkerCommand;
+pub use pool::worker_command::{WorkerCommand, set_worker_command};
 pub use pool::{Pool, PoolBuilder};
 pub use values::{Args, MAX_VALUE_DEPTH, Signature, Value, WitType};
 pub use wire::{MAX_FRAME_BYTES, ModuleKind};
