@@ -942,16 +942,16 @@ fn main() {
     // A call on a reused instance, inside a worker's runner: the component, and the core
     // module through raw values and, as before them, through `Func::call`.
     for (name, task, raw) in [
-        ("a call on a reused instance, in a worker's runner", &square, true),
+        (
+            "a call on a reused instance, in a worker's runner",
+            &square,
+            true,
+        ),
         ("  the same, core module, raw values", &core_square, true),
         ("  the same, core module, Func::call", &core_square, false),
     ] {
-        let per_call = wasmpool::benching::reused_call(
-            task,
-            &[wasmpool::Value::S64(7)],
-            1_000_000,
-            raw,
-        );
+        let per_call =
+            wasmpool::benching::reused_call(task, &[wasmpool::Value::S64(7)], 1_000_000, raw);
         rows.push(Row {
             name,
             ours: per_call.as_secs_f64() * 1e9,

@@ -16,7 +16,7 @@ mod values;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyStopIteration, PyTypeError, PyValueError};
@@ -94,13 +94,21 @@ impl Module {
     /// The callable exports' signatures, as WIT.
     #[getter]
     fn exports(&self) -> Vec<String> {
-        self.inner.exports().iter().map(ToString::to_string).collect()
+        self.inner
+            .exports()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     /// The export names.
     #[getter]
     fn export_names(&self) -> Vec<String> {
-        self.inner.exports().iter().map(|s| s.name.clone()).collect()
+        self.inner
+            .exports()
+            .iter()
+            .map(|s| s.name.clone())
+            .collect()
     }
 
     /// Where the module came from (its path).
@@ -150,9 +158,7 @@ fn load(
     if let Some(bytes) = compile_memory {
         loader = loader.compile_memory(bytes);
     }
-    let module = py
-        .detach(|| loader.file(&path))
-        .map_err(load_error)?;
+    let module = py.detach(|| loader.file(&path)).map_err(load_error)?;
     Ok(Module { inner: module })
 }
 
@@ -572,7 +578,7 @@ impl Iterator for Feed {
             let iter = source.bind(py);
             let mut out = Vec::with_capacity(batch);
             for _ in 0..batch {
-                let next = unsafe_free_next(iter)?;
+                let next = next_item(iter)?;
                 let Some(item) = next else { break };
                 out.push(match &self.params {
                     Some(names) => Owned::star(&item, names)?,
@@ -604,7 +610,7 @@ impl Iterator for Feed {
 }
 
 /// The next item of a Python iterator, `None` at its end.
-fn unsafe_free_next<'py>(iter: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
+fn next_item<'py>(iter: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
     match iter.call_method0("__next__") {
         Ok(item) => Ok(Some(item)),
         Err(e) if e.is_instance_of::<PyStopIteration>(iter.py()) => Ok(None),
@@ -639,21 +645,24 @@ impl ImapIter {
             Err(crossbeam_channel::TryRecvError::Disconnected) => None,
             Err(crossbeam_channel::TryRecvError::Empty) => {
                 let got: Mutex<Option<Option<Outcome>>> = Mutex::new(None);
-                let ready = wait_released(py, timeout, |slice| match self.rx.recv_timeout(slice) {
-                    Ok(outcome) => {
-                        *got.lock().unwrap_or_else(|e| e.into_inner()) = Some(Some(outcome));
-                        true
-                    }
-                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                        *got.lock().unwrap_or_else(|e| e.into_inner()) = Some(None);
-                        true
-                    }
-                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => false,
-                })?;
+                let ready =
+                    wait_released(py, timeout, |slice| match self.rx.recv_timeout(slice) {
+                        Ok(outcome) => {
+                            *got.lock().unwrap_or_else(|e| e.into_inner()) = Some(Some(outcome));
+                            true
+                        }
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                            *got.lock().unwrap_or_else(|e| e.into_inner()) = Some(None);
+                            true
+                        }
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => false,
+                    })?;
                 if !ready {
                     return Err(errors::timeout_error(py));
                 }
-                got.into_inner().unwrap_or_else(|e| e.into_inner()).flatten()
+                got.into_inner()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .flatten()
             }
         };
         match outcome {
@@ -788,6 +797,10 @@ enum Watched {
     Map(Arc<wasmpool::MapResult<Json>>, Task, Py<PyAny>),
 }
 
+/// An ended call as the completer hands it over: its key, whether it succeeded, and its
+/// value or exception.
+type Settled = (Py<PyAny>, bool, Py<PyAny>);
+
 /// The id that ends the completer's thread.
 const STOP: u64 = u64::MAX;
 
@@ -817,7 +830,7 @@ impl Completer {
             tx: self.tx.clone(),
         }));
         let mut cx = Context::from_waker(&waker);
-        if let Poll::Ready(_) = std::pin::Pin::new(&mut fut).poll(&mut cx) {
+        if std::pin::Pin::new(&mut fut).poll(&mut cx).is_ready() {
             let _ = self.tx.send(id);
         }
     }
@@ -826,10 +839,13 @@ impl Completer {
     /// have no waker.)
     fn watch_map(&self, future: &MapFuture, key: Py<PyAny>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.watched.lock().unwrap_or_else(|e| e.into_inner()).insert(
-            id,
-            Watched::Map(Arc::clone(&future.inner), future.task.clone(), key),
-        );
+        self.watched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                id,
+                Watched::Map(Arc::clone(&future.inner), future.task.clone(), key),
+            );
         let map = Arc::clone(&future.inner);
         let tx = self.tx.clone();
         std::thread::spawn(move || {
@@ -845,8 +861,11 @@ impl Completer {
 
     /// The calls that ended, as `(key, ok, value or exception)`, waiting at most `timeout`
     /// seconds for the first; `None` once stopped.
-    fn next(&self, py: Python<'_>, timeout: f64) -> PyResult<Option<Vec<(Py<PyAny>, bool, Py<PyAny>)>>> {
-        let first = py.detach(|| self.rx.recv_timeout(Duration::from_secs_f64(timeout.max(0.0))));
+    fn next(&self, py: Python<'_>, timeout: f64) -> PyResult<Option<Vec<Settled>>> {
+        let first = py.detach(|| {
+            self.rx
+                .recv_timeout(Duration::from_secs_f64(timeout.max(0.0)))
+        });
         let Ok(first) = first else {
             return Ok(Some(Vec::new()));
         };
@@ -939,7 +958,10 @@ impl Process {
     }
 
     fn is_alive(&self) -> bool {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).is_alive()
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_alive()
     }
 
     fn kill(&self) {
@@ -953,7 +975,10 @@ impl Process {
 
     #[getter]
     fn exitcode(&self) -> Option<i32> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).exitcode()
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .exitcode()
     }
 
     /// `None` while the task runs; then `(ok, value or exception)`.
@@ -967,13 +992,12 @@ impl Process {
     }
 }
 
-/// Converts `value` as a task of type... (for tests of the value mapping): `items` checked
-/// against `task`'s parameters, as a call would be, without running it; the BadInput raised.
+/// Checks `args` against `task`'s parameters as a call would, without running it: the
+/// `BadInput` a call would raise, raised (for tests and for callers that validate early).
 #[pyfunction]
 fn check_args(py: Python<'_>, task: &Task, args: &Bound<'_, PyAny>) -> PyResult<()> {
     let owned = Owned::from_py(args)?;
-    let json = serde_json::to_value(&owned)
-        .map_err(|e| PyTypeError::new_err(e.to_string()))?;
+    let json = serde_json::to_value(&owned).map_err(|e| PyTypeError::new_err(e.to_string()))?;
     task.inner
         .args_from_json(&json)
         .map(|_| ())

@@ -196,9 +196,21 @@ impl Owned {
         } else if let Ok(text) = obj.cast::<PyString>() {
             Owned::Str(text.to_cow()?.into_owned())
         } else if let Ok(bytes) = obj.cast::<PyBytes>() {
-            Owned::Seq(bytes.as_bytes().iter().map(|b| Owned::U64(u64::from(*b))).collect())
+            Owned::Seq(
+                bytes
+                    .as_bytes()
+                    .iter()
+                    .map(|b| Owned::U64(u64::from(*b)))
+                    .collect(),
+            )
         } else if let Ok(bytes) = obj.cast::<PyByteArray>() {
-            Owned::Seq(bytes.to_vec().into_iter().map(|b| Owned::U64(u64::from(b))).collect())
+            Owned::Seq(
+                bytes
+                    .to_vec()
+                    .into_iter()
+                    .map(|b| Owned::U64(u64::from(b)))
+                    .collect(),
+            )
         } else if let Ok(tuple) = obj.cast::<PyTuple>() {
             all(&mut tuple.iter())?
         } else if let Ok(list) = obj.cast::<PyList>() {

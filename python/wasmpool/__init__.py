@@ -709,9 +709,9 @@ class Pool:
     def _map_async(self, func: Task, iterable: Iterable[Any], chunksize: Optional[int],
                    star: bool, callback: Any, error_callback: Any) -> MapResult:
         self._check_running()
-        task = _native_task(func)
         if chunksize is not None and chunksize < 1:
             raise ValueError("Chunksize must be 1+, not {0:n}".format(chunksize))
+        task = _native_task(func)
         if not isinstance(iterable, (list, tuple, range)):
             iterable = list(iterable)
         native = self._native.map_async(task, iterable, chunksize, star)
@@ -793,6 +793,20 @@ class _Future(_cf.Future):
 
     def running(self) -> bool:
         return self._state == _PENDING and self._native.running() or super().running()
+
+    def result(self, timeout: Optional[float] = None) -> Any:
+        try:
+            return super().result(timeout)
+        except KeyboardInterrupt:
+            self._executor_ref._pool.terminate()
+            raise
+
+    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+        try:
+            return super().exception(timeout)
+        except KeyboardInterrupt:
+            self._executor_ref._pool.terminate()
+            raise
 
     def _settle(self, ok: bool, value: Any) -> None:
         self._executor_ref._pending.discard(self)
