@@ -418,6 +418,9 @@ def _call_args(task: Task, args: Any, kwds: Optional[Mapping[str, Any]]) -> Any:
 # Completing futures and calling callbacks
 
 
+_completers: "set[_Completer]" = set()
+
+
 class _Completer:
     """A daemon thread that settles what ends: the native completer wakes it with each ended
     call (a waker per future), and it completes the Python future or calls the callbacks."""
@@ -434,6 +437,7 @@ class _Completer:
                     target=self._run, name="wasmpool-completer", daemon=True
                 )
                 self._thread.start()
+                _completers.add(self)
 
     def watch(self, native_future: Any, key: Any) -> None:
         if self._thread is None:
@@ -460,7 +464,13 @@ class _Completer:
                     traceback.print_exc()
 
     def stop(self) -> None:
+        """Ends the thread and waits for it: a daemon thread must not be inside the native
+        wait when the interpreter finalizes (it would be unwound through Rust frames)."""
         self._native.stop()
+        t = self._thread
+        if t is not None and t is not _threading.current_thread():
+            t.join(timeout=5)
+        _completers.discard(self)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -753,6 +763,11 @@ class Pool:
         if c is not None:
             c.stop()
 
+    def __del__(self) -> None:
+        c = getattr(self, "_completer_obj", None)
+        if c is not None:
+            c._native.stop()
+
     def __enter__(self) -> "Pool":
         self._check_running()
         return self
@@ -978,11 +993,15 @@ class Process:
 
 
 def _terminate_all() -> None:
+    """At exit: every pool terminated, every completer thread ended (before the interpreter
+    finalizes, which would kill a daemon thread inside a native wait)."""
     for pool in list(_live_pools):
         try:
             pool.terminate()
         except Exception:
             pass
+    for completer in list(_completers):
+        completer.stop()
 
 
 import atexit as _atexit  # noqa: E402
