@@ -460,12 +460,26 @@ impl Pool {
         chunksize: Option<usize>,
         star: bool,
     ) -> PyResult<MapFuture> {
-        let seq = items.cast::<pyo3::types::PySequence>()?;
-        let len = seq.len()?;
-        let iter = (0..len).map(|i| seq.get_item(i));
-        let items: Vec<Bound<'_, PyAny>> = iter.collect::<PyResult<_>>()?;
-        let args = items.iter().map(PyArg);
         let pool = &self.inner;
+        // `map(f, range(n))`: the numbers straight from the range, no Python int each.
+        if !star && let Some(range) = int_range(items)? {
+            let inner = match chunksize {
+                None => pool.map_async::<_, Json>(&task.inner, range),
+                Some(n) => pool.map_chunked_async::<_, Json>(&task.inner, range, n.max(1)),
+            };
+            return Ok(MapFuture {
+                inner: Arc::new(inner),
+                task: task.clone(),
+            });
+        }
+        let items: Vec<Bound<'_, PyAny>> = if let Ok(list) = items.cast::<PyList>() {
+            list.iter().collect()
+        } else if let Ok(tuple) = items.cast::<pyo3::types::PyTuple>() {
+            tuple.iter().collect()
+        } else {
+            items.try_iter()?.collect::<PyResult<_>>()?
+        };
+        let args = items.iter().map(PyArg);
         let inner = match (star, chunksize) {
             (false, None) => pool.map_async::<_, Json>(&task.inner, args),
             (false, Some(n)) => pool.map_chunked_async::<_, Json>(&task.inner, args, n.max(1)),
@@ -552,6 +566,26 @@ impl Pool {
 }
 
 type Outcome = Result<Json, wasmpool::TaskError>;
+
+/// A Python `range` of 64-bit integers as a Rust iterator of them (`None` for anything else,
+/// or a range past 64 bits).
+fn int_range(items: &Bound<'_, PyAny>) -> PyResult<Option<impl ExactSizeIterator<Item = i64>>> {
+    if !items.is_instance_of::<pyo3::types::PyRange>() {
+        return Ok(None);
+    }
+    let get = |name: &str| items.getattr(name).and_then(|v| v.extract::<i64>());
+    let (Ok(start), Ok(step), Ok(len)) = (get("start"), get("step"), items.len()) else {
+        return Ok(None);
+    };
+    if len > 0
+        && start
+            .checked_add(step.saturating_mul(len as i64 - 1))
+            .is_none()
+    {
+        return Ok(None);
+    }
+    Ok(Some((0..len).map(move |i| start + step * i as i64)))
+}
 
 /// The input of a stream: pulled from the Python iterator a batch at a time, with the GIL
 /// taken only for that, and converted to owned values the stream's thread can serialize.
@@ -703,6 +737,13 @@ impl TaskFuture {
         self.task.outcome(py, outcome)
     }
 
+    /// `(ok, value or exception)` once the call ended; waits for it.
+    fn outcome(&self, py: Python<'_>) -> PyResult<(bool, Py<PyAny>)> {
+        self.wait(py, None)?;
+        let outcome = self.inner.result();
+        Ok(self.task.settle(py, outcome))
+    }
+
     fn done(&self) -> bool {
         self.inner.done()
     }
@@ -749,11 +790,11 @@ impl MapFuture {
             .detach(|| self.inner.result())
             .map_err(|e| task_error(py, &e, self.task.error_type.as_ref()))?;
         let ty = self.task.result_type.as_ref();
-        let list = PyList::empty(py);
-        for v in &values {
-            list.append(to_python(py, v, ty)?)?;
-        }
-        Ok(list.unbind())
+        let converted = values
+            .iter()
+            .map(|v| to_python(py, v, ty))
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(PyList::new(py, converted)?.unbind())
     }
 
     fn done(&self) -> bool {
@@ -800,6 +841,11 @@ enum Watched {
 /// An ended call as the completer hands it over: its key, whether it succeeded, and its
 /// value or exception.
 type Settled = (Py<PyAny>, bool, Py<PyAny>);
+
+/// How long the completer gathers ended calls behind the first, at most.
+const GATHER_FOR: Duration = Duration::from_millis(1);
+/// The quiet gap that ends a gathering: no call ended for this long.
+const GATHER_GAP: Duration = Duration::from_micros(40);
 
 /// The id that ends the completer's thread.
 const STOP: u64 = u64::MAX;
@@ -854,6 +900,17 @@ impl Completer {
         });
     }
 
+    /// The keys of the calls watched that have not ended yet.
+    fn pending(&self, py: Python<'_>) -> Vec<Py<PyAny>> {
+        let watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        watched
+            .values()
+            .map(|w| match w {
+                Watched::One(_, _, key) | Watched::Map(_, _, key) => key.clone_ref(py),
+            })
+            .collect()
+    }
+
     /// Ends the thread that calls `next`.
     fn stop(&self) {
         let _ = self.tx.send(STOP);
@@ -869,8 +926,25 @@ impl Completer {
         let Ok(first) = first else {
             return Ok(Some(Vec::new()));
         };
-        let mut ids = vec![first];
-        ids.extend(self.rx.try_iter().take(4096));
+        // Gather what ends close behind the first (while calls end every few microseconds,
+        // for up to a millisecond) before taking the GIL: one switch of the GIL per batch
+        // rather than per call, which would stall a thread that is submitting.
+        let ids = py.detach(|| {
+            let mut ids = vec![first];
+            let until = Instant::now() + GATHER_FOR;
+            while ids.len() < 4096 && first != STOP {
+                match self.rx.recv_timeout(GATHER_GAP) {
+                    Ok(id) => {
+                        ids.push(id);
+                        if id == STOP || Instant::now() >= until {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            ids
+        });
         let mut stopped = false;
         let mut done = Vec::with_capacity(ids.len());
         for id in ids {

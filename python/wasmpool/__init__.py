@@ -809,22 +809,30 @@ class _Future(_cf.Future):
     def running(self) -> bool:
         return self._state == _PENDING and self._native.running() or super().running()
 
-    def result(self, timeout: Optional[float] = None) -> Any:
+    def _wait_native(self, timeout: Optional[float]) -> None:
+        """Waits on the call itself (the GIL released, Ctrl-C terminating the pool), and
+        settles the future if the completer has not yet: a lone ``result()`` does not wait
+        for the completer's thread."""
+        if self._state != _PENDING:
+            return
         try:
-            return super().result(timeout)
+            if not self._native.wait(timeout):
+                return  # the timeout passed: Future's own code raises TimeoutError
         except KeyboardInterrupt:
             self._executor_ref._pool.terminate()
             raise
+        if self._state == _PENDING:
+            self._settle(*self._native.outcome())
+
+    def result(self, timeout: Optional[float] = None) -> Any:
+        self._wait_native(timeout)
+        return super().result(0 if self._state == _PENDING else timeout)
 
     def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
-        try:
-            return super().exception(timeout)
-        except KeyboardInterrupt:
-            self._executor_ref._pool.terminate()
-            raise
+        self._wait_native(timeout)
+        return super().exception(0 if self._state == _PENDING else timeout)
 
     def _settle(self, ok: bool, value: Any) -> None:
-        self._executor_ref._pending.discard(self)
         if self._state != _PENDING:
             return  # cancelled
         try:
@@ -846,9 +854,11 @@ class Executor(_cf.Executor):
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
         self._pool = Pool(max_workers, **pool_kwargs)
-        self._pending: "set[_Future]" = set()
         self._shutdown = False
         self._completer = self._pool._completer()
+        self._completer._start()
+        self._submit = self._pool._native.submit
+        self._watch = self._completer._native.watch
 
     @property
     def pool(self) -> Pool:
@@ -863,10 +873,14 @@ class Executor(_cf.Executor):
         """Starts ``fn(*args, **kwargs)``; a ``concurrent.futures.Future`` of its value."""
         if self._shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")
-        native = self._pool._native.submit(_native_task(fn), _call_args(fn, args, kwargs) if kwargs else args)
+        if kwargs:
+            args = _call_args(fn, args, kwargs)
+        try:
+            native = self._submit(fn._native, args)
+        except AttributeError:
+            native = self._submit(_native_task(fn), args)
         future = _Future(native, self)
-        self._pending.add(future)
-        self._completer.watch(native, future)
+        self._watch(native, future)
         return future
 
     def map(self, fn: Task, *iterables: Iterable[Any], timeout: Optional[float] = None,  # type: ignore[override]
@@ -901,8 +915,9 @@ class Executor(_cf.Executor):
         ``wait``, waits for the rest and for the workers' exit."""
         self._shutdown = True
         if cancel_futures:
-            for f in list(self._pending):
-                f.cancel()
+            for f in self._completer._native.pending():
+                if isinstance(f, _Future):
+                    f.cancel()
         if wait:
             self._pool.close()
             self._pool.join()
