@@ -115,3 +115,23 @@ def test_signatures_are_exposed(tasks):
     assert describe.signature.startswith("describe: func(p: record {")
     assert describe.params[0][0] == "p"
     assert tasks.parse_int.results == ["result<s64, string>"]
+
+
+BYTES_WAT = __import__("pathlib").Path(__file__).parent / "data" / "bytes.wat"
+
+
+def test_bytes_are_list_u8_both_ways(pool):
+    # data/bytes.wat: a component in WebAssembly text (no built-in task has a list<u8>)
+    module = wasmpool.load(BYTES_WAT)
+    reverse, size = module.task("reverse"), module.task("size")
+    assert reverse.signature == "reverse: func(b: list<u8>) -> list<u8>"
+    assert pool.apply(reverse, (b"hello",)) == b"olleh"
+    assert pool.apply(reverse, (bytearray(b"abc"),)) == b"cba"
+    assert pool.apply(reverse, ([1, 2, 255],)) == b"\xff\x02\x01"
+    assert pool.apply(reverse, (b"",)) == b""
+    assert pool.map(reverse, [bytes(range(256))] * 3) == [bytes(reversed(range(256)))] * 3
+    assert pool.apply(size, (b"x" * 5000,)) == 5000
+    with pytest.raises(wasmpool.BadInput, match=r"parameter `b`: expected list<u8>, got \"str\""):
+        pool.apply(reverse, ("str",))
+    with pytest.raises(wasmpool.BadInput, match=r"parameter `b\[0\]`: expected u8, got 256"):
+        pool.apply(reverse, ([256],))
