@@ -22,6 +22,11 @@ strip -o python/wasmpool/bin/wasmpool "$CARGO_TARGET_DIR/release/wasmpool" 2>/de
     || cp "$CARGO_TARGET_DIR/release/wasmpool" python/wasmpool/bin/wasmpool
 chmod 755 python/wasmpool/bin/wasmpool
 
+# The crate is a workspace member but not a default one (cargo build and cargo test at the
+# root do not build it): its lints are checked here.
+echo "--- lint (cargo clippy -p wasmpool-python)"
+cargo clippy --release --quiet -p wasmpool-python -- -D warnings
+
 echo "--- a fresh virtual environment with maturin and pytest"
 venv="$CARGO_TARGET_DIR/python-ci/venv"
 rm -rf "$CARGO_TARGET_DIR/python-ci"
