@@ -787,12 +787,31 @@ _RUNNING = "RUNNING"
 _FINISHED = "FINISHED"
 
 
+# What `concurrent.futures.Future.__init__` sets (the same from 3.9 to 3.13): a `_Future` sets
+# it itself, with its executor's condition instead of a new one each, when this holds.
+_FUTURE_FIELDS = {"_condition", "_state", "_result", "_exception", "_waiters", "_done_callbacks"}
+_LEAN_FUTURES = set(vars(_cf.Future())) == _FUTURE_FIELDS
+
+
 class _Future(_cf.Future):
     """A real ``concurrent.futures.Future``, completed by wasmpool's completer thread, whose
-    ``cancel`` cancels the call if it has not started."""
+    ``cancel`` cancels the call if it has not started.
+
+    The futures of one executor share one condition (a ``threading.Condition`` each is most
+    of what a future costs to make): ``result()`` and ``exception()`` wait on the call itself,
+    not on the condition, so a notification meant for another future wakes no one wrongly;
+    ``as_completed`` and ``wait`` take the (reentrant) lock of each future as ever."""
 
     def __init__(self, native: Any, executor: "Executor") -> None:
-        super().__init__()
+        if _LEAN_FUTURES:
+            self._condition = executor._condition
+            self._state = _PENDING
+            self._result = None
+            self._exception = None
+            self._waiters = []
+            self._done_callbacks = []
+        else:
+            super().__init__()
         self._native = native
         self._executor_ref = executor
 
@@ -855,6 +874,7 @@ class Executor(_cf.Executor):
             raise ValueError("max_workers must be greater than 0")
         self._pool = Pool(max_workers, **pool_kwargs)
         self._shutdown = False
+        self._condition = _threading.Condition()
         self._completer = self._pool._completer()
         self._completer._start()
         self._submit = self._pool._native.submit
