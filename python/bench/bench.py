@@ -18,6 +18,7 @@ import concurrent.futures
 import json
 import os
 import pathlib
+import re
 import statistics
 import subprocess
 import sys
@@ -184,14 +185,13 @@ def bench_rust():
     env.setdefault("CARGO_TARGET_DIR", str(REPO / "target"))
     proc = subprocess.run(["cargo", "bench", "--bench", "pool", "--", "--no-python"],
                           cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    # A row: the name (padded to 46, or longer), the figure, its unit, then the peer.
+    row = re.compile(r"^(.*\S)\s+(\d[\d.]*)\s+(items/s|tasks/s|lines/s|us|ms|MiB)\s")
     rows = {}
     for line in proc.stdout.splitlines():
-        name, rest = line[:46].rstrip(), line[46:].split()
-        if rest:
-            try:
-                rows[name] = float(rest[0])
-            except ValueError:
-                pass
+        m = row.match(line)
+        if m:
+            rows[m.group(1)] = float(m.group(2))
     return rows
 
 

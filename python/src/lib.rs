@@ -14,7 +14,7 @@ mod errors;
 mod values;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -386,6 +386,8 @@ fn set_worker(program: std::path::PathBuf, args: Vec<String>) {
 #[pyclass(module = "wasmpool._wasmpool", frozen)]
 struct Pool {
     inner: Arc<wasmpool::Pool>,
+    /// Set by `terminate`: streams stop pulling their input.
+    terminated: Arc<AtomicBool>,
 }
 
 #[pymethods]
@@ -427,6 +429,7 @@ impl Pool {
         let pool = py.detach(|| builder.build()).map_err(load_error)?;
         Ok(Pool {
             inner: Arc::new(pool),
+            terminated: Arc::default(),
         })
     }
 
@@ -507,7 +510,9 @@ impl Pool {
         let failed: Arc<Mutex<Option<PyErr>>> = Arc::default();
         let pool = Arc::clone(&self.inner);
         let runner = task.inner.clone();
+        let dropped: Arc<AtomicBool> = Arc::default();
         let feed = Feed {
+            stop: [Arc::clone(&dropped), Arc::clone(&self.terminated)],
             source: Some(source),
             buffer: std::collections::VecDeque::new(),
             batch: 1,
@@ -533,6 +538,7 @@ impl Pool {
             rx,
             task: task.clone(),
             failed,
+            dropped,
         })
     }
 
@@ -560,6 +566,7 @@ impl Pool {
 
     /// Kills the workers; pending tasks are cancelled.
     fn terminate(&self, py: Python<'_>) {
+        self.terminated.store(true, Ordering::Release);
         let pool = Arc::clone(&self.inner);
         py.detach(|| pool.terminate());
     }
@@ -590,6 +597,8 @@ fn int_range(items: &Bound<'_, PyAny>) -> PyResult<Option<impl ExactSizeIterator
 /// The input of a stream: pulled from the Python iterator a batch at a time, with the GIL
 /// taken only for that, and converted to owned values the stream's thread can serialize.
 struct Feed {
+    /// When either is set, the input ends: the iterator was dropped, the pool terminated.
+    stop: [Arc<AtomicBool>; 2],
     source: Option<Py<PyAny>>,
     buffer: std::collections::VecDeque<Owned>,
     batch: usize,
@@ -604,6 +613,13 @@ impl Iterator for Feed {
     fn next(&mut self) -> Option<Owned> {
         if let Some(item) = self.buffer.pop_front() {
             return Some(item);
+        }
+        if self.stop.iter().any(|flag| flag.load(Ordering::Acquire)) {
+            // The iterator is gone, or the pool terminated: pull no more.
+            if let Some(source) = self.source.take() {
+                Python::attach(|_| drop(source));
+            }
+            return None;
         }
         let source = self.source.as_ref()?;
         let batch = self.batch;
@@ -633,12 +649,6 @@ impl Iterator for Feed {
                 *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
             }
         }
-        if self.source.is_none() {
-            // Drop the iterator with the GIL held.
-            if let Some(source) = self.source.take() {
-                Python::attach(|_| drop(source));
-            }
-        }
         self.buffer.pop_front()
     }
 }
@@ -658,6 +668,14 @@ struct ImapIter {
     rx: crossbeam_channel::Receiver<Outcome>,
     task: Task,
     failed: Arc<Mutex<Option<PyErr>>>,
+    /// Set when this iterator goes: its stream stops pulling the input.
+    dropped: Arc<AtomicBool>,
+}
+
+impl Drop for ImapIter {
+    fn drop(&mut self) {
+        self.dropped.store(true, Ordering::Release);
+    }
 }
 
 #[pymethods]

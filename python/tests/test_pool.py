@@ -214,3 +214,26 @@ def test_maxtasksperchild_replaces_workers(tasks):
             assert pool.apply(tasks.square, (i,)) == i * i
             pids.update(pool.worker_pids())
         assert len(pids) >= 2
+
+
+def test_an_endless_imap_stops_pulling_when_dropped_or_terminated(tasks):
+    for how in ("drop", "terminate"):
+        pool = wasmpool.Pool(processes=2)
+        pulled = []
+
+        def source():
+            for i in itertools.count():
+                pulled.append(i)
+                yield i
+
+        it = pool.imap_unordered(tasks.square, source())
+        assert len(list(itertools.islice(it, 50))) == 50
+        if how == "drop":
+            del it
+        else:
+            pool.terminate()
+        time.sleep(0.3)
+        settled = len(pulled)
+        time.sleep(0.3)
+        assert len(pulled) == settled, how
+        pool.terminate()
