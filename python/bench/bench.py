@@ -42,6 +42,7 @@ README_RUST = {
     "map(square, 200k), fresh instance per item": 196_000,
     "map(square, 200k), instance reused per chunk": 3_330_000,
     "map(square, 20k, chunksize=1)": 138_000,
+    "map_batched(square-many, 1M)": 9_920_000,
     "apply_async(square).result() round trip, median": 13.4,
     "submit + as_completed, 20k tasks": 183_000,
     "primes < 200k, 64 ranges, 2 workers": 4.2,
@@ -85,6 +86,15 @@ def bench_wasmpool(tasks, runs):
                 r = pool.map(task, range(n))
                 assert r[-1] == (n - 1) ** 2
             out[label] = n / median_runs(run, runs)
+
+        million = 1_000_000
+        many = wasmpool.load(tasks / "square.wasm").task("square-many").batched()
+        pool.map(many, range(10_000))
+
+        def run_batched():
+            r = pool.map(many, range(million))
+            assert r[-1] == (million - 1) ** 2
+        out["map_batched(square-many, 1M)"] = million / median_runs(run_batched, runs)
 
         n1 = 20_000
 
@@ -143,6 +153,10 @@ def bench_multiprocessing(runs):
         tiny = n / median_runs(run, runs)
         out["map(square, 200k), fresh instance per item"] = tiny
         out["map(square, 200k), instance reused per chunk"] = tiny
+
+        def run_million():
+            assert len(pool.map(base.square, range(1_000_000))) == 1_000_000
+        out["map_batched(square-many, 1M)"] = 1_000_000 / median_runs(run_million, runs)
         n1 = 20_000
 
         def run1():
@@ -201,6 +215,7 @@ ROWS = [
     # name, unit, higher is better
     ("map(square, 200k), fresh instance per item", "items/s", True),
     ("map(square, 200k), instance reused per chunk", "items/s", True),
+    ("map_batched(square-many, 1M)", "items/s", True),
     ("map(square, 20k, chunksize=1)", "items/s", True),
     ("apply_async(square).result() round trip, median", "us", False),
     ("  the same, 10th percentile", "us", False),
