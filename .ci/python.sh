@@ -46,6 +46,14 @@ ls -l "$wheel"
 "$venv/bin/pip" install --quiet --disable-pip-version-check "$wheel"
 
 echo "--- pytest (python/tests, against the installed wheel)"
+# The hostile guest (a test fixture the binary does not embed), as the workspace build made it,
+# for the tests of grants and hostile limits (test_grants.py; skipped without it).
+hostile=$(ls -t "$CARGO_TARGET_DIR"/release/build/wasmpool-artifacts-*/out/guest-target/wasm32-wasip2/release/hostile.wasm 2>/dev/null | head -1 || true)
+if [ -n "$hostile" ]; then
+    export WASMPOOL_TEST_HOSTILE="$hostile"
+else
+    echo "note: no hostile.wasm in $CARGO_TARGET_DIR: test_grants.py is skipped" >&2
+fi
 # From the tests' directory, so that `import wasmpool` is the installed package.
 (cd python/tests && "$venv/bin/python" -m pytest -p no:cacheprovider -q -o addopts="" .)
 
