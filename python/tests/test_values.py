@@ -135,3 +135,12 @@ def test_bytes_are_list_u8_both_ways(pool):
         pool.apply(reverse, ("str",))
     with pytest.raises(wasmpool.BadInput, match=r"parameter `b\[0\]`: expected u8, got 256"):
         pool.apply(reverse, ([256],))
+
+
+def test_check_without_running(tasks):
+    tasks.power.check((2, 3))
+    tasks.power.check(kwds={"base": 2, "exponent": 3})
+    with pytest.raises(wasmpool.BadInput, match="expected u32, got -3"):
+        tasks.power.check((2, -3))
+    with pytest.raises(wasmpool.BadInput, match=r"p.age"):
+        tasks.records.task("describe").check(({"name": "x", "age": -1, "role": "admin", "tags": []},))

@@ -263,6 +263,11 @@ class Task:
         """The results' WIT types."""
         return self._native.results
 
+    def check(self, args: Any = (), kwds: Optional[Mapping[str, Any]] = None) -> None:
+        """Checks ``args`` (and ``kwds``) against the signature as a call would, without
+        running anything: raises the :class:`BadInput` the call would raise."""
+        _wasmpool.check_args(self._native, _call_args(self, args, kwds))
+
     def with_limits(
         self,
         *,
