@@ -9,6 +9,13 @@ import pytest
 import wasmpool
 
 
+def wait_until(condition, seconds=10):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.005)
+
+
 @pytest.fixture
 def ex():
     with wasmpool.Executor(max_workers=2) as e:
@@ -58,7 +65,7 @@ def test_exceptions_and_callbacks(ex, tasks):
 def test_cancel_before_it_starts(tasks):
     with wasmpool.Executor(max_workers=1) as ex:
         blocker = ex.submit(tasks.sleep, 500)
-        time.sleep(0.1)
+        wait_until(blocker.running)
         queued = ex.submit(tasks.square, 3)
         assert queued.cancel()
         assert queued.cancelled()
@@ -92,8 +99,8 @@ def test_shutdown(tasks):
 
 def test_shutdown_cancel_futures(tasks):
     ex = wasmpool.Executor(max_workers=1)
-    ex.submit(tasks.sleep, 300)
-    time.sleep(0.1)
+    blocker = ex.submit(tasks.sleep, 300)
+    wait_until(blocker.running)
     queued = [ex.submit(tasks.square, i) for i in range(5)]
     ex.shutdown(wait=True, cancel_futures=True)
     assert all(f.cancelled() for f in queued)

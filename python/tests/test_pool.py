@@ -157,8 +157,11 @@ def test_close_join_terminate(tasks):
 def test_terminate_cancels_pending_work(tasks):
     pool = wasmpool.Pool(processes=1)
     running = pool.apply_async(tasks.sleep, (2000,))
+    deadline = time.monotonic() + 10
+    while not running._native.running():
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
     queued = pool.apply_async(tasks.square, (3,))
-    time.sleep(0.2)
     pids = pool.worker_pids()
     start = time.monotonic()
     pool.terminate()
