@@ -70,8 +70,10 @@ def alive(pid):
         return False
 
 
-def worker_processes():
-    """The pids of every `wasmpool worker` process on the machine."""
+def worker_processes(parent=None):
+    """The pids of the `wasmpool worker` processes of this package's binary (other programs'
+    workers on the machine are not counted), or only the children of `parent`."""
+    ours = os.path.realpath(wasmpool.worker_binary())
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -79,9 +81,15 @@ def worker_processes():
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 argv = f.read().split(b"\0")
+            exe = os.path.realpath(f"/proc/{entry}/exe")
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
         except OSError:
             continue
-        if len(argv) >= 2 and os.path.basename(argv[0]) == b"wasmpool" and argv[1] == b"worker":
-            if alive(int(entry)):
-                pids.append(int(entry))
+        if exe != ours or len(argv) < 2 or argv[1] != b"worker":
+            continue
+        if parent is not None and ppid != parent:
+            continue
+        if alive(int(entry)):
+            pids.append(int(entry))
     return pids

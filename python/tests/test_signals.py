@@ -50,6 +50,9 @@ def test_ctrl_c_raises_keyboard_interrupt_and_leaves_no_worker(wasm, wait):
         pids = [int(p) for p in child.stdout.readline().split()]
         assert len(pids) == 2 and all(alive(p) for p in pids)
         time.sleep(0.3)
+        # Every worker of the child, those of a pool made after the first line too.
+        children = worker_processes(parent=child.pid)
+        assert children, "the child has workers to leave behind"
         child.send_signal(signal.SIGINT)
         out, _ = child.communicate(timeout=20)
     finally:
@@ -59,7 +62,7 @@ def test_ctrl_c_raises_keyboard_interrupt_and_leaves_no_worker(wasm, wait):
     assert lines[0] == "interrupted", out
     assert child.returncode == 0
     assert lines[1:] == [""] or lines[1:] == [], f"workers still there after terminate: {lines}"
-    assert not any(alive(p) for p in pids)
+    assert not any(alive(p) for p in pids + children)
     assert set(worker_processes()) <= before
 
 
