@@ -91,6 +91,16 @@ def test_core_module_numbers(pool, tasks):
     assert pool.apply(fdiv, (1.0, 0.0)) == float("inf")
     with pytest.raises(wasmpool.Trap):
         pool.apply(arith.task("boom"), ())
+    half = arith.task("half")  # f32
+    assert half.params == [("p0", "f32")]
+    assert pool.apply(half, (3.0,)) == 1.5
+    assert pool.apply(half, (float("-inf"),)) == float("-inf")
+    with pytest.raises(wasmpool.BadInput, match="out of range for f32"):
+        pool.apply(half, (1e39,))
+    add = arith.task("add")  # s32: wraps in wasm, range-checked on the way in
+    assert pool.apply(add, (2 ** 31 - 1, 1)) == -(2 ** 31)
+    with pytest.raises(wasmpool.BadInput, match="expected s32, got 2147483648"):
+        pool.apply(add, (2 ** 31, 0))
 
 
 def test_bool_is_not_an_int_and_bytes_are_lists(pool, tasks):
