@@ -477,9 +477,14 @@ impl Pool {
             )
         );
         // `map(f, range(n))`: the numbers straight from the range, no Python int each.
+        // Numbers need no Python: checked and queued with the GIL released.
         if !star && let Some(range) = int_range(items)? {
+            let runner = &task.inner;
+            let map = items
+                .py()
+                .detach(|| start_map(pool, runner, range, false, chunksize, ints));
             return Ok(MapFuture {
-                inner: Arc::new(start_map(pool, &task.inner, range, false, chunksize, ints)),
+                inner: Arc::new(map),
                 task: task.clone(),
             });
         }
