@@ -6,8 +6,10 @@
 # The wheel carries the `wasmpool` binary (the workers' program) at wasmpool/bin/wasmpool:
 # this script copies it there from `cargo build --release` before maturin builds. Both use
 # the workspace's release build in target/ (maturin honours CARGO_TARGET_DIR and --release),
-# so wasmtime is not compiled again: only pyo3 and the extension crate are (about 40 s on two
-# cores the first time, then seconds).
+# so wasmtime is not compiled again: only pyo3, the library crate (once, for the extension's
+# feature set) and the extension are (about a minute on two cores the first time, then
+# seconds; this whole step about 60 s then). The script says so should maturin ever compile
+# wasmtime.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
