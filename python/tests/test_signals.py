@@ -11,8 +11,12 @@ import pytest
 
 from conftest import alive, worker_processes
 
+# A process started in the background by a non-interactive shell inherits SIGINT ignored, and
+# Python then leaves it so: the child asks for Python's own handler, as a terminal's Ctrl-C
+# finds it.
 CHILD = textwrap.dedent("""
-    import sys, time, wasmpool
+    import signal, sys, time, wasmpool
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     square = wasmpool.load(sys.argv[1]).task("slow-square")
     pool = wasmpool.Pool(processes=2)
     r = pool.starmap_async(square, [(i, 300) for i in range(100)], chunksize=1)
