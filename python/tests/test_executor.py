@@ -109,3 +109,11 @@ def test_shutdown_cancel_futures(tasks):
 def test_executor_load(ex, wasm):
     task = ex.load(wasm("square")).task("square")
     assert ex.submit(task, 4).result() == 16
+
+
+def test_a_terminated_pool_fails_new_calls_with_pool_closed(tasks):
+    ex = wasmpool.Executor(max_workers=1)
+    ex.pool.terminate()
+    with pytest.raises(wasmpool.PoolClosed):
+        ex.submit(tasks.square, 2).result(timeout=5)
+    ex.shutdown()

@@ -64,3 +64,10 @@ def test_memory_bomb_and_stack_overflow(hostile):
         with pytest.raises(wasmpool.ResultTooLarge):
             pool.apply(hostile.task("huge-result").with_limits(max_result=1000), (5000,))
         assert pool.apply(hostile.task("huge-result"), (3,)) == "xxx"
+
+
+def test_a_batch_export_that_breaks_its_contract(hostile):
+    with wasmpool.Pool(processes=1) as pool:
+        with pytest.raises(wasmpool.BatchLength) as e:
+            pool.map(hostile.task("drop-last").batched(), range(10))
+        assert e.value.kind == "batch-length"
