@@ -167,8 +167,8 @@ impl PoolBuilder {
     }
 
     /// How each worker is started (default: [`WorkerCommand::default_command`]: this very
-    /// executable, unless [`crate::set_worker_command`] named another). The program must serve wasmpool's worker protocol, as `wasmpool worker`
-    /// does; see [`WorkerCommand`].
+    /// executable, unless [`crate::set_worker_command`] named another). The program must serve
+    /// wasmpool's worker protocol, as `wasmpool worker` does; see [`WorkerCommand`].
     pub fn worker_command(mut self, command: WorkerCommand) -> Self {
         self.command = Some(command);
         self
