@@ -62,7 +62,7 @@ pub(crate) fn compile(
     wasm: &[u8],
     limits: CompileLimits,
 ) -> Result<Compiled, CompileError> {
-    let command = WorkerCommand::current_exe().map_err(CompileError::Spawn)?;
+    let command = WorkerCommand::default_command().map_err(CompileError::Spawn)?;
     let settings = WorkerSettings {
         max_wasm_stack: crate::limits::DEFAULT_MAX_WASM_STACK,
         allow_files: false,

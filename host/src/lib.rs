@@ -99,7 +99,7 @@ pub use pool::handle::{MapResult, ReturnWhen, TaskFuture, WaitOutcome, as_comple
 pub use pool::imap::{Captured, Imap, ImapJson, JsonOutcome, Order, StreamOptions};
 pub use pool::output::{GuestOutput, GuestStream};
 pub use pool::process::Process;
-pub use pool::worker_command::WorkerCommand;
+pub use pool::worker_command::{WorkerCommand, set_worker_command};
 pub use pool::{Pool, PoolBuilder};
 pub use shared::{
     GrantOf, LockGuard, PipeEnd, Shareable, SharedArray, SharedDict, SharedError, SharedFloatArray,

@@ -167,9 +167,9 @@ impl PoolBuilder {
         self
     }
 
-    /// How each worker is started (default: [`WorkerCommand::current_exe`], this very
-    /// executable). The program must serve wasmpool's worker protocol, as `wasmpool worker`
-    /// does; see [`WorkerCommand`].
+    /// How each worker is started (default: [`WorkerCommand::default_command`]: this very
+    /// executable, unless [`crate::set_worker_command`] named another). The program must serve
+    /// wasmpool's worker protocol, as `wasmpool worker` does; see [`WorkerCommand`].
     pub fn worker_command(mut self, command: WorkerCommand) -> Self {
         self.command = Some(command);
         self
@@ -203,7 +203,7 @@ impl PoolBuilder {
         };
         let command = match self.command {
             Some(command) => command,
-            None => WorkerCommand::current_exe()?,
+            None => WorkerCommand::default_command()?,
         };
         let settings = WorkerSettings {
             max_wasm_stack: self.max_wasm_stack,
@@ -591,6 +591,29 @@ impl Pool {
     ) -> Result<Vec<R>, TaskError> {
         self.submit_batch(task, items, ArgsShape::Spread, self.chunksize)
             .result()
+    }
+
+    /// [`Pool::starmap_async`] with an explicit chunk size (items per round trip to a
+    /// worker), as [`Pool::map_chunked`] is [`Pool::map`] with one: Python's
+    /// `starmap_async(f, items, chunksize)`.
+    pub fn starmap_chunked_async<T: Serialize, R: DeserializeOwned>(
+        &self,
+        task: &Task,
+        items: impl IntoIterator<Item = T>,
+        chunksize: usize,
+    ) -> MapResult<R> {
+        self.submit_batch(task, items, ArgsShape::Spread, Some(chunksize))
+    }
+
+    /// [`Pool::map_async`] with an explicit chunk size: Python's `map_async(f, items,
+    /// chunksize)`.
+    pub fn map_chunked_async<T: Serialize, R: DeserializeOwned>(
+        &self,
+        task: &Task,
+        items: impl IntoIterator<Item = T>,
+        chunksize: usize,
+    ) -> MapResult<R> {
+        self.submit_batch(task, items, ArgsShape::Single, Some(chunksize))
     }
 
     /// Starts a [`Pool::map`] and returns at once; the handle gives the values later.

@@ -86,7 +86,7 @@ impl Process {
         self
     }
 
-    /// How the worker process is started (default: [`WorkerCommand::current_exe`]).
+    /// How the worker process is started (default: [`WorkerCommand::default_command`]).
     pub fn worker_command(mut self, command: WorkerCommand) -> Process {
         self.command = Some(command);
         self
@@ -99,7 +99,7 @@ impl Process {
         let args = self.args.take().ok_or(Error::AlreadyStarted)?;
         let command = match self.command.take() {
             Some(command) => command,
-            None => WorkerCommand::current_exe()?,
+            None => WorkerCommand::default_command()?,
         };
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
         let job = Job {

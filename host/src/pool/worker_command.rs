@@ -2,8 +2,31 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use crate::error::Error;
+
+/// The process-wide default set by [`set_worker_command`].
+static DEFAULT: Mutex<Option<WorkerCommand>> = Mutex::new(None);
+
+/// Sets the worker command that every pool, [`crate::Process`] and compile of this process
+/// uses when it is given none (`None`: back to [`WorkerCommand::current_exe`]).
+///
+/// For a program that cannot serve as its own worker: a host whose executable is not the one
+/// linking the library, such as the Python interpreter that loads wasmpool's Python extension,
+/// names a binary that serves the protocol (`wasmpool worker`). Compiling a module happens in
+/// a worker process too, so this is the one way to point that at another program.
+///
+/// # Examples
+/// ```no_run
+/// use wasmpool::{WorkerCommand, set_worker_command};
+/// set_worker_command(Some(WorkerCommand::new("/opt/wasmpool/bin/wasmpool").arg("worker")));
+/// let pool = wasmpool::Pool::new()?; // its workers are `wasmpool worker`
+/// # Ok::<(), wasmpool::Error>(())
+/// ```
+pub fn set_worker_command(command: Option<WorkerCommand>) {
+    *DEFAULT.lock().unwrap_or_else(|e| e.into_inner()) = command;
+}
 
 /// The program a pool (or a [`crate::Process`]) runs as a worker, and its arguments: the one
 /// seam under every worker slot.
@@ -51,6 +74,16 @@ impl WorkerCommand {
             detail: e.to_string(),
         })?;
         Ok(WorkerCommand::new(program))
+    }
+
+    /// The command used when none is given: the one [`set_worker_command`] set, else
+    /// [`WorkerCommand::current_exe`].
+    pub fn default_command() -> Result<Self, Error> {
+        let chosen = DEFAULT.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match chosen {
+            Some(command) => Ok(command),
+            None => WorkerCommand::current_exe(),
+        }
     }
 
     /// Adds one argument.
