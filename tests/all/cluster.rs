@@ -139,6 +139,18 @@ impl Sshd {
             .is_ok_and(|s| s.success())
     }
 
+    /// The ssh clients this process started with our configuration (the pool's launchers).
+    pub(crate) fn clients(&self) -> Vec<u32> {
+        let config = self.config().display().to_string();
+        children_named("ssh")
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|line| String::from_utf8_lossy(&line).contains(&config))
+            })
+            .collect()
+    }
+
     /// The sshd's pid.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()

@@ -156,6 +156,7 @@ pub(crate) fn drive(
         if worker.is_launched() && held.iter().all(|h| h.sent.is_none()) && worker.is_gone() {
             let lost = worker.reap("it was lost while it had no work".into());
             log::warn!(target: "wasmpool::pool", "{} {} while idle ({}): replacing it", worker.name(), lost.cause, lost.detail);
+            give_back(&shared, &mut held);
             match respawn(&shared, &spawn, host) {
                 Ok(w) => {
                     worker = w;
@@ -252,6 +253,12 @@ pub(crate) fn drive(
                     held.pop_front();
                 }
                 ran_here = 0;
+                // A remote slot hands what it holds back to the queue first: its relaunch may
+                // take long (a back-off, a Slurm step waiting for resources), and other
+                // workers can run it meanwhile.
+                if host.is_some() {
+                    give_back(&shared, &mut held);
+                }
                 match respawn(&shared, &spawn, host) {
                     Ok(w) => worker = w,
                     Err(e) => {
@@ -270,6 +277,18 @@ pub(crate) fn drive(
         }
     }
     worker.shutdown();
+}
+
+/// Hands the jobs a driver holds (none sent to a live worker) back to the queue, for any
+/// driver to take, unless the pool is closed (then the queue takes no job, and they stay).
+fn give_back(shared: &Shared, held: &mut VecDeque<Held>) {
+    let mut kept = VecDeque::new();
+    for h in held.drain(..) {
+        if let Err((job, _)) = shared.queue.push(h.job) {
+            kept.push_back(Held::new(job));
+        }
+    }
+    *held = kept;
 }
 
 /// Readies a job taken from the queue: cancelled items are dropped, the others can no longer
