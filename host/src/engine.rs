@@ -173,3 +173,21 @@ pub(crate) fn target_description() -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker on this machine reports the host's own compatibility, so that a remote
+    /// worker on a machine like the host's gets the host's compiled code; each variant's
+    /// differs from the others'.
+    #[test]
+    fn a_worker_here_can_run_the_hosts_code_and_the_variants_differ() {
+        let host = compat_digests(true).unwrap();
+        let worker = compat_digests(false).unwrap();
+        assert_eq!(host, worker);
+        assert_ne!(host[0], host[1]);
+        assert_ne!(host[1], host[2]);
+        assert!(target_description().starts_with(std::env::consts::ARCH));
+    }
+}

@@ -372,6 +372,18 @@ fn a_remote_worker_reports_its_engine_and_the_walls_hold_there() {
     let Some(sshd) = Sshd::start("remote::a_remote_worker_reports_its_engine") else {
         return;
     };
+    // Heartbeats flow while a task runs longer than the link's silence, behind the remote
+    // worker's seccomp filter.
+    let launcher = ssh(&sshd).heartbeat(Duration::from_millis(100), Duration::from_millis(500));
+    let pool = Pool::builder()
+        .remote(launcher, "127.0.0.1", 1)
+        .on_output(|_| {})
+        .build()
+        .unwrap();
+    let slow = task(SQUARE, "slow-square");
+    let got: i64 = pool.apply(&slow, (9, 2_000)).unwrap();
+    assert_eq!(got, 81);
+    drop(pool);
     let pool = Pool::builder()
         .remote(ssh(&sshd), "127.0.0.1", 1)
         .limits(wasmpool::Limits::new().timeout(Duration::from_millis(200)))
@@ -391,4 +403,15 @@ fn a_remote_worker_reports_its_engine_and_the_walls_hold_there() {
     let env = task(wasmpool_artifacts::HOSTILE, "read-env");
     let got: Vec<(String, String)> = pool.apply(&env, ()).unwrap();
     assert!(got.is_empty(), "{got:?}");
+}
+
+#[test]
+fn a_launcher_that_prints_a_banner_is_told_apart_from_a_worker() {
+    let banner = Launcher::new(["sh", "-c", "echo 'Welcome to node1!'; sleep 30"]);
+    let started = Instant::now();
+    let err = Pool::builder().launcher(banner, 1).build().unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("other than the worker protocol"), "{text}");
+    assert!(text.contains("Welcome to node1!"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }

@@ -32,6 +32,10 @@ pub(crate) struct LinkConfig {
     pub(crate) silence: Duration,
 }
 
+/// The largest first frame (a `Ready`) a link accepts before it decides its launcher is not
+/// speaking the protocol.
+const READY_AT_MOST: usize = 64 << 10;
+
 /// Heartbeats every second; a link silent for five is lost.
 pub(crate) const DEFAULT_LINK: LinkConfig = LinkConfig {
     heartbeat: Duration::from_secs(1),
@@ -195,6 +199,19 @@ fn run(
         while bytes.len() - start >= 4 {
             let len = u32::from_le_bytes(bytes[start..start + 4].try_into().expect("4 bytes"))
                 as usize;
+            // A Ready is a few dozen bytes: anything else first is not the protocol (a login
+            // banner, a message, a prompt on the launcher's stdout).
+            if !started && len > READY_AT_MOST {
+                let seen = String::from_utf8_lossy(&bytes[start..bytes.len().min(start + 80)])
+                    .into_owned();
+                let why = format!(
+                    "its launcher wrote something other than the worker protocol to its stdout \
+                     (a banner, a message or a prompt?): {seen:?}"
+                );
+                *state.lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+                kill_if_still(&slot, pid);
+                return;
+            }
             if len > MAX_FRAME_BYTES {
                 // Not a frame: the driver's reader says so, and kills the worker.
                 let _ = frames.send(bytes.split_off(start));

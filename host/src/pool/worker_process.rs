@@ -996,3 +996,33 @@ pub(crate) fn wait_readable(fd: &impl AsRawFd, timeout: Duration) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compiled code goes to a remote worker only for the variants its engine can run.
+    #[test]
+    fn code_goes_only_to_an_engine_that_can_run_it() {
+        let ours = crate::engine::compat_digests(true).unwrap();
+        let same = EngineInfo {
+            compat: ours.clone(),
+            target: "here".into(),
+        };
+        assert!(compatible(&same, Metering::Plain));
+        assert!(compatible(&same, Metering::EpochsAndFuel));
+        let mut theirs = ours;
+        theirs[Metering::Epochs.index()] = [0; 32];
+        let other = EngineInfo {
+            compat: theirs,
+            target: "another machine".into(),
+        };
+        assert!(compatible(&other, Metering::Plain));
+        assert!(!compatible(&other, Metering::Epochs));
+        let none = EngineInfo {
+            compat: Vec::new(),
+            target: String::new(),
+        };
+        assert!(!compatible(&none, Metering::Plain));
+    }
+}
