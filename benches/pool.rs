@@ -579,11 +579,12 @@ fn ssh_rows(square: &wasmpool::Task) -> Vec<Row> {
     let Some(sshd) = cluster::Sshd::start("bench --ssh") else {
         return Vec::new();
     };
-    let launcher = wasmpool::Launcher::ssh_with(["-F".to_string(), sshd.config().display().to_string()])
-        .remote_bin(format!(
-            "WASMPOOL_WORKER=remote {}",
-            std::env::current_exe().unwrap().display()
-        ));
+    let launcher =
+        wasmpool::Launcher::ssh_with(["-F".to_string(), sshd.config().display().to_string()])
+            .remote_bin(format!(
+                "WASMPOOL_WORKER=remote {}",
+                std::env::current_exe().unwrap().display()
+            ));
     let quiet = |b: wasmpool::PoolBuilder| b.on_output(|_| {}).build().unwrap();
     let local1 = quiet(Pool::builder().local(1));
     let ssh1 = quiet(Pool::builder().remote(launcher.clone(), "127.0.0.1", 1));
@@ -631,17 +632,44 @@ fn ssh_rows(square: &wasmpool::Task) -> Vec<Row> {
         target: "",
     };
     vec![
-        row("apply round trip, 1 ssh worker (loopback)", ssh_rt.as_secs_f64() * 1e6, "us", local_rt.as_secs_f64() * 1e6, false),
-        row("map(square, 200k), 2 ssh workers", ssh_map, "k/s", local_map, true),
-        row("map(square, 200k), 1 local + 1 ssh", mixed_map, "k/s", local_map, true),
-        row("map(square, 20k, chunksize=1), 2 ssh", ssh_small, "k/s", local_small, true),
+        row(
+            "apply round trip, 1 ssh worker (loopback)",
+            ssh_rt.as_secs_f64() * 1e6,
+            "us",
+            local_rt.as_secs_f64() * 1e6,
+            false,
+        ),
+        row(
+            "map(square, 200k), 2 ssh workers",
+            ssh_map,
+            "k/s",
+            local_map,
+            true,
+        ),
+        row(
+            "map(square, 200k), 1 local + 1 ssh",
+            mixed_map,
+            "k/s",
+            local_map,
+            true,
+        ),
+        row(
+            "map(square, 20k, chunksize=1), 2 ssh",
+            ssh_small,
+            "k/s",
+            local_small,
+            true,
+        ),
     ]
 }
 
 fn main() {
     if std::env::args().any(|a| a == "--ssh") {
         // Only the rows of remote workers, through an sshd on 127.0.0.1.
-        let square = Module::from_bytes(SQUARE.wasm).unwrap().task("square").unwrap();
+        let square = Module::from_bytes(SQUARE.wasm)
+            .unwrap()
+            .task("square")
+            .unwrap();
         print_rows(ssh_rows(&square));
         return;
     }
@@ -1019,16 +1047,16 @@ fn main() {
     // A call on a reused instance, inside a worker's runner: the component, and the core
     // module through raw values and, as before them, through `Func::call`.
     for (name, task, raw) in [
-        ("a call on a reused instance, in a worker's runner", &square, true),
+        (
+            "a call on a reused instance, in a worker's runner",
+            &square,
+            true,
+        ),
         ("  the same, core module, raw values", &core_square, true),
         ("  the same, core module, Func::call", &core_square, false),
     ] {
-        let per_call = wasmpool::benching::reused_call(
-            task,
-            &[wasmpool::Value::S64(7)],
-            1_000_000,
-            raw,
-        );
+        let per_call =
+            wasmpool::benching::reused_call(task, &[wasmpool::Value::S64(7)], 1_000_000, raw);
         rows.push(Row {
             name,
             ours: per_call.as_secs_f64() * 1e9,

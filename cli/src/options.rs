@@ -266,9 +266,10 @@ fn parse_hosts(text: &str) -> Result<Hosts, String> {
     for spec in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (host, slots) = match spec.rsplit_once(':') {
             Some((host, n)) => {
-                let n = n.trim().parse::<usize>().map_err(|_| {
-                    format!("`{spec}`: `{n}` is not a number of workers (HOST:N)")
-                })?;
+                let n = n
+                    .trim()
+                    .parse::<usize>()
+                    .map_err(|_| format!("`{spec}`: `{n}` is not a number of workers (HOST:N)"))?;
                 (host.trim(), n)
             }
             None => (spec, 1),

@@ -39,7 +39,10 @@ fn map_and_run_over_ssh_workers_with_a_template_of_ones_own() {
     let Some(sshd) = Sshd::start("cli remote::map_and_run_over_ssh_workers") else {
         return;
     };
-    let template = format!("ssh -F {} -T {{host}} {{bin}} worker", sshd.config().display());
+    let template = format!(
+        "ssh -F {} -T {{host}} {{bin}} worker",
+        sshd.config().display()
+    );
     let started = Instant::now();
     let out = wasmpool(
         &[
@@ -63,7 +66,10 @@ fn map_and_run_over_ssh_workers_with_a_template_of_ones_own() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), squares(5000));
-    eprintln!("map of 5000 over 2 ssh + 1 local workers: {:.2?}", started.elapsed());
+    eprintln!(
+        "map of 5000 over 2 ssh + 1 local workers: {:.2?}",
+        started.elapsed()
+    );
     let out = wasmpool(
         &[
             "run",
@@ -126,7 +132,10 @@ fn kubectl_against_an_unreachable_api_server_is_a_clear_usage_error() {
         .status()
         .is_err()
     {
-        cluster::skip("cli remote::kubectl_against_an_unreachable_api_server", "no kubectl");
+        cluster::skip(
+            "cli remote::kubectl_against_an_unreachable_api_server",
+            "no kubectl",
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -170,7 +179,14 @@ fn remote_options_that_cannot_work_are_usage_errors() {
         (&["--launcher", "telnet", "--hosts", "a"][..], "telnet"),
         (&["--worker-cmd", "ssh 'open"][..], "is not closed"),
         (
-            &["--launcher", "ssh", "--worker-cmd", "ssh {host}", "--hosts", "a"][..],
+            &[
+                "--launcher",
+                "ssh",
+                "--worker-cmd",
+                "ssh {host}",
+                "--hosts",
+                "a",
+            ][..],
             "cannot be used with",
         ),
     ] {

@@ -104,9 +104,9 @@ pub use module::{
 };
 pub use pool::handle::{MapResult, ReturnWhen, TaskFuture, WaitOutcome, as_completed, wait};
 pub use pool::imap::{Captured, Imap, ImapJson, JsonOutcome, Order, StreamOptions};
+pub use pool::launcher::Launcher;
 pub use pool::output::{GuestOutput, GuestStream};
 pub use pool::process::Process;
-pub use pool::launcher::Launcher;
 pub use pool::worker_command::{DEFAULT_STARTUP_TIMEOUT, WorkerCommand};
 pub use pool::{Pool, PoolBuilder};
 pub use values::{Args, MAX_VALUE_DEPTH, Signature, Value, WitType};

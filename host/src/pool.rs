@@ -39,9 +39,9 @@ use crate::wire::WorkerSettings;
 
 use handle::{Batch, MapResult, Slot, TaskFuture};
 use hosts::HostHealth;
-use launcher::Launcher;
 use imap::{Chunking, Imap, ImapJson, Order, StreamOptions};
 use job::{Gather, Job, JobItem, Sink, default_chunksize};
+use launcher::Launcher;
 use outcome::Outcome;
 use output::{GuestOutput, OutputSink};
 use queue::{JobQueue, Refused};
@@ -344,9 +344,7 @@ impl PoolBuilder {
             };
             let thread = std::thread::Builder::new()
                 .name(format!("wasmpool-driver-{i}"))
-                .spawn(move || {
-                    driver::drive(shared, plan.command, plan.host, driver_slot, start)
-                })
+                .spawn(move || driver::drive(shared, plan.command, plan.host, driver_slot, start))
                 .map_err(|e| Error::Spawn {
                     program: "driver thread".into(),
                     detail: e.to_string(),

@@ -202,7 +202,11 @@ pub(crate) fn remote_workers_under(ancestor: u32) -> Vec<u32> {
         return found;
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
@@ -246,7 +250,11 @@ pub(crate) fn children_named(name: &str) -> Vec<u32> {
     let me = std::process::id();
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         if parent_of(pid) != Some(me) || is_zombie(pid) {
@@ -271,7 +279,11 @@ pub(crate) struct Slurm {
 impl Slurm {
     /// Starts one, or `None` (skipped) when Slurm or munge is not installed.
     pub(crate) fn start(test: &str) -> Option<Slurm> {
-        for program in ["/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/sbin/munged"] {
+        for program in [
+            "/usr/sbin/slurmctld",
+            "/usr/sbin/slurmd",
+            "/usr/sbin/munged",
+        ] {
             if !Path::new(program).exists() {
                 skip(test, &format!("no {program} (slurm-wlm, munge)"));
                 return None;
@@ -308,7 +320,10 @@ impl Slurm {
             .arg("--force")
             .arg(format!("--socket={}", socket.display()))
             .arg(format!("--key-file={}", key.display()))
-            .arg(format!("--pid-file={}", d.join("munge/munged.pid").display()))
+            .arg(format!(
+                "--pid-file={}",
+                d.join("munge/munged.pid").display()
+            ))
             .arg(format!("--log-file={}", d.join("log/munged.log").display()))
             .arg(format!("--seed-file={}", d.join("munge/seed").display())));
         slurm.adopt("munged", &d.join("munge/munged.pid"));
@@ -348,7 +363,10 @@ impl Slurm {
         slurm.adopt("slurmd", &d.join("slurmd-localhost.pid"));
         let started = Instant::now();
         loop {
-            let out = slurm.command("sinfo").args(["-h", "-N", "-o", "%t"]).output();
+            let out = slurm
+                .command("sinfo")
+                .args(["-h", "-N", "-o", "%t"])
+                .output();
             let state = out
                 .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
                 .unwrap_or_default();

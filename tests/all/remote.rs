@@ -83,7 +83,10 @@ fn killing_a_remote_worker_then_its_ssh_client_mid_run_loses_nothing() {
     // Both workers at work.
     let started = Instant::now();
     while sshd.remote_workers().len() < 2 {
-        assert!(started.elapsed() < Duration::from_secs(20), "no second worker");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no second worker"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -149,7 +152,9 @@ fn a_stopped_ssh_client_is_found_by_heartbeat_and_replaced() {
         );
         std::thread::sleep(Duration::from_millis(10));
     };
-    eprintln!("a stopped ssh client was found and replaced after {replaced:.2?} (silence {silence:?})");
+    eprintln!(
+        "a stopped ssh client was found and replaced after {replaced:.2?} (silence {silence:?})"
+    );
     assert!(replaced >= silence, "{replaced:?}");
     assert!(replaced < silence * 3, "{replaced:?}");
     assert_eq!(batch.result().unwrap(), squares(20));
@@ -186,20 +191,23 @@ fn head_that_waits_to_be_killed() {
         .build()
         .unwrap();
     let slow = task(SQUARE, "slow-square");
-    let _: Vec<i64> = pool.starmap(&slow, &[(1_i64, 50_u32), (2, 50)]).unwrap();
+    let _: Vec<i64> = pool.starmap(&slow, [(1_i64, 50_u32), (2, 50)]).unwrap();
     println!("ready");
     // Long items keep both workers busy when the head dies.
-    let _ = pool.starmap::<_, i64>(&slow, &[(1_i64, 60_000_u32), (2, 60_000)]);
+    let _ = pool.starmap::<_, i64>(&slow, [(1_i64, 60_000_u32), (2, 60_000)]);
 }
 
 #[test]
 fn a_head_killed_by_sigkill_leaves_no_remote_worker() {
-    let Some(sshd) = Sshd::start("remote::a_head_killed_by_sigkill_leaves_no_remote_worker")
-    else {
+    let Some(sshd) = Sshd::start("remote::a_head_killed_by_sigkill_leaves_no_remote_worker") else {
         return;
     };
     let mut head = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "remote::head_that_waits_to_be_killed", "--ignored"])
+        .args([
+            "--exact",
+            "remote::head_that_waits_to_be_killed",
+            "--ignored",
+        ])
         .args(["--nocapture", "--test-threads", "1"])
         .env("WASMPOOL_TEST_SSH_CONFIG", sshd.config())
         .stdout(Stdio::piped())
@@ -222,7 +230,10 @@ fn a_head_killed_by_sigkill_leaves_no_remote_worker() {
         "after the head's SIGKILL, its remote workers were gone in {:.2?}",
         killed.elapsed()
     );
-    assert!(left.is_empty(), "remote workers outlived their head: {left:?}");
+    assert!(
+        left.is_empty(),
+        "remote workers outlived their head: {left:?}"
+    );
 }
 
 #[test]
@@ -269,7 +280,10 @@ fn kubectl_against_an_unreachable_api_server_reports_its_failure_and_stderr() {
         .status()
         .is_err()
     {
-        crate::cluster::skip("remote::kubectl_against_an_unreachable_api_server", "no kubectl");
+        crate::cluster::skip(
+            "remote::kubectl_against_an_unreachable_api_server",
+            "no kubectl",
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -295,11 +309,21 @@ fn kubectl_against_an_unreachable_api_server_reports_its_failure_and_stderr() {
         .unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, Error::Handshake(_)), "{err:?}");
-    assert!(text.contains("exec -i worker-pod-0 -- wasmpool worker"), "{text}");
-    assert!(text.contains("its launcher ended before a worker answered"), "{text}");
+    assert!(
+        text.contains("exec -i worker-pod-0 -- wasmpool worker"),
+        "{text}"
+    );
+    assert!(
+        text.contains("its launcher ended before a worker answered"),
+        "{text}"
+    );
     assert!(text.contains("exited with code 1"), "{text}");
     assert!(text.contains("127.0.0.1:1 was refused"), "{text}");
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 /// The Slurm launcher with our cluster's configuration, and the remote command as env sets
@@ -345,7 +369,10 @@ fn slurm_workers_map_and_a_crashed_node_is_found_by_heartbeat() {
     let batch = pool.starmap_async::<_, i64>(&slow, &items);
     let started = Instant::now();
     while children_named("srun").len() < 2 {
-        assert!(started.elapsed() < Duration::from_secs(20), "no second srun");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no second srun"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(500));
@@ -353,7 +380,10 @@ fn slurm_workers_map_and_a_crashed_node_is_found_by_heartbeat() {
     slurm.crash_node();
     let crashed = Instant::now();
     // Found: the host kills the srun of each lost worker once its link falls silent.
-    while launchers.iter().any(|&pid| children_named("srun").contains(&pid)) {
+    while launchers
+        .iter()
+        .any(|&pid| children_named("srun").contains(&pid))
+    {
         assert!(
             crashed.elapsed() < Duration::from_secs(30),
             "the crashed node's workers were not found lost"
@@ -361,9 +391,15 @@ fn slurm_workers_map_and_a_crashed_node_is_found_by_heartbeat() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let found = crashed.elapsed();
-    eprintln!("a crashed Slurm node was found after {found:.2?} (silence {silence:?}; srun's own: 45 s)");
+    eprintln!(
+        "a crashed Slurm node was found after {found:.2?} (silence {silence:?}; srun's own: 45 s)"
+    );
     assert!(found < silence * 3, "{found:?}");
-    assert_eq!(batch.result().unwrap(), squares(40), "retried on the local worker");
+    assert_eq!(
+        batch.result().unwrap(),
+        squares(40),
+        "retried on the local worker"
+    );
     drop(pool);
 }
 
@@ -413,5 +449,9 @@ fn a_launcher_that_prints_a_banner_is_told_apart_from_a_worker() {
     let text = err.to_string();
     assert!(text.contains("other than the worker protocol"), "{text}");
     assert!(text.contains("Welcome to node1!"), "{text}");
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }

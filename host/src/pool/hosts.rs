@@ -131,7 +131,10 @@ mod tests {
         }
         assert!(pauses.windows(2).all(|w| w[0] < w[1]), "{pauses:?}");
         let why = host.given_up().unwrap();
-        assert!(why.contains("node9") && why.contains("connection refused"), "{why}");
+        assert!(
+            why.contains("node9") && why.contains("connection refused"),
+            "{why}"
+        );
         assert!(host.launch(|| Ok(())).is_err());
         let healthy = HostHealth::new("node1");
         let _ = healthy.launch(fail);

@@ -289,7 +289,15 @@ mod tests {
             .collect();
         assert_eq!(
             args,
-            ["-o", "ProxyJump=a b", "node1", "env", "X=\"3\"", "/opt/wp", "worker"]
+            [
+                "-o",
+                "ProxyJump=a b",
+                "node1",
+                "env",
+                "X=\"3\"",
+                "/opt/wp",
+                "worker"
+            ]
         );
         assert_eq!(command.host(), Some("node1"));
         assert!(command.link().is_some());
@@ -300,8 +308,16 @@ mod tests {
         assert!(slurm.describe().contains("srun -N1 -n1 -u --input=0"));
         assert!(slurm.describe().contains("--nodelist=n2 wasmpool worker"));
         let kubectl = Launcher::kubectl().command(Some("pod-7"), 0).unwrap();
-        assert_eq!(kubectl.describe(), "kubectl exec -i pod-7 -- wasmpool worker");
-        let ssh = Launcher::ssh_with(["-p", "2222"]).command(Some("h"), 0).unwrap();
-        assert!(ssh.describe().starts_with("ssh -T -e none -p 2222 -o BatchMode=yes"));
+        assert_eq!(
+            kubectl.describe(),
+            "kubectl exec -i pod-7 -- wasmpool worker"
+        );
+        let ssh = Launcher::ssh_with(["-p", "2222"])
+            .command(Some("h"), 0)
+            .unwrap();
+        assert!(
+            ssh.describe()
+                .starts_with("ssh -T -e none -p 2222 -o BatchMode=yes")
+        );
     }
 }

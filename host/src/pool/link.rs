@@ -197,8 +197,8 @@ fn run(
         }
         let mut start = 0;
         while bytes.len() - start >= 4 {
-            let len = u32::from_le_bytes(bytes[start..start + 4].try_into().expect("4 bytes"))
-                as usize;
+            let len =
+                u32::from_le_bytes(bytes[start..start + 4].try_into().expect("4 bytes")) as usize;
             // A Ready is a few dozen bytes: anything else first is not the protocol (a login
             // banner, a message, a prompt on the launcher's stdout).
             if !started && len > READY_AT_MOST {

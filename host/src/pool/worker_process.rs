@@ -132,7 +132,9 @@ impl Stdout {
     /// Waits up to `timeout` for bytes, or the end of the stream.
     fn wait_readable(&mut self, timeout: Duration) -> bool {
         match self {
-            Stdout::Pipe(pipe) => !pipe.buffer().is_empty() || wait_readable(pipe.get_ref(), timeout),
+            Stdout::Pipe(pipe) => {
+                !pipe.buffer().is_empty() || wait_readable(pipe.get_ref(), timeout)
+            }
             Stdout::Link(link) => link.wait_readable(timeout),
         }
     }
@@ -323,7 +325,10 @@ impl WorkerProcess {
                         .map_err(|e| spawn_error(format!("cannot start its link thread: {e}")))?;
                 (Stdout::Link(reader), Some(state))
             }
-            None => (Stdout::Pipe(BufReader::with_capacity(1 << 16, stdout)), None),
+            None => (
+                Stdout::Pipe(BufReader::with_capacity(1 << 16, stdout)),
+                None,
+            ),
         };
         let mut worker = WorkerProcess {
             stdin,
@@ -405,7 +410,11 @@ impl WorkerProcess {
         tail.back().cloned().unwrap_or_default()
     }
 
-    fn handshake(&mut self, settings: WorkerSettings, command: &WorkerCommand) -> Result<(), String> {
+    fn handshake(
+        &mut self,
+        settings: WorkerSettings,
+        command: &WorkerCommand,
+    ) -> Result<(), String> {
         let link = command.link().map(|link| LinkSettings {
             heartbeat_ms: u32::try_from(link.heartbeat.as_millis()).unwrap_or(u32::MAX),
             silence_ms: u32::try_from(link.silence.as_millis()).unwrap_or(u32::MAX),
@@ -469,11 +478,16 @@ impl WorkerProcess {
             let sent = Instant::now();
             wire::write_frame(&mut *self.stdin(), &HostMsg::Ping(n)).map_err(|e| e.to_string())?;
             if !self.stdout.wait_readable(command.startup()) {
-                return Err(format!("no answer to a ping within {:?}", command.startup()));
+                return Err(format!(
+                    "no answer to a ping within {:?}",
+                    command.startup()
+                ));
             }
             match wire::read_frame::<WorkerMsg>(&mut self.stdout, &mut self.read_buf) {
                 Ok(Some(WorkerMsg::Pong(m))) if m == n => best = best.min(sent.elapsed()),
-                Ok(Some(other)) => return Err(format!("it answered a ping with {}", describe(&other))),
+                Ok(Some(other)) => {
+                    return Err(format!("it answered a ping with {}", describe(&other)));
+                }
                 Ok(None) => return Err("its pipe closed after its handshake".into()),
                 Err(e) => return Err(e.to_string()),
             }
@@ -575,8 +589,7 @@ impl WorkerProcess {
                     // A batch chunk's next outcomes may wait for several calls, each with its
                     // own timeout (see `Job::calls_per_report`).
                     let calls = job.calls_per_report();
-                    let deadline =
-                        progress + timeout * calls + kill_grace(timeout) + self.rtt * 2;
+                    let deadline = progress + timeout * calls + kill_grace(timeout) + self.rtt * 2;
                     let left = deadline.saturating_duration_since(Instant::now());
                     if !self.stdout.wait_readable(left) {
                         let detail = format!(
@@ -705,7 +718,14 @@ impl WorkerProcess {
         };
         let compiled = match module.code(metering) {
             // A worker elsewhere whose engine cannot run the host's code compiles for itself.
-            Ok(_) if self.engine.as_ref().is_some_and(|e| !compatible(e, metering)) => false,
+            Ok(_)
+                if self
+                    .engine
+                    .as_ref()
+                    .is_some_and(|e| !compatible(e, metering)) =>
+            {
+                false
+            }
             Ok(code) if self.sends_descriptor(&code) => {
                 wire::encode_frame(
                     &load(Code::Descriptor {
@@ -952,7 +972,8 @@ fn describe(msg: &WorkerMsg) -> String {
 fn compatible(engine: &EngineInfo, metering: Metering) -> bool {
     static HOST: OnceLock<Vec<[u8; 32]>> = OnceLock::new();
     let host = HOST.get_or_init(|| crate::engine::compat_digests(true).unwrap_or_default());
-    host.get(metering.index()).is_some_and(|ours| engine.compat.get(metering.index()) == Some(ours))
+    host.get(metering.index())
+        .is_some_and(|ours| engine.compat.get(metering.index()) == Some(ours))
 }
 
 /// The arguments of a job's items, serialized as the [`crate::wire::Chunk`]'s `items`.

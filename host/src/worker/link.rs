@@ -99,8 +99,8 @@ fn relay(
         // Every whole frame so far.
         let mut start = 0;
         while bytes.len() - start >= 4 {
-            let len = u32::from_le_bytes(bytes[start..start + 4].try_into().expect("4 bytes"))
-                as usize;
+            let len =
+                u32::from_le_bytes(bytes[start..start + 4].try_into().expect("4 bytes")) as usize;
             if len > MAX_FRAME_BYTES {
                 // Not a frame: the session's reader says so.
                 let _ = frames.send(bytes.split_off(start));
@@ -191,8 +191,14 @@ mod tests {
         };
         let mut buf = Vec::new();
         for msg in frames {
-            assert_eq!(wire::read_frame::<HostMsg>(&mut input, &mut buf).unwrap(), Some(msg));
+            assert_eq!(
+                wire::read_frame::<HostMsg>(&mut input, &mut buf).unwrap(),
+                Some(msg)
+            );
         }
-        assert_eq!(wire::read_frame::<HostMsg>(&mut input, &mut buf).unwrap(), None);
+        assert_eq!(
+            wire::read_frame::<HostMsg>(&mut input, &mut buf).unwrap(),
+            None
+        );
     }
 }
