@@ -444,18 +444,24 @@ impl Slurm {
             .expect("slurmd")
     }
 
-    /// Kills the slurmd (as a node that crashed), the step daemons it started since and the
-    /// workers under them, all at once, leaving slurmctld to find out in its own time.
-    pub(crate) fn crash_node(&self) {
-        let slurmd = self.slurmd();
-        let since = start_time(slurmd).unwrap_or(0);
-        let steps: Vec<u32> = all_pids()
+    /// The step daemons of this cluster (their environment names its configuration).
+    fn steps(&self) -> Vec<u32> {
+        let marker = format!("SLURM_CONF={}", self.conf().display());
+        all_pids()
             .filter(|&pid| {
                 std::fs::read_to_string(format!("/proc/{pid}/comm"))
                     .is_ok_and(|comm| comm.trim() == "slurmstepd")
-                    && start_time(pid).is_some_and(|t| t >= since)
+                    && std::fs::read(format!("/proc/{pid}/environ"))
+                        .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == marker.as_bytes()))
             })
-            .collect();
+            .collect()
+    }
+
+    /// Kills the slurmd (as a node that crashed), its step daemons and the workers under
+    /// them, all at once, leaving slurmctld to find out in its own time.
+    pub(crate) fn crash_node(&self) {
+        let slurmd = self.slurmd();
+        let steps = self.steps();
         let workers: Vec<u32> = remote_workers_under(0)
             .into_iter()
             .filter(|&pid| steps.iter().any(|&step| descends_from(pid, step)))
@@ -476,15 +482,13 @@ fn all_pids() -> impl Iterator<Item = u32> {
         .filter_map(|entry| entry.file_name().to_str().and_then(|s| s.parse().ok()))
 }
 
-/// When a process started, in clock ticks since boot.
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 2..];
-    after.split_whitespace().nth(19)?.parse().ok()
-}
-
 impl Drop for Slurm {
     fn drop(&mut self) {
+        // Step daemons whose daemons go away would linger: they go first.
+        for pid in self.steps() {
+            // SAFETY: SIGKILL to a step daemon of our cluster.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
         // slurmd first, munged last; each by its pid, waited for.
         for (_, pid) in self.pids.iter().rev() {
             // SAFETY: SIGTERM to a daemon we started.
