@@ -50,11 +50,18 @@ pub(crate) struct Sshd {
     dir: tempfile::TempDir,
     child: Child,
     pub(crate) port: u16,
+    /// The namespace its clients run in, for one in a [`Netns`].
+    head: Option<String>,
 }
 
 impl Sshd {
     /// Starts one, or `None` (skipped) when sshd is not installed.
     pub(crate) fn start(test: &str) -> Option<Sshd> {
+        Sshd::start_with(test, None)
+    }
+
+    fn start_with(test: &str, net: Option<&Netns>) -> Option<Sshd> {
+        let address = net.map_or("127.0.0.1", |_| Netns::FAR_ADDRESS);
         if !Path::new("/usr/sbin/sshd").exists() || !Path::new("/usr/bin/ssh").exists() {
             skip(test, "no OpenSSH server (/usr/sbin/sshd) or client");
             return None;
@@ -77,7 +84,7 @@ impl Sshd {
         std::fs::write(
             path("sshd_config"),
             format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nPidFile {pid}\n\
+                "Port {port}\nListenAddress {address}\nHostKey {host}\nPidFile {pid}\n\
                  AuthorizedKeysFile {keys}\nPermitRootLogin prohibit-password\n\
                  PubkeyAuthentication yes\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nUseDNS no\n\
@@ -100,7 +107,15 @@ impl Sshd {
         )
         .unwrap();
         let log = std::fs::File::create(path("sshd.log")).unwrap();
-        let child = Command::new("/usr/sbin/sshd")
+        let mut command = match net {
+            Some(net) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", &net.far, "/usr/sbin/sshd"]);
+                command
+            }
+            None => Command::new("/usr/sbin/sshd"),
+        };
+        let child = command
             .args(["-D", "-e", "-f"])
             .arg(path("sshd_config"))
             .stdin(Stdio::null())
@@ -108,9 +123,14 @@ impl Sshd {
             .stderr(log)
             .spawn()
             .expect("sshd starts");
-        let sshd = Sshd { dir, child, port };
+        let sshd = Sshd {
+            dir,
+            child,
+            port,
+            head: net.map(|net| net.head.clone()),
+        };
         let started = Instant::now();
-        while !sshd.ssh(&["127.0.0.1", "true"]) {
+        while !sshd.ssh(&[address, "true"]) {
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "sshd did not come up: {}",
@@ -121,6 +141,12 @@ impl Sshd {
         Some(sshd)
     }
 
+    /// As [`Sshd::start`], but in a network namespace of `net`'s far side, listening on its
+    /// address; reach it with `ip netns exec HEAD ssh` ([`Netns::head`]).
+    pub(crate) fn start_in(test: &str, net: &Netns) -> Option<Sshd> {
+        Sshd::start_with(test, Some(net))
+    }
+
     /// The client configuration (port, key, user).
     pub(crate) fn config(&self) -> PathBuf {
         self.dir.path().join("ssh_config")
@@ -128,7 +154,15 @@ impl Sshd {
 
     /// Runs the ssh client with our configuration: whether it succeeded.
     pub(crate) fn ssh(&self, args: &[&str]) -> bool {
-        Command::new("ssh")
+        let mut command = match &self.head {
+            Some(head) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", head, "ssh"]);
+                command
+            }
+            None => Command::new("ssh"),
+        };
+        command
             .arg("-F")
             .arg(self.config())
             .args(args)
@@ -502,6 +536,80 @@ impl Drop for Slurm {
             }
             // SAFETY: SIGKILL to a daemon we started that did not stop.
             unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Two network namespaces joined by a veth pair, as `../shared/research/cluster/netns_hosts.sh`
+/// makes them: the head (10.251.0.1) and a far host (10.251.0.2), names of this process's own;
+/// [`Netns::partition`] takes the far end's link down, silently (no FIN, no RST reaches
+/// either side). Deleted when dropped.
+pub(crate) struct Netns {
+    pub(crate) head: String,
+    pub(crate) far: String,
+    veth: String,
+}
+
+impl Netns {
+    pub(crate) const FAR_ADDRESS: &'static str = "10.251.0.2";
+
+    /// Makes them, or `None` (skipped) without `ip` or the right to make namespaces.
+    pub(crate) fn new(test: &str) -> Option<Netns> {
+        static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = format!("{}{n}", std::process::id() % 100_000);
+        let net = Netns {
+            head: format!("wph{tag}"),
+            far: format!("wpf{tag}"),
+            veth: format!("wpv{tag}"),
+        };
+        let ip = |args: &[&str]| {
+            Command::new("ip")
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let (a, b) = (format!("{}a", net.veth), format!("{}b", net.veth));
+        let made = ip(&["netns", "add", &net.head])
+            && ip(&["netns", "add", &net.far])
+            && ip(&["link", "add", &a, "type", "veth", "peer", "name", &b])
+            && ip(&["link", "set", &a, "netns", &net.head])
+            && ip(&["link", "set", &b, "netns", &net.far])
+            && ip(&["-n", &net.head, "addr", "add", "10.251.0.1/30", "dev", &a])
+            && ip(&["-n", &net.far, "addr", "add", "10.251.0.2/30", "dev", &b])
+            && ip(&["-n", &net.head, "link", "set", "lo", "up"])
+            && ip(&["-n", &net.far, "link", "set", "lo", "up"])
+            && ip(&["-n", &net.head, "link", "set", &a, "up"])
+            && ip(&["-n", &net.far, "link", "set", &b, "up"]);
+        if !made {
+            skip(test, "no network namespaces (`ip netns`, as root)");
+            return None;
+        }
+        Some(net)
+    }
+
+    /// Takes the far end's link down: from now on nothing crosses, not even a FIN.
+    pub(crate) fn partition(&self) {
+        run(Command::new("ip").args([
+            "-n",
+            &self.far,
+            "link",
+            "set",
+            &format!("{}b", self.veth),
+            "down",
+        ]));
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for ns in [&self.head, &self.far] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use wasmpool::{Error, Launcher, Pool, TaskError};
 use wasmpool_artifacts::SQUARE;
 
-use crate::cluster::{Slurm, Sshd, children_named, wait_none_under};
+use crate::cluster::{Netns, Slurm, Sshd, children_named, wait_none_under};
 use crate::support::{process_exists, task};
 
 /// This test binary, as the remote command (`{bin}`): the constructor in the library makes it
@@ -454,4 +454,71 @@ fn a_launcher_that_prints_a_banner_is_told_apart_from_a_worker() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn a_silent_partition_is_found_on_both_sides() {
+    let test = "remote::a_silent_partition_is_found_on_both_sides";
+    let Some(net) = Netns::new(test) else {
+        return;
+    };
+    let Some(sshd) = Sshd::start_in(test, &net) else {
+        return;
+    };
+    // The ssh client runs in the head's namespace.
+    let mut template: Vec<String> = ["ip", "netns", "exec", &net.head].map(String::from).into();
+    template.extend(
+        Launcher::ssh_with(["-F".to_string(), sshd.config().display().to_string()])
+            .template()
+            .iter()
+            .cloned(),
+    );
+    let silence = Duration::from_millis(1500);
+    let launcher = Launcher::new(template)
+        .remote_bin(remote_bin())
+        .heartbeat(Duration::from_millis(250), silence)
+        .startup_timeout(Duration::from_secs(3));
+    let pool = Pool::builder()
+        .local(1)
+        .remote(launcher, Netns::FAR_ADDRESS, 1)
+        .retries(2)
+        .chunksize(1)
+        .on_output(|_| {})
+        .build()
+        .unwrap();
+    let slow = task(SQUARE, "slow-square");
+    let items: Vec<(i64, u32)> = (0..16).map(|x| (x, 200)).collect();
+    let batch = pool.starmap_async::<_, i64>(&slow, &items);
+    let started = Instant::now();
+    let far = loop {
+        if let [one] = sshd.remote_workers()[..] {
+            break one;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no remote worker"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    net.partition();
+    let cut = Instant::now();
+    // The far worker hears nothing more from its host, and ends itself.
+    while process_exists(far) && sshd.remote_workers().contains(&far) {
+        assert!(
+            cut.elapsed() < Duration::from_secs(10),
+            "the partitioned worker lives on"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let far_side = cut.elapsed();
+    // The host hears nothing more from its worker, and its tasks go to the local one.
+    assert_eq!(batch.result().unwrap(), squares(16));
+    eprintln!(
+        "a silent partition: the far worker exited after {far_side:.2?} (silence {silence:?}), \
+         the map finished on the local worker after {:.2?}",
+        cut.elapsed()
+    );
+    assert!(far_side < silence * 3, "{far_side:?}");
+    drop(pool);
 }
