@@ -65,6 +65,11 @@ impl From<std::io::Error> for WorkerFault {
     }
 }
 
+/// For tests: a remote worker started with [`WORKER_ENV`] set to this reports an engine
+/// that cannot run the host's code (its compatibility hashes changed), so that it is sent the
+/// wasm and compiles for itself, as a worker on another kind of machine is.
+const FOREIGN_ENGINE: &str = "remote-foreign-engine";
+
 /// Set in a child's environment to make it a worker; its value is the host's pid.
 pub(crate) const WORKER_ENV: &str = "WASMPOOL_WORKER";
 
@@ -175,10 +180,15 @@ fn empty_environment() {
     let Ok(exe) = std::env::current_exe() else {
         return;
     };
+    // `remote` and the test's `remote-foreign-engine` (see `handshake`) stay as they are.
+    let value = match std::env::var(WORKER_ENV) {
+        Ok(value) if value == FOREIGN_ENGINE => value,
+        _ => "remote".to_string(),
+    };
     // The constructor of the new image turns it into a worker, whatever its arguments.
     let error = std::process::Command::new(exe)
         .env_clear()
-        .env(WORKER_ENV, "remote")
+        .env(WORKER_ENV, value)
         .exec();
     eprintln!("wasmpool worker: cannot start itself again with an empty environment ({error})");
 }
@@ -256,10 +266,17 @@ fn handshake<W: Write>(
         }) if version == PROTOCOL_VERSION => {
             let pid = std::process::id();
             let engine = match link {
-                Some(_) => Some(EngineInfo {
-                    compat: crate::engine::compat_digests(false).map_err(WorkerFault::Setup)?,
-                    target: crate::engine::target_description(),
-                }),
+                Some(_) => {
+                    let mut compat =
+                        crate::engine::compat_digests(false).map_err(WorkerFault::Setup)?;
+                    if std::env::var(WORKER_ENV).is_ok_and(|v| v == FOREIGN_ENGINE) {
+                        compat.iter_mut().for_each(|digest| digest[0] ^= 0xff);
+                    }
+                    Some(EngineInfo {
+                        compat,
+                        target: crate::engine::target_description(),
+                    })
+                }
                 None => None,
             };
             let ready = WorkerMsg::Ready {

@@ -522,3 +522,62 @@ fn a_silent_partition_is_found_on_both_sides() {
     assert!(far_side < silence * 3, "{far_side:?}");
     drop(pool);
 }
+
+#[test]
+fn a_remote_worker_whose_engine_differs_compiles_for_itself() {
+    let Some(sshd) = Sshd::start("remote::a_remote_worker_whose_engine_differs") else {
+        return;
+    };
+    // A worker that reports an engine unlike the host's (the test hook of `worker.rs`) is
+    // sent the wasm, never the host's code, and compiles it itself behind its walls.
+    let foreign = Launcher::ssh_with(["-F".to_string(), sshd.config().display().to_string()])
+        .remote_bin(format!(
+            "WASMPOOL_WORKER=remote-foreign-engine {}",
+            std::env::current_exe().unwrap().display()
+        ));
+    let pool = Pool::builder()
+        .remote(foreign, "127.0.0.1", 1)
+        .limits(wasmpool::Limits::new().timeout(Duration::from_secs(5)))
+        .on_output(|_| {})
+        .build()
+        .unwrap();
+    let square = task(SQUARE, "square");
+    let got: Vec<i64> = pool.map(&square, 0..500_i64).unwrap();
+    assert_eq!(got, squares(500));
+    let words = task(wasmpool_artifacts::WORDS, "count-words");
+    let n: u32 = pool.apply(&words, ("one two three",)).unwrap();
+    assert_eq!(n, 3);
+}
+
+#[test]
+fn a_remote_worker_lost_while_idle_is_replaced_before_the_next_task() {
+    let Some(sshd) = Sshd::start("remote::a_remote_worker_lost_while_idle") else {
+        return;
+    };
+    // No retries: the next task must not be charged with the idle worker's death.
+    let pool = Pool::builder()
+        .remote(ssh(&sshd), "127.0.0.1", 1)
+        .on_output(|_| {})
+        .build()
+        .unwrap();
+    let square = task(SQUARE, "square");
+    let one: i64 = pool.apply(&square, (5,)).unwrap();
+    assert_eq!(one, 25);
+    let [far] = sshd.remote_workers()[..] else {
+        panic!("{:?}", sshd.remote_workers());
+    };
+    // SAFETY: SIGKILL to the remote worker our sshd started.
+    unsafe { libc::kill(far as i32, libc::SIGKILL) };
+    let left = Instant::now();
+    while sshd.clients().len() == 1 && left.elapsed() < Duration::from_secs(5) {
+        // The ssh client ends with its session.
+        std::thread::sleep(Duration::from_millis(20));
+        if !sshd.remote_workers().contains(&far) {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let two: i64 = pool.apply(&square, (6,)).unwrap();
+    assert_eq!(two, 36);
+    assert!(!sshd.remote_workers().contains(&far));
+}

@@ -80,6 +80,23 @@ impl LinkReader {
         self.at < self.current.len() || !self.frames.is_empty()
     }
 
+    /// Whether the stream has ended (the link thread saw the launcher's stdout close, or gave
+    /// the link up) with nothing left to read.
+    pub(crate) fn ended(&mut self) -> bool {
+        if self.at < self.current.len() {
+            return false;
+        }
+        match self.frames.try_recv() {
+            Ok(frame) => {
+                self.current = frame;
+                self.at = 0;
+                false
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) => false,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => true,
+        }
+    }
+
     /// Waits up to `timeout` for bytes (or the end of the stream).
     pub(crate) fn wait_readable(&mut self, timeout: Duration) -> bool {
         if self.at < self.current.len() {

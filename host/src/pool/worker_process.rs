@@ -506,11 +506,16 @@ impl WorkerProcess {
         self.link.as_ref().is_some_and(|link| link.lost().is_some())
     }
 
-    /// Whether the worker is known to be gone already: its link given up, or its process
-    /// ended (a worker that died while its driver was idle is replaced before a chunk is
-    /// sent to it, so that no chunk is charged with its death).
+    /// Whether a launched worker is known to be gone already: its link given up, or its
+    /// launcher's stdout closed (a worker that died while its driver was idle is replaced
+    /// before a chunk is sent to it, so that no chunk is charged with its death).
     pub(crate) fn is_gone(&mut self) -> bool {
-        self.link_lost() || matches!(self.child.try_wait(), Ok(Some(_)))
+        // Not `try_wait`: the child is reaped only by `reap`, after its pid slot is cleared.
+        let ended = match &mut self.stdout {
+            Stdout::Link(link) => link.ended(),
+            Stdout::Pipe(_) => false,
+        };
+        self.link_lost() || ended
     }
 
     /// Names the worker for messages: its pid, and for a launched worker its host and pid
