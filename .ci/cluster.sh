@@ -3,8 +3,9 @@
 # slurm-wlm and munge; kubectl if missing), then runs them with WASMPOOL_REQUIRE_CLUSTER=1, so
 # that a missing program fails instead of skipping. The tests start and stop their own daemons
 # (an sshd on 127.0.0.1 with throwaway keys, a munged, slurmctld and slurmd on ports of their
-# own; see tests/all/cluster.rs), by pid; nothing is left running. Needs root (sshd's
-# privilege separation, munged and slurmd as root). About 60 s on two cores after the test
+# own, two network namespaces joined by a veth for the partition test; see
+# tests/all/cluster.rs), by pid; nothing is left running. Needs root (sshd's privilege
+# separation, munged and slurmd as root, `ip netns`). About 60 s on two cores after the test
 # build: the installs 20 s, the tests 30 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,5 +50,8 @@ live=$(ps -eo pid=,stat=,args= | awk '$2 !~ /^Z/' | grep -E 'wasmpool-(sshd|slur
     | grep -v grep || true)
 if [ -n "$live" ]; then
     echo "daemons left behind:" >&2; echo "$live" >&2; exit 1
+fi
+if ip netns list 2>/dev/null | grep -qE '^wp[hf][0-9]'; then
+    echo "network namespaces left behind:" >&2; ip netns list >&2; exit 1
 fi
 echo "cluster step: $((SECONDS - started)) s"

@@ -204,6 +204,16 @@ impl Sshd {
 
 impl Drop for Sshd {
     fn drop(&mut self) {
+        // Its sessions first: one whose connection a partition cut would otherwise wait for
+        // TCP to give up (minutes), holding its namespace.
+        let listener = self.pid();
+        let sessions: Vec<u32> = all_pids()
+            .filter(|&pid| descends_from(pid, listener))
+            .collect();
+        for pid in sessions {
+            // SAFETY: SIGKILL to a process our sshd started.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
