@@ -581,3 +581,49 @@ fn a_remote_worker_lost_while_idle_is_replaced_before_the_next_task() {
     assert_eq!(two, 36);
     assert!(!sshd.remote_workers().contains(&far));
 }
+
+#[test]
+fn a_slurm_worker_queued_for_resources_is_reported_as_waiting() {
+    let Some(slurm) = Slurm::start("remote::a_slurm_worker_queued_for_resources") else {
+        return;
+    };
+    // Every CPU of the node taken by another job: a worker's step must wait.
+    let mut blocker = slurm
+        .command("srun")
+        .args(["-N1", "--exclusive", "-J", "blocker", "sleep", "60"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !slurm
+        .command("squeue")
+        .args(["-h", "-t", "R", "-n", "blocker"])
+        .output()
+        .is_ok_and(|o| !o.stdout.is_empty())
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{}",
+            slurm.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let launcher = srun(&slurm).startup_timeout(Duration::from_secs(3));
+    let started = Instant::now();
+    let err = Pool::builder()
+        .remote(launcher, "localhost", 1)
+        .build()
+        .unwrap_err();
+    let text = err.to_string();
+    let waited = started.elapsed();
+    let _ = blocker.kill();
+    let _ = blocker.wait();
+    assert!(text.contains("start-up deadline"), "{text}");
+    assert!(text.contains("queued and waiting for resources"), "{text}");
+    assert!(
+        waited >= Duration::from_secs(3) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+}
