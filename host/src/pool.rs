@@ -319,6 +319,7 @@ impl PoolBuilder {
             terminating: AtomicBool::new(false),
             chunk_ids: AtomicU64::new(0),
             item_nanos: AtomicU64::new(0),
+            link_chunks: Arc::new(AtomicUsize::new(0)),
             output: self.output.unwrap_or_default(),
             job_items: Shelf::default(),
             outcome_slots: Arc::default(),
@@ -394,6 +395,9 @@ pub(crate) struct Shared {
     /// How long an item has recently taken on a worker, in nanoseconds (0: not known yet), as
     /// the drivers last saw it: what the streams size their chunks by.
     item_nanos: AtomicU64,
+    /// How many more chunks the streams keep in flight so that the remote workers' links'
+    /// round trips are covered (see [`worker_process::WorkerProcess::cover_link`]).
+    link_chunks: Arc<AtomicUsize>,
     output: OutputSink,
     /// Emptied item vectors of finished chunks, and outcome slots of finished maps, for the
     /// next map (see [`shelf`]).
@@ -423,6 +427,11 @@ impl Shared {
             0 => None,
             nanos => Some(std::time::Duration::from_nanos(nanos)),
         }
+    }
+
+    /// The chunks the streams add to their bound for the remote workers' links.
+    pub(crate) fn link_chunks(&self) -> usize {
+        self.link_chunks.load(Ordering::Relaxed)
     }
 
     pub(crate) fn next_chunk_id(&self) -> u64 {

@@ -627,3 +627,40 @@ fn a_slurm_worker_queued_for_resources_is_reported_as_waiting() {
         "{waited:?}"
     );
 }
+
+#[test]
+fn a_stream_over_a_slow_link_keeps_enough_in_flight_to_hide_it() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        crate::cluster::skip("remote::a_stream_over_a_slow_link", "no python3");
+        return;
+    }
+    // A worker behind a link of 20 ms each way (40 ms round trip): a relay that holds every
+    // byte back that long.
+    let relay = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/all/delay_link.py");
+    let exe = std::env::current_exe().unwrap().display().to_string();
+    let slow_link = Launcher::new([
+        "python3",
+        relay,
+        "20",
+        "env",
+        "WASMPOOL_WORKER=remote",
+        &exe,
+    ]);
+    let pool = Pool::builder()
+        .launcher(slow_link, 1)
+        .on_output(|_| {})
+        .build()
+        .unwrap();
+    let square = task(SQUARE, "square");
+    let started = Instant::now();
+    let got: Vec<i64> = pool
+        .imap::<_, i64>(&square, 0..20_000_i64)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(got, squares(20_000));
+    eprintln!("a stream of 20k tiny items over a 40 ms round trip: {took:.2?}");
+    // A round trip per chunk of one item (what a stream of one chunk in flight would do)
+    // would take 800 s; chunks in flight cover the link.
+    assert!(took < Duration::from_secs(15), "{took:?}");
+}

@@ -62,11 +62,15 @@ pub(crate) fn drive(
     start: Start,
 ) {
     // A slot on a remote host launches within the host's limits, and counts its failures.
-    let spawn = || match &host {
-        Some(health) => {
-            health.launch(|| WorkerProcess::spawn(&command, shared.settings, Arc::clone(&slot)))
-        }
-        None => WorkerProcess::spawn(&command, shared.settings, Arc::clone(&slot)),
+    let spawn = || -> Result<WorkerProcess, Error> {
+        let mut worker = match &host {
+            Some(health) => health
+                .launch(|| WorkerProcess::spawn(&command, shared.settings, Arc::clone(&slot)))?,
+            None => WorkerProcess::spawn(&command, shared.settings, Arc::clone(&slot))?,
+        };
+        // A remote worker's link widens the streams' bound by its round trip's worth.
+        worker.cover_link(&shared.link_chunks);
+        Ok(worker)
     };
     let host = host.as_deref();
     // The running chunk, and those sent ahead.

@@ -72,6 +72,8 @@ pub(crate) struct WorkerProcess {
     link: Option<Arc<LinkState>>,
     /// What a launched worker's engine can run (`None`: a local worker, the host's own).
     engine: Option<EngineInfo>,
+    /// The streams' extra chunks this worker's link counts for (see `cover_link`).
+    covers: Option<(Arc<std::sync::atomic::AtomicUsize>, usize)>,
     /// A launched worker's own pid on its machine, and the host it runs on.
     remote: Option<(u32, String)>,
     /// The round trip of a launched worker's link, measured after its handshake (zero for a
@@ -335,6 +337,7 @@ impl WorkerProcess {
             stdout,
             link,
             engine: None,
+            covers: None,
             remote: None,
             rtt: Duration::ZERO,
             child,
@@ -496,6 +499,16 @@ impl WorkerProcess {
         Ok(())
     }
 
+    /// Counts this remote worker's link in `chunks`, the streams' extra chunks in flight
+    /// (enough to cover its round trip), for as long as the worker lives.
+    pub(crate) fn cover_link(&mut self, chunks: &Arc<std::sync::atomic::AtomicUsize>) {
+        if self.link.is_some() && self.covers.is_none() {
+            let n = super::imap::chunks_to_cover(self.rtt);
+            chunks.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            self.covers = Some((Arc::clone(chunks), n));
+        }
+    }
+
     /// Whether this is a worker behind a launcher.
     pub(crate) fn is_launched(&self) -> bool {
         self.link.is_some()
@@ -614,7 +627,13 @@ impl WorkerProcess {
                 let reported = self
                     .read_outcomes(chunk_id, next, left)
                     .map_err(|detail| (Why::Crashed, detail))?;
-                let waited = progress.elapsed() / reported.len().max(1) as u32;
+                // A remote worker's first outcomes of a chunk come a round trip after it was
+                // sent: the time its items took is the rest.
+                let mut waited = progress.elapsed();
+                if next == 0 && self.link.is_some() {
+                    waited = waited.saturating_sub(self.rtt);
+                }
+                let waited = waited / reported.len().max(1) as u32;
                 self.typical_wait = (self.typical_wait * 3 + waited) / 4;
                 self.outcomes_seen += reported.len() as u64;
                 let first = next;
@@ -935,6 +954,9 @@ impl WorkerProcess {
 
 impl Drop for WorkerProcess {
     fn drop(&mut self) {
+        if let Some((chunks, n)) = self.covers.take() {
+            chunks.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Some(link) = &self.link {
             link.stop();
         }
