@@ -10,7 +10,9 @@
 //! Besides the end-to-end figures it reports where a task's time goes: the cost of a fresh
 //! instance plus the call inside a worker (measured in this process, no pipe), and the host's
 //! own CPU time per item (all host threads, workers excluded), so that a regression shows
-//! which side it is on.
+//! which side it is on. `-- --ssh` runs only the rows of remote workers (ssh on 127.0.0.1,
+//! an sshd of its own, next to local workers), which the full run ends with when sshd is
+//! installed.
 
 use std::time::{Duration, Instant};
 
@@ -567,10 +569,113 @@ fn command_line_rows(square: &wasmpool::Task, python: bool) -> Vec<Row> {
     ]
 }
 
+#[path = "../tests/all/cluster.rs"]
+mod cluster;
+
+/// Remote workers through ssh on 127.0.0.1 (an sshd of the bench's own, as the tests start
+/// it), next to local ones: the apply round trip, and maps of small tasks. The remote worker
+/// is this bench binary (`WASMPOOL_WORKER=remote`: the library's constructor makes it one).
+fn ssh_rows(square: &wasmpool::Task) -> Vec<Row> {
+    let Some(sshd) = cluster::Sshd::start("bench --ssh") else {
+        return Vec::new();
+    };
+    let launcher =
+        wasmpool::Launcher::ssh_with(["-F".to_string(), sshd.config().display().to_string()])
+            .remote_bin(format!(
+                "WASMPOOL_WORKER=remote {}",
+                std::env::current_exe().unwrap().display()
+            ));
+    let quiet = |b: wasmpool::PoolBuilder| b.on_output(|_| {}).build().unwrap();
+    let local1 = quiet(Pool::builder().local(1));
+    let ssh1 = quiet(Pool::builder().remote(launcher.clone(), "127.0.0.1", 1));
+    let round_trip = |pool: &Pool| {
+        let _: i64 = pool.apply(square, (3,)).unwrap();
+        let mut times: Vec<Duration> = (0..2001)
+            .map(|i| {
+                let t = Instant::now();
+                let _: i64 = pool.apply(square, (i as i64,)).unwrap();
+                t.elapsed()
+            })
+            .collect();
+        times.sort();
+        times[times.len() / 2]
+    };
+    let local_rt = round_trip(&local1);
+    let ssh_rt = round_trip(&ssh1);
+    drop((local1, ssh1));
+    let local2 = quiet(Pool::builder().local(WORKERS));
+    let ssh2 = quiet(Pool::builder().remote(launcher.clone(), "127.0.0.1", WORKERS));
+    let mixed = quiet(Pool::builder().local(1).remote(launcher, "127.0.0.1", 1));
+    let rate = |pool: &Pool, n: i64, chunk: Option<usize>| {
+        let _: Vec<i64> = pool.map(square, 0..1000_i64).unwrap();
+        let time = median(RUNS, || {
+            let got: Vec<i64> = match chunk {
+                Some(c) => pool.map_chunked(square, 0..n, c).unwrap(),
+                None => pool.map(square, 0..n).unwrap(),
+            };
+            assert_eq!(got.len() as i64, n);
+        });
+        n as f64 / time.as_secs_f64() / 1e3
+    };
+    let local_map = rate(&local2, 200_000, None);
+    let ssh_map = rate(&ssh2, 200_000, None);
+    let mixed_map = rate(&mixed, 200_000, None);
+    let local_small = rate(&local2, 20_000, Some(1));
+    let ssh_small = rate(&ssh2, 20_000, Some(1));
+    let row = |name, ours, unit, peer, higher_is_better| Row {
+        name,
+        ours,
+        unit,
+        peer: Some(peer),
+        peer_name: "local",
+        higher_is_better,
+        target: "",
+    };
+    vec![
+        row(
+            "apply round trip, 1 ssh worker (loopback)",
+            ssh_rt.as_secs_f64() * 1e6,
+            "us",
+            local_rt.as_secs_f64() * 1e6,
+            false,
+        ),
+        row(
+            "map(square, 200k), 2 ssh workers",
+            ssh_map,
+            "k/s",
+            local_map,
+            true,
+        ),
+        row(
+            "map(square, 200k), 1 local + 1 ssh",
+            mixed_map,
+            "k/s",
+            local_map,
+            true,
+        ),
+        row(
+            "map(square, 20k, chunksize=1), 2 ssh",
+            ssh_small,
+            "k/s",
+            local_small,
+            true,
+        ),
+    ]
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--shared-state-only") {
         // Only the rows of shared state between tasks, against Python's.
         print_rows(shared_state_rows());
+        return;
+    }
+    if std::env::args().any(|a| a == "--ssh") {
+        // Only the rows of remote workers, through an sshd on 127.0.0.1.
+        let square = Module::from_bytes(SQUARE.wasm)
+            .unwrap()
+            .task("square")
+            .unwrap();
+        print_rows(ssh_rows(&square));
         return;
     }
     if std::env::args().any(|a| a == "--shared-code-only") {
@@ -995,7 +1100,9 @@ fn main() {
     // 9. the command line, with JSON in and out, against Python's Pool.map with JSON in and out
     // on the same lines, and its CPU per item against the library's map of the same items.
     rows.extend(command_line_rows(&square, py.is_some()));
-    // 10. shared state between tasks.
+    // 10. remote workers through ssh on 127.0.0.1, next to local ones (when sshd is here).
+    rows.extend(ssh_rows(&square));
+    // 11. shared state between tasks.
     rows.extend(shared_state_rows());
     print_rows(rows);
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use wasmpool::{Grants, Limits, Module, Pool, PoolBuilder, Task};
+use wasmpool::{Grants, Launcher, Limits, Module, Pool, PoolBuilder, Task};
 
 use crate::shared_state::{Objects, SharedArgs};
 use crate::terminal;
@@ -97,19 +97,98 @@ pub(crate) struct SandboxArgs {
     retries: u32,
     #[command(flatten)]
     shared: SharedArgs,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+/// Workers on other machines, through ssh, Slurm or kubectl (see docs/cluster.md).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Workers elsewhere (ssh, Slurm, kubectl; see docs/cluster.md)")]
+pub(crate) struct RemoteArgs {
+    /// Remote workers: HOST:N for N workers on HOST, comma-separated (`node1:4,node2:8`); a
+    /// host is a machine for ssh, a node for slurm, a pod for kubectl.
+    #[arg(long, value_name = "HOST:N,...", value_parser = parse_hosts)]
+    hosts: Option<Hosts>,
+    /// How the remote workers are reached: `ssh` (the default), `slurm` (one srun step
+    /// each), `kubectl` (kubectl exec into the pod).
+    #[arg(long, value_name = "KIND", value_parser = ["ssh", "slurm", "kubectl"], conflicts_with = "worker_cmd")]
+    launcher: Option<String>,
+    /// A launcher of your own: an argv template run without a shell for each remote
+    /// worker, `{host}`, `{slot}` and `{bin}` filled in (`ssh -p 2222 {host} {bin} worker`);
+    /// without --hosts, `-j` workers of it.
+    #[arg(long = "worker-cmd", value_name = "TEMPLATE", value_parser = parse_launcher)]
+    worker_cmd: Option<Launcher>,
+    /// Local workers beside the remote ones (default: none when there are remote ones).
+    #[arg(long, value_name = "N", value_parser = parse_local)]
+    local: Option<usize>,
+    /// The wasmpool program on the remote machines, `{bin}` (default: `wasmpool`, found on
+    /// the remote PATH).
+    #[arg(long = "remote-bin", value_name = "PATH")]
+    remote_bin: Option<String>,
+    /// How long a remote worker may take to start (default: 2m); a start that waits (a
+    /// Slurm step queued for resources) is reported meanwhile.
+    #[arg(long = "startup-timeout", value_name = "TIME", value_parser = parse_timeout)]
+    startup_timeout: Option<Duration>,
+    /// How long a remote worker's link may stay silent before it is taken as lost
+    /// (default: 5s; heartbeats go every fifth of it).
+    #[arg(long = "link-timeout", value_name = "TIME", value_parser = parse_timeout)]
+    link_timeout: Option<Duration>,
+}
+
+/// `--hosts`: each host and its number of workers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Hosts(Vec<(String, usize)>);
+
+impl RemoteArgs {
+    /// Whether any remote worker is asked for.
+    fn any(&self) -> bool {
+        self.hosts.is_some() || self.worker_cmd.is_some()
+    }
+
+    /// `builder` with the remote workers, and the local ones (`local` unless --local says
+    /// otherwise; none by default when there are remote ones).
+    fn apply(&self, builder: PoolBuilder, local: usize) -> PoolBuilder {
+        if !self.any() {
+            return builder.local(local);
+        }
+        let mut launcher = match (&self.worker_cmd, self.launcher.as_deref()) {
+            (Some(template), _) => template.clone(),
+            (None, kind) => Launcher::preset(kind.unwrap_or("ssh")).expect("a known kind"),
+        };
+        if let Some(bin) = &self.remote_bin {
+            launcher = launcher.remote_bin(bin);
+        }
+        if let Some(timeout) = self.startup_timeout {
+            launcher = launcher.startup_timeout(timeout);
+        }
+        if let Some(timeout) = self.link_timeout {
+            launcher = launcher.heartbeat(timeout / 5, timeout);
+        }
+        let mut builder = builder.local(self.local.unwrap_or(0));
+        match &self.hosts {
+            Some(Hosts(hosts)) => {
+                for (host, slots) in hosts {
+                    builder = builder.remote(launcher.clone(), host, *slots);
+                }
+            }
+            None => builder = builder.launcher(launcher, local.max(1)),
+        }
+        builder
+    }
 }
 
 impl PoolArgs {
     /// A pool builder with these options, `default_workers` unless `-j` says otherwise, and
     /// guest output relayed to the terminal.
     pub(crate) fn builder(&self, default_workers: usize) -> PoolBuilder {
-        let mut builder = Pool::builder()
-            .workers(self.workers.workers.unwrap_or(default_workers))
-            .on_output(terminal::guest_output);
+        let mut builder = Pool::builder().on_output(terminal::guest_output);
         if let Some(n) = self.workers.chunksize {
             builder = builder.chunksize(n).imap_chunksize(n);
         }
-        self.sandbox.apply(builder)
+        let builder = self.sandbox.apply(builder);
+        self.sandbox
+            .remote
+            .apply(builder, self.workers.workers.unwrap_or(default_workers))
     }
 }
 
@@ -117,7 +196,8 @@ impl SandboxArgs {
     /// A pool of one worker for one task, with these limits and grants, and guest output
     /// relayed to the terminal.
     pub(crate) fn one_worker(&self) -> PoolBuilder {
-        self.apply(Pool::builder().workers(1).on_output(terminal::guest_output))
+        let builder = self.apply(Pool::builder().on_output(terminal::guest_output));
+        self.remote.apply(builder, 1)
     }
 }
 
@@ -189,6 +269,47 @@ fn parse_workers(text: &str) -> Result<usize, String> {
         Ok(n) => Ok(n),
         Err(_) => Err(format!("`{text}` is not a number of workers")),
     }
+}
+
+fn parse_local(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n > MAX_WORKERS => Err(format!(
+            "{n} workers is more than the {MAX_WORKERS} a pool may start"
+        )),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{text}` is not a number of workers")),
+    }
+}
+
+fn parse_hosts(text: &str) -> Result<Hosts, String> {
+    let mut hosts = Vec::new();
+    for spec in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (host, slots) = match spec.rsplit_once(':') {
+            Some((host, n)) => {
+                let n = n
+                    .trim()
+                    .parse::<usize>()
+                    .map_err(|_| format!("`{spec}`: `{n}` is not a number of workers (HOST:N)"))?;
+                (host.trim(), n)
+            }
+            None => (spec, 1),
+        };
+        if host.is_empty() {
+            return Err(format!("`{spec}` names no host (HOST:N)"));
+        }
+        if slots == 0 || slots > MAX_WORKERS {
+            return Err(format!("`{spec}`: a host takes 1 to {MAX_WORKERS} workers"));
+        }
+        hosts.push((host.to_string(), slots));
+    }
+    if hosts.is_empty() {
+        return Err("--hosts needs at least one HOST:N".into());
+    }
+    Ok(Hosts(hosts))
+}
+
+fn parse_launcher(text: &str) -> Result<Launcher, String> {
+    Launcher::parse(text).map_err(|e| e.to_string())
 }
 
 fn parse_chunksize(text: &str) -> Result<usize, String> {
@@ -290,5 +411,18 @@ mod tests {
         );
         assert!(parse_timeout("0ms").is_err());
         assert_eq!(parse_timeout("1ms"), Ok(Duration::from_millis(1)));
+        assert_eq!(
+            parse_hosts("node1:4, node2:8,node3"),
+            Ok(Hosts(vec![
+                ("node1".into(), 4),
+                ("node2".into(), 8),
+                ("node3".into(), 1)
+            ]))
+        );
+        assert!(parse_hosts("node1:0").is_err());
+        assert!(parse_hosts("node1:x").unwrap_err().contains("not a number"));
+        assert!(parse_hosts(":4").is_err());
+        assert!(parse_hosts(",").is_err());
+        assert!(parse_launcher("ssh 'x").is_err());
     }
 }

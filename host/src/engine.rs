@@ -93,3 +93,101 @@ pub(crate) fn host_engine(metering: Metering) -> &'static Engine {
         Engine::new(&config(metering)).expect("the default wasmtime configuration is valid")
     })
 }
+
+/// SHA-256 of wasmtime's `precompile_compatibility_hash` of `engine`: equal on two machines
+/// exactly when code one compiled can run on the other (the target, the CPU features
+/// Cranelift compiled for, the settings, wasmtime's version). Hashed through SHA-256 rather
+/// than the standard library's hasher, whose output may change between Rust releases.
+pub(crate) fn compat_digest(engine: &Engine) -> [u8; 32] {
+    use sha2::Digest;
+    use std::hash::{Hash, Hasher};
+    struct Sha(sha2::Sha256);
+    impl Hasher for Sha {
+        fn finish(&self) -> u64 {
+            0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+    }
+    let mut hasher = Sha(sha2::Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    hasher.0.finalize().into()
+}
+
+/// The compatibility of each metering variant's engine on this machine, by
+/// [`Metering::index`]: what a remote worker reports at its handshake, and what the host
+/// compares it with (`host` true: the host's own engines; false: engines made for the
+/// purpose, as a worker, whose engines have other settings, does).
+pub(crate) fn compat_digests(host: bool) -> Result<Vec<[u8; 32]>, String> {
+    [Metering::Plain, Metering::Epochs, Metering::EpochsAndFuel]
+        .into_iter()
+        .map(|metering| {
+            if host {
+                Ok(compat_digest(host_engine(metering)))
+            } else {
+                Engine::new(&config(metering))
+                    .map(|engine| compat_digest(&engine))
+                    .map_err(|e| format!("cannot make its {metering:?} engine: {e:#}"))
+            }
+        })
+        .collect()
+}
+
+/// This machine's target and the CPU features Cranelift can use, for messages: `x86_64
+/// linux +sse4.2 +avx2 ...`.
+pub(crate) fn target_description() -> String {
+    let mut text = format!("{} {}", std::env::consts::ARCH, std::env::consts::OS);
+    #[cfg(target_arch = "x86_64")]
+    {
+        let features = [
+            ("sse3", std::arch::is_x86_feature_detected!("sse3")),
+            ("ssse3", std::arch::is_x86_feature_detected!("ssse3")),
+            ("sse4.1", std::arch::is_x86_feature_detected!("sse4.1")),
+            ("sse4.2", std::arch::is_x86_feature_detected!("sse4.2")),
+            ("popcnt", std::arch::is_x86_feature_detected!("popcnt")),
+            ("avx", std::arch::is_x86_feature_detected!("avx")),
+            ("avx2", std::arch::is_x86_feature_detected!("avx2")),
+            ("fma", std::arch::is_x86_feature_detected!("fma")),
+            ("bmi1", std::arch::is_x86_feature_detected!("bmi1")),
+            ("bmi2", std::arch::is_x86_feature_detected!("bmi2")),
+            ("lzcnt", std::arch::is_x86_feature_detected!("lzcnt")),
+            ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
+        ];
+        for (name, _) in features.iter().filter(|(_, on)| *on) {
+            text.push_str(" +");
+            text.push_str(name);
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let features = [
+            ("lse", std::arch::is_aarch64_feature_detected!("lse")),
+            ("paca", std::arch::is_aarch64_feature_detected!("paca")),
+            ("fp16", std::arch::is_aarch64_feature_detected!("fp16")),
+        ];
+        for (name, _) in features.iter().filter(|(_, on)| *on) {
+            text.push_str(" +");
+            text.push_str(name);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker on this machine reports the host's own compatibility, so that a remote
+    /// worker on a machine like the host's gets the host's compiled code; each variant's
+    /// differs from the others'.
+    #[test]
+    fn a_worker_here_can_run_the_hosts_code_and_the_variants_differ() {
+        let host = compat_digests(true).unwrap();
+        let worker = compat_digests(false).unwrap();
+        assert_eq!(host, worker);
+        assert_ne!(host[0], host[1]);
+        assert_ne!(host[1], host[2]);
+        assert!(target_description().starts_with(std::env::consts::ARCH));
+    }
+}

@@ -62,6 +62,14 @@
 //! before `main` turns it into a worker, so no extra code is needed in your program. A
 //! [`WorkerCommand`] runs another program instead (such as `wasmpool worker`), for every slot
 //! of a pool ([`PoolBuilder::worker_command`]) or for a [`Process`].
+//!
+//! # Workers on other machines
+//! A pool mixes local workers with workers reached through the launchers clusters already
+//! run: [`PoolBuilder::ssh`], [`PoolBuilder::slurm`], [`PoolBuilder::kubectl`], or any
+//! [`Launcher`] template. Each remote worker raises the same walls on its own machine, its
+//! link carries heartbeats both ways (a lost link is found within seconds and its task
+//! retried or failed with [`TaskError::WorkerCrashed`]; no remote worker outlives its pool),
+//! and compiled code goes only to a worker whose engine can run it.
 
 #![deny(missing_docs)]
 
@@ -97,9 +105,10 @@ pub use module::{
 };
 pub use pool::handle::{MapResult, ReturnWhen, TaskFuture, WaitOutcome, as_completed, wait};
 pub use pool::imap::{Captured, Imap, ImapJson, JsonOutcome, Order, StreamOptions};
+pub use pool::launcher::Launcher;
 pub use pool::output::{GuestOutput, GuestStream};
 pub use pool::process::Process;
-pub use pool::worker_command::{WorkerCommand, set_worker_command};
+pub use pool::worker_command::{DEFAULT_STARTUP_TIMEOUT, WorkerCommand, set_worker_command};
 pub use pool::{Pool, PoolBuilder};
 pub use shared::{
     GrantOf, LockGuard, PipeEnd, Shareable, SharedArray, SharedDict, SharedError, SharedFloatArray,

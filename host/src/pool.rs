@@ -8,8 +8,11 @@
 
 mod driver;
 pub(crate) mod handle;
+pub(crate) mod hosts;
 pub(crate) mod imap;
 pub(crate) mod job;
+pub(crate) mod launcher;
+pub(crate) mod link;
 pub(crate) mod outcome;
 pub(crate) mod output;
 mod panic;
@@ -36,8 +39,10 @@ use crate::values::{Args, ArgsShape, Values};
 use crate::wire::WorkerSettings;
 
 use handle::{Batch, MapResult, Slot, TaskFuture};
+use hosts::HostHealth;
 use imap::{Chunking, Imap, ImapJson, Order, StreamOptions};
 use job::{Gather, Job, JobItem, Sink, default_chunksize};
+use launcher::Launcher;
 use outcome::Outcome;
 use output::{GuestOutput, OutputSink};
 use queue::{JobQueue, Refused};
@@ -64,6 +69,17 @@ pub struct PoolBuilder {
     max_chunks_in_flight: Option<usize>,
     command: Option<WorkerCommand>,
     output: Option<OutputSink>,
+    /// Workers elsewhere: a launcher, the host it reaches, and how many slots there.
+    remote: Vec<(Launcher, Option<String>, usize)>,
+}
+
+/// One worker slot as the pool starts it: its command, and for a slot on a remote host, what
+/// the host's slots share.
+struct SlotPlan {
+    command: WorkerCommand,
+    host: Option<Arc<HostHealth>>,
+    /// The first slot of its source (the local workers, or one host), started at build.
+    first: bool,
 }
 
 impl std::fmt::Debug for PoolBuilder {
@@ -76,6 +92,7 @@ impl std::fmt::Debug for PoolBuilder {
             .field("chunksize", &self.chunksize)
             .field("imap_chunksize", &self.imap_chunksize)
             .field("command", &self.command)
+            .field("remote", &self.remote)
             .finish()
     }
 }
@@ -94,15 +111,59 @@ impl Default for PoolBuilder {
             max_chunks_in_flight: None,
             command: None,
             output: None,
+            remote: Vec::new(),
         }
     }
 }
 
 impl PoolBuilder {
     /// How many worker processes. 0 (the default) means one per available core
-    /// ([`std::thread::available_parallelism`]).
+    /// ([`std::thread::available_parallelism`]). With workers elsewhere ([`PoolBuilder::ssh`]
+    /// and the like), this is the number of local ones, as [`PoolBuilder::local`] says.
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;
+        self
+    }
+
+    /// How many local worker processes, beside the remote ones: by default one per core
+    /// when there are no remote workers, and none when there are.
+    pub fn local(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
+    /// `slots` workers on `host` through ssh ([`Launcher::ssh`]: `ssh -T ... host wasmpool
+    /// worker`, with your `~/.ssh/config`; keys or an agent, never a password prompt).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// let pool = wasmpool::Pool::builder().local(2).ssh("node1", 4).ssh("node2", 8).build()?;
+    /// # Ok::<(), wasmpool::Error>(())
+    /// ```
+    pub fn ssh(self, host: impl Into<String>, slots: usize) -> Self {
+        self.remote(Launcher::ssh(), host, slots)
+    }
+
+    /// `slots` workers on Slurm node `node`, one job step each ([`Launcher::slurm`]).
+    pub fn slurm(self, node: impl Into<String>, slots: usize) -> Self {
+        self.remote(Launcher::slurm(), node, slots)
+    }
+
+    /// `slots` workers in Kubernetes pod `pod`, through `kubectl exec` ([`Launcher::kubectl`]).
+    pub fn kubectl(self, pod: impl Into<String>, slots: usize) -> Self {
+        self.remote(Launcher::kubectl(), pod, slots)
+    }
+
+    /// `slots` workers on `host`, reached through `launcher` (its `{host}` is `host`).
+    pub fn remote(mut self, launcher: Launcher, host: impl Into<String>, slots: usize) -> Self {
+        self.remote.push((launcher, Some(host.into()), slots));
+        self
+    }
+
+    /// `slots` workers, each reached through `launcher`, whose template names no host (a
+    /// command of your own: `Launcher::parse("ssh -p 2222 gw wasmpool worker")?`).
+    pub fn launcher(mut self, launcher: Launcher, slots: usize) -> Self {
+        self.remote.push((launcher, None, slots));
         self
     }
 
@@ -195,16 +256,51 @@ impl PoolBuilder {
     /// handshake, so that a worker that cannot start is this call's error), the others as
     /// work comes for them, so that a pool of many slots given a few items starts a few
     /// workers.
+    ///
+    /// With workers from several sources (local ones, hosts through launchers), the first
+    /// worker of each starts now, in parallel: a source whose first worker cannot start is
+    /// given up (with an error in the log, `wasmpool::pool`) while the others go on, and
+    /// this call fails only when no source could start a worker.
     pub fn build(self) -> Result<Pool, Error> {
         self.grants.check()?;
-        let workers = match self.workers {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        let local = match self.workers {
+            0 if self.remote.is_empty() => {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            }
             n => n,
         };
-        let command = match self.command {
-            Some(command) => command,
-            None => WorkerCommand::default_command()?,
-        };
+        let mut plans = Vec::new();
+        if local > 0 {
+            let command = match self.command {
+                Some(command) => command,
+                None => WorkerCommand::default_command()?,
+            };
+            plans.extend((0..local).map(|i| SlotPlan {
+                command: command.clone(),
+                host: None,
+                first: i == 0,
+            }));
+        }
+        for (launcher, host, slots) in &self.remote {
+            let name = host
+                .clone()
+                .unwrap_or_else(|| launcher.template().join(" "));
+            let health = Arc::new(HostHealth::new(name));
+            for slot in 0..*slots {
+                plans.push(SlotPlan {
+                    command: launcher.command(host.as_deref(), slot)?,
+                    host: Some(Arc::clone(&health)),
+                    first: slot == 0,
+                });
+            }
+        }
+        if plans.is_empty() {
+            return Err(Error::Spawn {
+                program: "worker".into(),
+                detail: "the pool has no worker slot: no local worker and no remote one".into(),
+            });
+        }
+        let workers = plans.len();
         let settings = WorkerSettings {
             max_wasm_stack: self.max_wasm_stack,
             allow_files: !self.grants.dirs.is_empty(),
@@ -224,6 +320,7 @@ impl PoolBuilder {
             terminating: AtomicBool::new(false),
             chunk_ids: AtomicU64::new(0),
             item_nanos: AtomicU64::new(0),
+            link_chunks: Arc::new(AtomicUsize::new(0)),
             output: self.output.unwrap_or_default(),
             job_items: Shelf::default(),
             outcome_slots: Arc::default(),
@@ -236,34 +333,46 @@ impl PoolBuilder {
             chunksize: self.chunksize,
             imap_chunking: Chunking::new(self.imap_chunksize, self.max_chunks_in_flight, workers),
         };
-        let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
-        let mut ready_tx = Some(ready_tx);
-        for i in 0..workers {
+        let sources = plans.iter().filter(|plan| plan.first).count();
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded(sources);
+        for (i, plan) in plans.into_iter().enumerate() {
             let shared = Arc::clone(&pool.shared);
             let slot = PidSlot::default();
             let driver_slot = Arc::clone(&slot);
-            let command = command.clone();
-            // The first slot's worker starts now, the others' when work comes for them.
-            let start = match ready_tx.take() {
-                Some(ready) => driver::Start::Now(ready),
-                None => driver::Start::OnDemand,
+            // The first slot of each source starts its worker now, the others when work
+            // comes for them.
+            let start = match plan.first {
+                true => driver::Start::Now(ready_tx.clone()),
+                false => driver::Start::OnDemand,
             };
             let thread = std::thread::Builder::new()
                 .name(format!("wasmpool-driver-{i}"))
-                .spawn(move || driver::drive(shared, command, driver_slot, start))
+                .spawn(move || driver::drive(shared, plan.command, plan.host, driver_slot, start))
                 .map_err(|e| Error::Spawn {
                     program: "driver thread".into(),
                     detail: e.to_string(),
                 })?;
             pool.lock_drivers().push(Driver { thread, pid: slot });
         }
-        match ready_rx.recv() {
-            Ok(Ok(_pid)) => Ok(pool),
-            Ok(Err(e)) => Err(e), // dropping `pool` ends the drivers started
-            Err(_) => Err(Error::Spawn {
+        drop(ready_tx);
+        let mut first_error = None;
+        let mut started = 0;
+        for _ in 0..sources {
+            match ready_rx.recv() {
+                Ok(Ok(_pid)) => started += 1,
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => break,
+            }
+        }
+        match (started, first_error) {
+            (0, Some(e)) => Err(e), // dropping `pool` ends the drivers started
+            (0, None) => Err(Error::Spawn {
                 program: "worker".into(),
                 detail: "a driver thread died during start-up".into(),
             }),
+            (_, _) => Ok(pool),
         }
     }
 }
@@ -290,6 +399,9 @@ pub(crate) struct Shared {
     /// How long an item has recently taken on a worker, in nanoseconds (0: not known yet), as
     /// the drivers last saw it: what the streams size their chunks by.
     item_nanos: AtomicU64,
+    /// How many more chunks the streams keep in flight so that the remote workers' links'
+    /// round trips are covered (see [`worker_process::WorkerProcess::cover_link`]).
+    link_chunks: Arc<AtomicUsize>,
     output: OutputSink,
     /// Emptied item vectors of finished chunks, and outcome slots of finished maps, for the
     /// next map (see [`shelf`]).
@@ -319,6 +431,11 @@ impl Shared {
             0 => None,
             nanos => Some(std::time::Duration::from_nanos(nanos)),
         }
+    }
+
+    /// The chunks the streams add to their bound for the remote workers' links.
+    pub(crate) fn link_chunks(&self) -> usize {
+        self.link_chunks.load(Ordering::Relaxed)
     }
 
     pub(crate) fn next_chunk_id(&self) -> u64 {

@@ -5,6 +5,10 @@
 //! with postcard (serde, compact, not self-describing). The first exchange is a handshake: the
 //! host sends [`HostMsg::Hello`] with [`PROTOCOL_VERSION`]; the worker answers
 //! [`WorkerMsg::Ready`], or [`WorkerMsg::Refused`] and exits when the versions differ.
+//! A worker behind a launcher (ssh, srun, kubectl) is sent [`LinkSettings`] with its Hello:
+//! it then answers with its engine's compatibility ([`EngineInfo`]), and both sides send
+//! [`HostMsg::Heartbeat`] / [`WorkerMsg::Heartbeat`] frames while the link lasts (see
+//! `pool/link.rs` and `worker/link.rs`).
 //!
 //! Numbers take a shortcut: a chunk whose arguments are all numbers of the same kinds, and a
 //! run of results that are, travel packed ([`Packed`]: eight bytes a number, one copy a frame)
@@ -25,7 +29,10 @@ use crate::values::wire::Packed;
 use crate::values::{Value, Values};
 
 /// The protocol version both sides must agree on. Bump it on any change to the messages.
-pub(crate) const PROTOCOL_VERSION: u32 = 7;
+pub(crate) const PROTOCOL_VERSION: u32 = 9;
+
+/// This build's wasmpool version, exchanged at the handshake (reported, not required to match).
+pub(crate) const WASMPOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The largest frame either side accepts: bigger is a protocol error, not an allocation.
 pub const MAX_FRAME_BYTES: usize = 256 << 20;
@@ -54,6 +61,11 @@ pub(crate) enum HostMsg {
         version: u32,
         /// How the worker sets itself up.
         settings: WorkerSettings,
+        /// The host's wasmpool version, for the worker's refusal message. (New fields go
+        /// after `settings`, whose layout older workers read: they then refuse cleanly.)
+        wasmpool: String,
+        /// Set for a worker behind a launcher: heartbeats, and its engine's compatibility.
+        link: Option<LinkSettings>,
     },
     /// A module the worker will be asked to run; sent once per worker. The worker compiles it,
     /// caches it by id and answers [`WorkerMsg::Loaded`], so that compiling is never counted
@@ -92,6 +104,36 @@ pub(crate) enum HostMsg {
     },
     /// Finish: the worker exits with status 0.
     Shutdown,
+    /// The host is alive (to a worker with [`LinkSettings`]): never reaches the session, the
+    /// worker's link thread takes it.
+    Heartbeat,
+    /// Answered at once with [`WorkerMsg::Pong`] carrying the same number: the host measures
+    /// the round trip of a link with it.
+    Ping(u64),
+}
+
+/// How a worker behind a launcher keeps its link: the host sends a [`HostMsg::Heartbeat`]
+/// every `heartbeat_ms` and expects one back as often; either side that hears nothing from
+/// the other for `silence_ms` takes the link as lost (the worker exits, the host kills the
+/// launcher).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LinkSettings {
+    /// How often each side sends a heartbeat, in milliseconds.
+    pub(crate) heartbeat_ms: u32,
+    /// How long a side waits without a frame before it gives the link up, in milliseconds.
+    pub(crate) silence_ms: u32,
+}
+
+/// A remote worker's engine, as it reports it at the handshake: whether code the host
+/// compiled can run there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct EngineInfo {
+    /// SHA-256 of wasmtime's `precompile_compatibility_hash` of the engine configuration of
+    /// each [`Metering`] variant (by [`Metering::index`]), on the worker's machine: the
+    /// target, the CPU features Cranelift uses, the settings and wasmtime's version.
+    pub(crate) compat: Vec<[u8; 32]>,
+    /// The worker's target and CPU features, for messages (`x86_64-linux +avx2 +bmi2 ...`).
+    pub(crate) target: String,
 }
 
 /// A module as the host sends it to a worker.
@@ -306,6 +348,10 @@ pub(crate) enum WorkerMsg {
         /// made by the worker's parent, the host that started it (see
         /// [`crate::shared_code::can_receive`]).
         descriptors: bool,
+        /// The worker's wasmpool version.
+        wasmpool: String,
+        /// Its engine's compatibility, when the Hello asked (a worker behind a launcher).
+        engine: Option<EngineInfo>,
     },
     /// Handshake refused; the worker exits after sending this.
     Refused {
@@ -341,6 +387,22 @@ pub(crate) enum WorkerMsg {
         /// Each item's results.
         results: Packed,
     },
+    /// The worker is alive (a worker with [`LinkSettings`]): sent by its own thread, also
+    /// while a task runs.
+    Heartbeat,
+    /// The answer to [`HostMsg::Ping`].
+    Pong(u64),
+}
+
+/// The payload of a [`HostMsg::Heartbeat`] frame (without its length): how a link thread
+/// recognises one without decoding every frame.
+pub(crate) fn host_heartbeat_payload() -> Vec<u8> {
+    postcard::to_stdvec(&HostMsg::Heartbeat).expect("a unit variant encodes")
+}
+
+/// As [`host_heartbeat_payload`], for [`WorkerMsg::Heartbeat`].
+pub(crate) fn worker_heartbeat_payload() -> Vec<u8> {
+    postcard::to_stdvec(&WorkerMsg::Heartbeat).expect("a unit variant encodes")
 }
 
 /// A module compiled for one engine variant, as a compiling worker returns it.
@@ -613,8 +675,15 @@ mod tests {
                     lock_down: false,
                     compile_memory: None,
                 },
+                wasmpool: WASMPOOL_VERSION.into(),
+                link: Some(LinkSettings {
+                    heartbeat_ms: 1000,
+                    silence_ms: 5000,
+                }),
             },
             sample_chunk(),
+            HostMsg::Heartbeat,
+            HostMsg::Ping(7),
             HostMsg::Shutdown,
         ];
         for m in &msgs {
@@ -634,6 +703,21 @@ mod tests {
             read_frame::<HostMsg>(&mut reader, &mut buf)
                 .unwrap()
                 .is_none()
+        );
+    }
+
+    /// A heartbeat is one small frame, whose payload the link threads recognise by its bytes.
+    #[test]
+    fn heartbeats_are_one_byte_payloads() {
+        assert_eq!(host_heartbeat_payload().len(), 1);
+        assert_eq!(worker_heartbeat_payload().len(), 1);
+        assert_eq!(
+            decode::<WorkerMsg>(&worker_heartbeat_payload()).unwrap(),
+            WorkerMsg::Heartbeat
+        );
+        assert_ne!(
+            postcard::to_stdvec(&HostMsg::Ping(0)).unwrap(),
+            host_heartbeat_payload()
         );
     }
 

@@ -21,6 +21,7 @@ mod capture;
 pub(crate) mod compile;
 mod core_call;
 pub(crate) mod engines;
+mod link;
 mod reply;
 pub(crate) mod runner;
 mod sandbox;
@@ -35,8 +36,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::wire::{
-    self, Chunk, Code, HostMsg, ItemOutcome, Items, PROTOCOL_VERSION, RunFailure, WireError,
-    WorkerMsg, WorkerSettings,
+    self, Chunk, Code, EngineInfo, HostMsg, ItemOutcome, Items, LinkSettings, PROTOCOL_VERSION,
+    RunFailure, WASMPOOL_VERSION, WireError, WorkerMsg, WorkerSettings,
 };
 use ahead::Ahead;
 use cache::ModuleCache;
@@ -64,6 +65,11 @@ impl From<std::io::Error> for WorkerFault {
         WorkerFault::Wire(WireError::Io(e))
     }
 }
+
+/// For tests: a remote worker started with [`WORKER_ENV`] set to this reports an engine
+/// that cannot run the host's code (its compatibility hashes changed), so that it is sent the
+/// wasm and compiles for itself, as a worker on another kind of machine is.
+const FOREIGN_ENGINE: &str = "remote-foreign-engine";
 
 /// Set in a child's environment to make it a worker; its value is the host's pid.
 pub(crate) const WORKER_ENV: &str = "WASMPOOL_WORKER";
@@ -94,6 +100,10 @@ pub(crate) fn ensure_worker_hook_linked() {
 /// then exits the process. Anything else that writes to stdout (a library, a stray `println!`)
 /// is sent to stderr instead, so that it cannot corrupt the frames.
 pub fn worker_main() -> ! {
+    // A worker started by a launcher (`ssh HOST wasmpool worker`, srun) has the environment
+    // the remote side gave it: it starts itself again with an empty one, as the host starts
+    // its own workers.
+    empty_environment();
     // Before anything else: no new privileges, death with the host, resource limits.
     let host = std::env::var(WORKER_ENV)
         .ok()
@@ -120,16 +130,25 @@ pub fn worker_main() -> ! {
     let mut input = BufReader::with_capacity(1 << 16, crate::spin::SpinRead(protocol_in));
     let output = Arc::new(Mutex::new(BufWriter::with_capacity(1 << 16, protocol_out)));
     let result = match handshake(&mut input, &output, descriptors) {
-        Ok(Some(settings)) => {
+        Ok(Some((settings, link))) => {
             // Guest code runs on a thread whose native stack has room for the wasm stack.
             let stack = settings.max_wasm_stack + (8 << 20);
             std::thread::scope(|scope| {
                 std::thread::Builder::new()
                     .name("wasmpool-session".into())
                     .stack_size(stack)
-                    .spawn_scoped(scope, || match settings.compile_memory {
-                        Some(memory) => compile::session(settings, memory, &mut input, &output),
-                        None => session(settings, &mut input, &output),
+                    .spawn_scoped(scope, move || match (settings.compile_memory, link) {
+                        (Some(memory), _) => {
+                            compile::session(settings, memory, &mut input, &output)
+                        }
+                        // Behind a launcher: a link thread reads stdin (see `link`).
+                        (None, Some(link)) => {
+                            let mut relay = link::start(link, input, &output).map_err(|e| {
+                                WorkerFault::Setup(format!("cannot start its link threads: {e}"))
+                            })?;
+                            session(settings, &mut relay, &output)
+                        }
+                        (None, None) => session(settings, &mut input, &output),
                     })
                     .map_err(|e| WorkerFault::Setup(format!("cannot start its session: {e}")))
                     .and_then(|t| {
@@ -148,6 +167,31 @@ pub fn worker_main() -> ! {
             std::process::exit(1);
         }
     }
+}
+
+/// Starts this executable again with an empty environment (but for [`WORKER_ENV`], saying
+/// `remote`) when it has any other variable, as a worker started through a launcher has: the
+/// walls of a remote worker are those of a local one, raised by itself. A worker started by
+/// its host has just [`WORKER_ENV`] and goes on. If the new start fails, it goes on as it is.
+fn empty_environment() {
+    if std::env::vars_os().all(|(key, _)| key == WORKER_ENV) {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    // `remote` and the test's `remote-foreign-engine` (see `handshake`) stay as they are.
+    let value = match std::env::var(WORKER_ENV) {
+        Ok(value) if value == FOREIGN_ENGINE => value,
+        _ => "remote".to_string(),
+    };
+    // The constructor of the new image turns it into a worker, whatever its arguments.
+    let error = std::process::Command::new(exe)
+        .env_clear()
+        .env(WORKER_ENV, value)
+        .exec();
+    eprintln!("wasmpool worker: cannot start itself again with an empty environment ({error})");
 }
 
 fn fd_of(file: &File) -> i32 {
@@ -189,7 +233,7 @@ pub(crate) fn serve<W: Write + Send + 'static>(
     output: &Output<W>,
 ) -> Result<(), WorkerFault> {
     match handshake(input, output, false)? {
-        Some(settings) => session(settings, input, output),
+        Some((settings, _)) => session(settings, input, output),
         None => Ok(()),
     }
 }
@@ -205,28 +249,53 @@ fn send<W: Write>(output: &Output<W>, msg: &WorkerMsg, flush: bool) -> Result<()
     Ok(())
 }
 
-/// Answers the host's Hello (saying whether this worker can receive code descriptors): the
-/// worker settings, or `None` when the worker must exit.
+/// Answers the host's Hello (saying whether this worker can receive code descriptors, and,
+/// behind a launcher, what its engine can run): the worker settings and its link's, or `None`
+/// when the worker must exit.
 fn handshake<W: Write>(
     input: &mut impl Read,
     output: &Output<W>,
     descriptors: bool,
-) -> Result<Option<WorkerSettings>, WorkerFault> {
+) -> Result<Option<(WorkerSettings, Option<LinkSettings>)>, WorkerFault> {
     let mut buf = Vec::new();
     match wire::read_frame::<HostMsg>(input, &mut buf)? {
-        Some(HostMsg::Hello { version, settings }) if version == PROTOCOL_VERSION => {
+        Some(HostMsg::Hello {
+            version,
+            settings,
+            link,
+            ..
+        }) if version == PROTOCOL_VERSION => {
             let pid = std::process::id();
+            let engine = match link {
+                Some(_) => {
+                    let mut compat =
+                        crate::engine::compat_digests(false).map_err(WorkerFault::Setup)?;
+                    if std::env::var(WORKER_ENV).is_ok_and(|v| v == FOREIGN_ENGINE) {
+                        compat.iter_mut().for_each(|digest| digest[0] ^= 0xff);
+                    }
+                    Some(EngineInfo {
+                        compat,
+                        target: crate::engine::target_description(),
+                    })
+                }
+                None => None,
+            };
             let ready = WorkerMsg::Ready {
                 version,
                 pid,
                 descriptors,
+                wasmpool: WASMPOOL_VERSION.into(),
+                engine,
             };
             send(output, &ready, true)?;
-            Ok(Some(settings))
+            Ok(Some((settings, link)))
         }
-        Some(HostMsg::Hello { version, .. }) => {
+        Some(HostMsg::Hello {
+            version, wasmpool, ..
+        }) => {
             let reason = format!(
-                "the worker speaks protocol version {PROTOCOL_VERSION}, the host {version}"
+                "the worker (wasmpool {WASMPOOL_VERSION}) speaks protocol version \
+                 {PROTOCOL_VERSION}, the host (wasmpool {wasmpool}) {version}"
             );
             send(output, &WorkerMsg::Refused { reason }, true)?;
             Ok(None)
@@ -288,6 +357,9 @@ fn session<W: Write + Send + 'static>(
                     eprintln!("wasmpool worker: no shared state: {e}");
                 }
             }
+            // Taken by the link thread when there is one; nothing to do otherwise.
+            Some(HostMsg::Heartbeat) => {}
+            Some(HostMsg::Ping(n)) => send(output, &WorkerMsg::Pong(n), true)?,
             Some(HostMsg::Hello { .. }) => {
                 return Err(WorkerFault::Protocol(
                     "a second Hello in the middle of the session".into(),
@@ -398,6 +470,8 @@ fn msg_name(msg: &HostMsg) -> &'static str {
         HostMsg::Compile { .. } => "Compile",
         HostMsg::Shared { .. } => "Shared",
         HostMsg::Shutdown => "Shutdown",
+        HostMsg::Heartbeat => "Heartbeat",
+        HostMsg::Ping(_) => "Ping",
     }
 }
 
@@ -492,6 +566,8 @@ mod tests {
         let replies = session(&[HostMsg::Hello {
             version: PROTOCOL_VERSION + 1,
             settings: TEST_SETTINGS,
+            wasmpool: "9.9.9".into(),
+            link: None,
         }]);
         let [WorkerMsg::Refused { reason }] = replies.as_slice() else {
             panic!("{replies:?}")
@@ -514,6 +590,8 @@ mod tests {
             HostMsg::Hello {
                 version: PROTOCOL_VERSION,
                 settings: TEST_SETTINGS,
+                wasmpool: WASMPOOL_VERSION.into(),
+                link: None,
             },
             load(id, &bytes, Metering::Plain),
             run(
@@ -557,6 +635,8 @@ mod tests {
             HostMsg::Hello {
                 version: PROTOCOL_VERSION,
                 settings: TEST_SETTINGS,
+                wasmpool: WASMPOOL_VERSION.into(),
+                link: None,
             },
             load(id, &bytes, Metering::Plain),
             run(id, "next", items(&[0, 0, 0]), Resolved::default()),
@@ -602,6 +682,8 @@ mod tests {
             HostMsg::Hello {
                 version: PROTOCOL_VERSION,
                 settings: TEST_SETTINGS,
+                wasmpool: WASMPOOL_VERSION.into(),
+                link: None,
             },
             load(id, &bytes, Metering::Plain),
             run(id, "busy", items(50_000_000, 3), Resolved::default()),
@@ -644,6 +726,8 @@ mod tests {
             HostMsg::Hello {
                 version: PROTOCOL_VERSION,
                 settings: TEST_SETTINGS,
+                wasmpool: WASMPOOL_VERSION.into(),
+                link: None,
             },
             load(id, &bytes, Metering::Epochs),
             load(id, &bytes, Metering::EpochsAndFuel),

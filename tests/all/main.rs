@@ -4,6 +4,7 @@
 mod api;
 mod batch;
 mod chaos;
+mod cluster;
 mod failures;
 mod guests;
 mod hostile;
@@ -11,6 +12,7 @@ mod lifecycle;
 mod map;
 mod process;
 mod programs;
+mod remote;
 mod shared;
 mod shared_code;
 mod support;

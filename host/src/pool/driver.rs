@@ -19,6 +19,7 @@ use std::time::Duration;
 use crate::error::{Error, TaskError};
 
 use super::Shared;
+use super::hosts::HostHealth;
 use super::job::{Gather, Job};
 use super::worker_command::WorkerCommand;
 use super::worker_process::{Interrupted, PidSlot, SendError, Why, WorkerProcess};
@@ -53,15 +54,36 @@ pub(crate) enum Start {
 }
 
 /// A driver thread's life (see the module docs).
-pub(crate) fn drive(shared: Arc<Shared>, command: WorkerCommand, slot: PidSlot, start: Start) {
-    let spawn = || {
-        WorkerProcess::spawn(
-            &command,
-            shared.settings,
-            Arc::clone(&slot),
-            Some(&shared.objects),
-        )
+pub(crate) fn drive(
+    shared: Arc<Shared>,
+    command: WorkerCommand,
+    host: Option<Arc<HostHealth>>,
+    slot: PidSlot,
+    start: Start,
+) {
+    // A slot on a remote host launches within the host's limits, and counts its failures.
+    let spawn = || -> Result<WorkerProcess, Error> {
+        let mut worker = match &host {
+            Some(health) => health.launch(|| {
+                WorkerProcess::spawn(
+                    &command,
+                    shared.settings,
+                    Arc::clone(&slot),
+                    Some(&shared.objects),
+                )
+            })?,
+            None => WorkerProcess::spawn(
+                &command,
+                shared.settings,
+                Arc::clone(&slot),
+                Some(&shared.objects),
+            )?,
+        };
+        // A remote worker's link widens the streams' bound by its round trip's worth.
+        worker.cover_link(&shared.link_chunks);
+        Ok(worker)
     };
+    let host = host.as_deref();
     // The running chunk, and those sent ahead.
     let mut held: VecDeque<Held> = VecDeque::new();
     let mut worker = match start {
@@ -71,11 +93,21 @@ pub(crate) fn drive(shared: Arc<Shared>, command: WorkerCommand, slot: PidSlot, 
                 w
             }
             Err(e) => {
+                // The pool goes on with its other sources, if it has any that started.
+                if let Some(host) = host {
+                    host.give_up(&e.to_string());
+                }
+                let detail = format!("no worker process could be started: {e}");
                 let _ = ready.send(Err(e));
+                shared.driver_lost(&detail);
                 return;
             }
         },
         Start::OnDemand => {
+            if let Some(why) = host.and_then(HostHealth::given_up) {
+                shared.driver_lost(&why);
+                return;
+            }
             let turn = shared.queue.take_spin_turn();
             let Some(job) = shared.next_job(turn) else {
                 return;
@@ -88,7 +120,8 @@ pub(crate) fn drive(shared: Arc<Shared>, command: WorkerCommand, slot: PidSlot, 
                     w
                 }
                 Err(e) => {
-                    // Another slot may run it; this one gives up.
+                    // Another slot may run it; this one gives up, or on a remote host tries
+                    // again after the host's back-off, until the host is given up.
                     let detail = format!("no worker process could be started: {e}");
                     log::error!(target: "wasmpool::pool", "{detail}");
                     if let Err((job, _)) = shared.queue.push(job) {
@@ -97,8 +130,17 @@ pub(crate) fn drive(shared: Arc<Shared>, command: WorkerCommand, slot: PidSlot, 
                             detail: detail.clone(),
                         });
                     }
-                    shared.driver_lost(&detail);
-                    return;
+                    match host.map(|_| respawn(&shared, &spawn, host)) {
+                        Some(Ok(w)) => w,
+                        Some(Err(e)) => {
+                            shared.driver_lost(&format!("no worker process could be started: {e}"));
+                            return;
+                        }
+                        None => {
+                            shared.driver_lost(&detail);
+                            return;
+                        }
+                    }
                 }
             }
         }
@@ -124,6 +166,30 @@ pub(crate) fn drive(shared: Arc<Shared>, command: WorkerCommand, slot: PidSlot, 
                 None => break,
             }
         }
+        // A remote worker lost while its driver was idle is replaced before a chunk goes to
+        // it: its death is not the chunk's.
+        if worker.is_launched() && held.iter().all(|h| h.sent.is_none()) && worker.is_gone() {
+            let lost = worker.reap("it was lost while it had no work".into());
+            log::warn!(target: "wasmpool::pool", "{} {} while idle ({}): replacing it", worker.name(), lost.cause, lost.detail);
+            give_back(&shared, &mut held);
+            match respawn(&shared, &spawn, host) {
+                Ok(w) => {
+                    worker = w;
+                    continue;
+                }
+                Err(e) => {
+                    let detail = format!("no worker process could be started: {e}");
+                    for h in held.drain(..) {
+                        h.job.fail_all(|func| TaskError::Internal {
+                            func: func.to_string(),
+                            detail: detail.clone(),
+                        });
+                    }
+                    shared.driver_lost(&detail);
+                    return;
+                }
+            }
+        }
         let front = held.front_mut().expect("not empty");
         let sent = match front.sent {
             Some(id) => Ok(id),
@@ -143,7 +209,7 @@ pub(crate) fn drive(shared: Arc<Shared>, command: WorkerCommand, slot: PidSlot, 
             }
         };
         let result = sent.and_then(|id| {
-            if shared.max_tasks_per_worker.is_none() && worker.is_quick(ahead::AHEAD_LIMIT) {
+            if shared.max_tasks_per_worker.is_none() && worker.is_quick(ahead::limit(&worker)) {
                 ahead::send_ahead(&shared, &mut worker, &mut held);
             }
             // A driver whose last held chunk ends goes idle right after handing out its
@@ -175,7 +241,7 @@ pub(crate) fn drive(shared: Arc<Shared>, command: WorkerCommand, slot: PidSlot, 
                     .is_some_and(|max| ran_here >= max)
                 {
                     worker.shutdown();
-                    match respawn(&shared, &spawn) {
+                    match respawn(&shared, &spawn, host) {
                         Ok(w) => worker = w,
                         Err(e) => {
                             shared.driver_lost(&format!("no worker process could be started: {e}"));
@@ -202,7 +268,13 @@ pub(crate) fn drive(shared: Arc<Shared>, command: WorkerCommand, slot: PidSlot, 
                     held.pop_front();
                 }
                 ran_here = 0;
-                match respawn(&shared, &spawn) {
+                // A remote slot hands what it holds back to the queue first: its relaunch may
+                // take long (a back-off, a Slurm step waiting for resources), and other
+                // workers can run it meanwhile.
+                if host.is_some() {
+                    give_back(&shared, &mut held);
+                }
+                match respawn(&shared, &spawn, host) {
                     Ok(w) => worker = w,
                     Err(e) => {
                         let detail = format!("no worker process could be started: {e}");
@@ -220,6 +292,18 @@ pub(crate) fn drive(shared: Arc<Shared>, command: WorkerCommand, slot: PidSlot, 
         }
     }
     worker.shutdown();
+}
+
+/// Hands the jobs a driver holds (none sent to a live worker) back to the queue, for any
+/// driver to take, unless the pool is closed (then the queue takes no job, and they stay).
+fn give_back(shared: &Shared, held: &mut VecDeque<Held>) {
+    let mut kept = VecDeque::new();
+    for h in held.drain(..) {
+        if let Err((job, _)) = shared.queue.push(h.job) {
+            kept.push_back(Held::new(job));
+        }
+    }
+    *held = kept;
 }
 
 /// Readies a job taken from the queue: cancelled items are dropped, the others can no longer
@@ -295,11 +379,36 @@ fn settle(shared: &Shared, job: &mut Job, stop: Interrupted, pid: u32) -> bool {
     true
 }
 
-/// Starts a replacement worker, retrying a few times with a pause.
+/// Starts a replacement worker, retrying a few times with a pause; on a remote host, with the
+/// host's back-off between tries, until the host is given up (see [`HostHealth`]).
 fn respawn(
     shared: &Shared,
     start: &impl Fn() -> Result<WorkerProcess, Error>,
+    host: Option<&HostHealth>,
 ) -> Result<WorkerProcess, Error> {
+    if let Some(host) = host {
+        loop {
+            // The pause, in slices, so that a pool that terminates is not kept waiting.
+            let pause = host.backoff();
+            let until = std::time::Instant::now() + pause;
+            while std::time::Instant::now() < until {
+                if shared.is_terminating() {
+                    return Err(Error::Closed);
+                }
+                thread::sleep(Duration::from_millis(20).min(pause));
+            }
+            if shared.is_terminating() {
+                return Err(Error::Closed);
+            }
+            match start() {
+                Ok(w) => return Ok(w),
+                Err(e) if host.given_up().is_some() => return Err(e),
+                Err(e) => {
+                    log::warn!(target: "wasmpool::pool", "cannot start a replacement worker: {e}; trying again after {:?}", host.backoff());
+                }
+            }
+        }
+    }
     let mut last = Error::Closed;
     for attempt in 0..5u32 {
         if shared.is_terminating() {

@@ -62,6 +62,13 @@ const ITEMS_IN_FLIGHT_PER_WORKER: usize = 64;
 /// asked for must not be a huge allocation for a short input.
 const MAX_CHUNK_RESERVE: usize = 4096;
 
+/// How many chunks of about [`CHUNK_TIME`] cover a link's round trip `rtt`, and one more: what
+/// a stream keeps in flight beyond its bound for each remote worker, so that the worker is not
+/// left idle for a round trip between chunks (at most 64).
+pub(crate) fn chunks_to_cover(rtt: Duration) -> usize {
+    ((rtt.as_nanos() / CHUNK_TIME.as_nanos()) as usize + 1).min(64)
+}
+
 impl Chunking {
     /// The pool's chunking: `size` items per chunk if the caller chose it, else measured;
     /// `in_flight` chunks at most if the caller chose it.
@@ -81,11 +88,13 @@ impl Chunking {
         }
     }
 
-    fn in_flight(self) -> usize {
+    /// The bound, with what the remote workers' links add (see [`chunks_to_cover`]).
+    fn in_flight(self, shared: &Shared) -> usize {
         match self {
             Chunking::Fixed { in_flight, .. } | Chunking::Measured { in_flight } => in_flight,
         }
         .max(1)
+            + shared.link_chunks()
     }
 
     /// The size of the next chunk, after one of `last` items. Measured: as many items as take
@@ -185,7 +194,9 @@ impl<I: Iterator<Item = Result<Values, TaskError>>> Feed<I> {
         }
         let size = self.chunking.next_size(&self.shared, self.last_size);
         let in_flight = self.submitted - yielded;
-        if in_flight > 0 && in_flight + size > size.saturating_mul(self.chunking.in_flight()) {
+        if in_flight > 0
+            && in_flight + size > size.saturating_mul(self.chunking.in_flight(&self.shared))
+        {
             return false;
         }
         let mut chunk = Vec::with_capacity(size.min(MAX_CHUNK_RESERVE));
@@ -215,7 +226,7 @@ impl<I: Iterator<Item = Result<Values, TaskError>>> Feed<I> {
     /// How many items must have been yielded before the next chunk fits in the bound.
     fn room_at(&self) -> usize {
         let size = self.chunking.next_size(&self.shared, self.last_size);
-        let slack = size.saturating_mul(self.chunking.in_flight()) - size;
+        let slack = size.saturating_mul(self.chunking.in_flight(&self.shared)) - size;
         self.submitted.saturating_sub(slack)
     }
 

@@ -3,8 +3,17 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::error::Error;
+
+use super::link::{DEFAULT_LINK, LinkConfig};
+
+/// How long a worker started by the host itself may take to answer its handshake.
+pub(crate) const LOCAL_STARTUP: Duration = Duration::from_secs(30);
+/// How long a worker behind a launcher may take (an ssh connection, a Slurm step that may
+/// wait for resources, a pod's exec): its launcher's progress is logged meanwhile.
+pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The process-wide default set by [`set_worker_command`].
 static DEFAULT: Mutex<Option<WorkerCommand>> = Mutex::new(None);
@@ -53,6 +62,11 @@ pub struct WorkerCommand {
     program: PathBuf,
     args: Vec<OsString>,
     share_code_above: usize,
+    /// Set for a command that is a launcher (ssh, srun, kubectl): its worker's link.
+    link: Option<LinkConfig>,
+    startup: Duration,
+    /// The host it reaches, for messages and for the pool's accounting of failing hosts.
+    host: Option<String>,
 }
 
 impl WorkerCommand {
@@ -62,6 +76,9 @@ impl WorkerCommand {
             program: program.into(),
             args: Vec::new(),
             share_code_above: crate::shared_code::DEFAULT_SHARE_CODE_ABOVE,
+            link: None,
+            startup: LOCAL_STARTUP,
+            host: None,
         }
     }
 
@@ -107,6 +124,76 @@ impl WorkerCommand {
     pub fn share_code_above(mut self, bytes: usize) -> Self {
         self.share_code_above = bytes;
         self
+    }
+
+    /// Marks this command as a launcher whose stdio reaches a worker elsewhere (`ssh HOST
+    /// wasmpool worker`, `srun ... wasmpool worker`, `kubectl exec -i POD -- wasmpool
+    /// worker`): it is started with the host's environment (which ssh, srun and kubectl
+    /// need: `SSH_AUTH_SOCK`, `SLURM_*`, `KUBECONFIG`) instead of an empty one, the worker
+    /// raises its walls on its own machine and clears its own environment, heartbeats flow
+    /// both ways ([`WorkerCommand::heartbeat`]), compiled code is sent only if the worker's
+    /// engine can run it, and its start may take up to [`DEFAULT_STARTUP_TIMEOUT`]. `host`
+    /// names the machine in messages; the [`crate::Launcher`] presets set all this.
+    pub fn launched(mut self, host: impl Into<String>) -> Self {
+        self.link.get_or_insert(DEFAULT_LINK);
+        if self.startup == LOCAL_STARTUP {
+            self.startup = DEFAULT_STARTUP_TIMEOUT;
+        }
+        self.host = Some(host.into());
+        self
+    }
+
+    /// How often each side of a launched worker's link sends a heartbeat (default 1 s), and
+    /// how long either waits without hearing anything before it takes the link as lost
+    /// (default 5 s): the host then kills the launcher (the worker's task is retried or fails
+    /// with [`crate::TaskError::WorkerCrashed`]) and the worker exits. Makes the command a
+    /// launched one (see [`WorkerCommand::launched`]).
+    pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
+        let interval = interval.max(Duration::from_millis(10));
+        self.link = Some(LinkConfig {
+            heartbeat: interval,
+            silence: timeout.max(interval * 2),
+        });
+        if self.host.is_none() {
+            let host = self.program.display().to_string();
+            self = self.launched(host);
+        }
+        self
+    }
+
+    /// How long a worker may take to answer its handshake (default 30 s for a local worker,
+    /// [`DEFAULT_STARTUP_TIMEOUT`] for a launched one): a worker still starting is reported in
+    /// the log every few seconds with what its launcher last said (`srun: job 12 queued and
+    /// waiting for resources`), and one that has not answered by then fails to start, with
+    /// that.
+    pub fn startup_timeout(mut self, timeout: Duration) -> Self {
+        self.startup = timeout.max(Duration::from_millis(100));
+        self
+    }
+
+    /// The link of a launched worker.
+    pub(crate) fn link(&self) -> Option<LinkConfig> {
+        self.link
+    }
+
+    /// How long its handshake may take.
+    pub(crate) fn startup(&self) -> Duration {
+        self.startup
+    }
+
+    /// The host a launched worker runs on.
+    pub(crate) fn host(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+
+    /// The command line, for messages: `ssh -T node1 wasmpool worker`.
+    pub(crate) fn describe(&self) -> String {
+        let mut text = self.program.display().to_string();
+        for arg in &self.args {
+            text.push(' ');
+            text.push_str(&arg.to_string_lossy());
+        }
+        text
     }
 
     /// See [`WorkerCommand::share_code_above`].

@@ -9,12 +9,12 @@
 //! the error that reports its death.
 
 use std::collections::{HashSet, VecDeque};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -25,18 +25,19 @@ use crate::shared::SharedObjects;
 use crate::shared_code::CodeFile;
 use crate::spin;
 use crate::wire::{
-    self, Code, HostMsg, MAX_FRAME_BYTES, ModuleId, PROTOCOL_VERSION, RunRef, WireError, WorkerMsg,
-    WorkerSettings,
+    self, Code, EngineInfo, HostMsg, LinkSettings, MAX_FRAME_BYTES, ModuleId, PROTOCOL_VERSION,
+    RunRef, WASMPOOL_VERSION, WireError, WorkerMsg, WorkerSettings,
 };
 
 use super::job::{Gather, Job, JobItem};
+use super::link::{LinkReader, LinkState};
 use super::outcome::Reported;
 use super::worker_command::WorkerCommand;
 
 /// The largest write buffer kept from one frame to the next.
 const KEPT_BUFFER: usize = 1 << 20;
-/// How long a new worker may take to answer the handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a worker that has not answered its handshake yet is reported as still starting.
+const STARTUP_NOTICE: Duration = Duration::from_secs(5);
 /// How many stderr lines of a worker are kept for the error that reports its death.
 const STDERR_TAIL_LINES: usize = 20;
 /// How long a reaped worker's stderr relay may take to read the last of the pipe. It ends as
@@ -64,8 +65,21 @@ pub(crate) struct WorkerProcess {
     child: Child,
     pid: u32,
     slot: PidSlot,
-    stdin: BufWriter<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
+    /// Shared with the link thread of a launched worker, which writes heartbeats between
+    /// the driver's frames (see [`crate::pool::link`]).
+    stdin: Arc<Mutex<BufWriter<ChildStdin>>>,
+    stdout: Stdout,
+    /// A launched worker's link, shared with its link thread.
+    link: Option<Arc<LinkState>>,
+    /// What a launched worker's engine can run (`None`: a local worker, the host's own).
+    engine: Option<EngineInfo>,
+    /// The streams' extra chunks this worker's link counts for (see `cover_link`).
+    covers: Option<(Arc<std::sync::atomic::AtomicUsize>, usize)>,
+    /// A launched worker's own pid on its machine, and the host it runs on.
+    remote: Option<(u32, String)>,
+    /// The round trip of a launched worker's link, measured after its handshake (zero for a
+    /// local worker).
+    pub(crate) rtt: Duration,
     loaded: HashSet<(ModuleId, Metering)>,
     /// The host's end of the worker's stderr, a unix socket, over which it sends the worker
     /// code descriptors (see [`crate::shared_code`]): `None` if the worker cannot take them.
@@ -86,6 +100,50 @@ pub(crate) struct WorkerProcess {
     /// The pool's shared objects, once this worker was given them: a dead worker's locks are
     /// released through them when it is reaped.
     objects: Option<Arc<SharedObjects>>,
+}
+
+/// Where a worker's frames are read from: its pipe, or for a launched worker the link
+/// thread that reads that pipe.
+enum Stdout {
+    Pipe(BufReader<ChildStdout>),
+    Link(LinkReader),
+}
+
+impl Read for Stdout {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stdout::Pipe(pipe) => pipe.read(buf),
+            Stdout::Link(link) => link.read(buf),
+        }
+    }
+}
+
+impl Stdout {
+    /// Whether nothing is buffered on this side of the pipe.
+    fn nothing_buffered(&self) -> bool {
+        match self {
+            Stdout::Pipe(pipe) => pipe.buffer().is_empty(),
+            Stdout::Link(link) => !link.has_pending(),
+        }
+    }
+
+    /// Spins briefly for bytes (see [`crate::spin`]); a link only looks.
+    fn spin_until_readable(&self) -> bool {
+        match self {
+            Stdout::Pipe(pipe) => spin::spin_until_readable(pipe.get_ref()),
+            Stdout::Link(link) => link.has_pending(),
+        }
+    }
+
+    /// Waits up to `timeout` for bytes, or the end of the stream.
+    fn wait_readable(&mut self, timeout: Duration) -> bool {
+        match self {
+            Stdout::Pipe(pipe) => {
+                !pipe.buffer().is_empty() || wait_readable(pipe.get_ref(), timeout)
+            }
+            Stdout::Link(link) => link.wait_readable(timeout),
+        }
+    }
 }
 
 /// How a worker ended, and its last words.
@@ -215,9 +273,10 @@ impl WorkerProcess {
         objects: Option<&Arc<SharedObjects>>,
     ) -> Result<WorkerProcess, Error> {
         let spawn_error = |detail: String| Error::Spawn {
-            program: command.program().display().to_string(),
+            program: command.describe(),
             detail,
         };
+        let launched = command.link();
         let mut process = Command::new(command.program());
         // An empty environment but for the worker switch, which names this host (the worker
         // raises its walls first thing, `walls::first_walls`, and checks it is still our
@@ -232,10 +291,15 @@ impl WorkerProcess {
         let stderr = code_socket
             .try_clone()
             .map_err(|e| spawn_error(format!("no socket for its stderr: {e}")))?;
+        process.args(command.arguments());
+        // A launcher (ssh, srun, kubectl) keeps the host's environment, which it needs; the
+        // worker it reaches clears its own (see `worker::worker_main`).
+        if launched.is_none() {
+            process
+                .env_clear()
+                .env(crate::worker::WORKER_ENV, std::process::id().to_string());
+        }
         process
-            .args(command.arguments())
-            .env_clear()
-            .env(crate::worker::WORKER_ENV, std::process::id().to_string())
             .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -259,17 +323,34 @@ impl WorkerProcess {
         let stdin = child.stdin.take().expect("stdin is piped");
         // SAFETY: fcntl on a pipe descriptor we own.
         let pipe_capacity = unsafe { libc::fcntl(stdin.as_raw_fd(), libc::F_GETPIPE_SZ) };
-        let mut worker = WorkerProcess {
-            stdin: BufWriter::new(stdin),
-            stdout: BufReader::with_capacity(
-                1 << 16,
-                child.stdout.take().expect("stdout is piped"),
+        let stdin = Arc::new(Mutex::new(BufWriter::new(stdin)));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (stdout, link) = match launched {
+            Some(config) => {
+                let (reader, state) =
+                    super::link::start(stdout, Arc::clone(&stdin), pid, Arc::clone(&slot), config)
+                        .map_err(|e| spawn_error(format!("cannot start its link thread: {e}")))?;
+                (Stdout::Link(reader), Some(state))
+            }
+            None => (
+                Stdout::Pipe(BufReader::with_capacity(1 << 16, stdout)),
+                None,
             ),
+        };
+        let mut worker = WorkerProcess {
+            stdin,
+            stdout,
+            link,
+            engine: None,
+            covers: None,
+            remote: None,
+            rtt: Duration::ZERO,
             child,
             pid,
             slot,
             loaded: HashSet::new(),
-            code_socket: Some(code_socket),
+            // A launcher's stderr is not the worker's: no descriptor can reach the worker.
+            code_socket: launched.is_none().then_some(code_socket),
             share_code_above: command.code_sharing_threshold(),
             stderr_tail,
             stderr_done,
@@ -280,12 +361,13 @@ impl WorkerProcess {
             pipe_capacity: usize::try_from(pipe_capacity).unwrap_or(4096),
             objects: None,
         };
-        worker.handshake(settings).map_err(|detail| {
+        worker.handshake(settings, command).map_err(|detail| {
             let lost = worker.reap(detail.clone());
             let tail = lost.stderr_tail;
+            let detail = lost.detail;
             Error::Handshake(format!(
-                "worker {pid} ({}): {detail}; it {}{}",
-                command.program().display(),
+                "worker {pid} (`{}`): {detail}; it {}{}",
+                command.describe(),
                 lost.cause,
                 if tail.is_empty() {
                     String::new()
@@ -320,7 +402,7 @@ impl WorkerProcess {
         )
         .map_err(|e| format!("cannot send it the shared state: {e}"))?;
         drop(worker_end);
-        wire::write_frame(&mut self.stdin, &HostMsg::Shared { pool: objects.id() })
+        wire::write_frame(&mut *self.stdin(), &HostMsg::Shared { pool: objects.id() })
             .map_err(|e| e.to_string())?;
         let served = Arc::clone(objects);
         thread::Builder::new()
@@ -331,27 +413,87 @@ impl WorkerProcess {
         Ok(())
     }
 
-    fn handshake(&mut self, settings: WorkerSettings) -> Result<(), String> {
+    /// The writer to the worker, locked (a launched worker's link thread shares it).
+    fn stdin(&self) -> MutexGuard<'_, BufWriter<ChildStdin>> {
+        self.stdin.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for the worker's first frame up to the command's start-up deadline, saying in
+    /// the log every few seconds that it is still starting, with its launcher's last words
+    /// (`srun: job 12 queued and waiting for resources`): a worker that waits is reported as
+    /// waiting, not left to look hung.
+    fn wait_for_start(&mut self, command: &WorkerCommand) -> Result<(), String> {
+        let started = Instant::now();
+        let deadline = command.startup();
+        loop {
+            let waited = started.elapsed();
+            let step = STARTUP_NOTICE.min(deadline.saturating_sub(waited));
+            if self.stdout.wait_readable(step) {
+                return Ok(());
+            }
+            let waited = started.elapsed();
+            let said = self.last_stderr_line();
+            let said = if said.is_empty() {
+                "it has said nothing yet".to_string()
+            } else {
+                format!("it last said: {said}")
+            };
+            if waited >= deadline {
+                return Err(format!(
+                    "no answer to the handshake within {deadline:?}, the start-up deadline                      (still starting? {said})"
+                ));
+            }
+            log::warn!(target: "wasmpool::worker", "worker {} (`{}`) is still starting after {:.0?}: {said}", self.pid, command.describe(), waited);
+        }
+    }
+
+    /// The last line the worker (or its launcher) wrote to stderr.
+    fn last_stderr_line(&self) -> String {
+        let tail = self.stderr_tail.lock().unwrap_or_else(|e| e.into_inner());
+        tail.back().cloned().unwrap_or_default()
+    }
+
+    fn handshake(
+        &mut self,
+        settings: WorkerSettings,
+        command: &WorkerCommand,
+    ) -> Result<(), String> {
+        let link = command.link().map(|link| LinkSettings {
+            heartbeat_ms: u32::try_from(link.heartbeat.as_millis()).unwrap_or(u32::MAX),
+            silence_ms: u32::try_from(link.silence.as_millis()).unwrap_or(u32::MAX),
+        });
         let hello = HostMsg::Hello {
             version: PROTOCOL_VERSION,
             settings,
+            wasmpool: WASMPOOL_VERSION.into(),
+            link,
         };
-        wire::write_frame(&mut self.stdin, &hello).map_err(|e| e.to_string())?;
-        if !wait_readable(self.stdout.get_ref(), HANDSHAKE_TIMEOUT) {
-            return Err(format!(
-                "no answer to the handshake within {HANDSHAKE_TIMEOUT:?}"
-            ));
-        }
+        wire::write_frame(&mut *self.stdin(), &hello).map_err(|e| e.to_string())?;
+        self.wait_for_start(command)?;
         match wire::read_frame::<WorkerMsg>(&mut self.stdout, &mut self.read_buf) {
             Ok(Some(WorkerMsg::Ready {
                 version,
                 pid,
                 descriptors,
+                wasmpool,
+                engine,
             })) if version == PROTOCOL_VERSION => {
                 // Descriptors only to a worker that can take them on the socket this host
                 // made: its own child, not a launcher's (which would never read them).
                 if !(descriptors && pid == self.pid) {
                     self.code_socket = None;
+                }
+                if wasmpool != WASMPOOL_VERSION {
+                    log::warn!(target: "wasmpool::worker", "worker {} (`{}`) is wasmpool {wasmpool}, this host {WASMPOOL_VERSION}: they speak the same protocol", self.pid, command.describe());
+                }
+                if link.is_some() {
+                    let host = command.host().unwrap_or("?").to_string();
+                    if let Some(engine) = &engine {
+                        log::debug!(target: "wasmpool::worker", "worker {} on {host} (pid {pid} there): {}, host's compiled code {}", self.pid, engine.target, if compatible(engine, Metering::Plain) { "runs there" } else { "does not run there: it compiles for itself" });
+                    }
+                    self.remote = Some((pid, host));
+                    self.engine = engine;
+                    self.measure_round_trip(command)?;
                 }
                 Ok(())
             }
@@ -360,10 +502,81 @@ impl WorkerProcess {
             )),
             Ok(Some(WorkerMsg::Refused { reason })) => Err(format!("it refused: {reason}")),
             Ok(Some(other)) => Err(format!("unexpected first message {other:?}")),
+            Ok(None) if command.link().is_some() => Err(format!(
+                "its launcher ended before a worker answered (is `{}` right, and a wasmpool \
+                 worker at its end?)",
+                command.describe()
+            )),
             Ok(None) => {
                 Err("it closed its pipe without answering (is it a wasmpool worker?)".into())
             }
             Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Measures a launched worker's round trip: a `Ping`, answered at once.
+    fn measure_round_trip(&mut self, command: &WorkerCommand) -> Result<(), String> {
+        let mut best = Duration::MAX;
+        for n in 0..3 {
+            let sent = Instant::now();
+            wire::write_frame(&mut *self.stdin(), &HostMsg::Ping(n)).map_err(|e| e.to_string())?;
+            if !self.stdout.wait_readable(command.startup()) {
+                return Err(format!(
+                    "no answer to a ping within {:?}",
+                    command.startup()
+                ));
+            }
+            match wire::read_frame::<WorkerMsg>(&mut self.stdout, &mut self.read_buf) {
+                Ok(Some(WorkerMsg::Pong(m))) if m == n => best = best.min(sent.elapsed()),
+                Ok(Some(other)) => {
+                    return Err(format!("it answered a ping with {}", describe(&other)));
+                }
+                Ok(None) => return Err("its pipe closed after its handshake".into()),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        self.rtt = best;
+        Ok(())
+    }
+
+    /// Counts this remote worker's link in `chunks`, the streams' extra chunks in flight
+    /// (enough to cover its round trip), for as long as the worker lives.
+    pub(crate) fn cover_link(&mut self, chunks: &Arc<std::sync::atomic::AtomicUsize>) {
+        if self.link.is_some() && self.covers.is_none() {
+            let n = super::imap::chunks_to_cover(self.rtt);
+            chunks.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            self.covers = Some((Arc::clone(chunks), n));
+        }
+    }
+
+    /// Whether this is a worker behind a launcher.
+    pub(crate) fn is_launched(&self) -> bool {
+        self.link.is_some()
+    }
+
+    /// Whether a launched worker's link has been given up (its launcher is being killed).
+    pub(crate) fn link_lost(&self) -> bool {
+        self.link.as_ref().is_some_and(|link| link.lost().is_some())
+    }
+
+    /// Whether a launched worker is known to be gone already: its link given up, or its
+    /// launcher's stdout closed (a worker that died while its driver was idle is replaced
+    /// before a chunk is sent to it, so that no chunk is charged with its death).
+    pub(crate) fn is_gone(&mut self) -> bool {
+        // Not `try_wait`: the child is reaped only by `reap`, after its pid slot is cleared.
+        let ended = match &mut self.stdout {
+            Stdout::Link(link) => link.ended(),
+            Stdout::Pipe(_) => false,
+        };
+        self.link_lost() || ended
+    }
+
+    /// Names the worker for messages: its pid, and for a launched worker its host and pid
+    /// there.
+    pub(crate) fn name(&self) -> String {
+        match &self.remote {
+            Some((pid, host)) => format!("worker {} (on {host}, pid {pid} there)", self.pid),
+            None => format!("worker {}", self.pid),
         }
     }
 
@@ -424,20 +637,19 @@ impl WorkerProcess {
         let result = (|| {
             let mut progress = Instant::now();
             while next < job.items.len() {
-                let fd = self.stdout.get_ref();
                 // Spin for the answer only when answers usually come within the spin: for
                 // long items, spinning would only take a core from the workers.
                 let spin = self.typical_wait <= spin::SPIN;
-                if self.stdout.buffer().is_empty()
-                    && !(spin && spin::spin_until_readable(fd))
+                if self.stdout.nothing_buffered()
+                    && !(spin && self.stdout.spin_until_readable())
                     && let Some(timeout) = job.limits.timeout
                 {
                     // A batch chunk's next outcomes may wait for several calls, each with its
                     // own timeout (see `Job::calls_per_report`).
                     let calls = job.calls_per_report();
-                    let deadline = progress + timeout * calls + kill_grace(timeout);
+                    let deadline = progress + timeout * calls + kill_grace(timeout) + self.rtt * 2;
                     let left = deadline.saturating_duration_since(Instant::now());
-                    if !wait_readable(fd, left) {
+                    if !self.stdout.wait_readable(left) {
                         let detail = format!(
                             "the host killed it: no answer within {}the {timeout:?} timeout and \
                              {:?} of grace",
@@ -455,7 +667,13 @@ impl WorkerProcess {
                 let reported = self
                     .read_outcomes(chunk_id, next, left)
                     .map_err(|detail| (Why::Crashed, detail))?;
-                let waited = progress.elapsed() / reported.len().max(1) as u32;
+                // A remote worker's first outcomes of a chunk come a round trip after it was
+                // sent: the time its items took is the rest.
+                let mut waited = progress.elapsed();
+                if next == 0 && self.link.is_some() {
+                    waited = waited.saturating_sub(self.rtt);
+                }
+                let waited = waited / reported.len().max(1) as u32;
                 self.typical_wait = (self.typical_wait * 3 + waited) / 4;
                 self.outcomes_seen += reported.len() as u64;
                 let first = next;
@@ -545,7 +763,7 @@ impl WorkerProcess {
         if room.is_some_and(|room| self.write_buf.len() > room) {
             return Ok(None);
         }
-        self.stdin.write_all(&self.write_buf)?;
+        self.stdin().write_all(&self.write_buf)?;
         Ok(Some(self.write_buf.len()))
     }
 
@@ -563,6 +781,15 @@ impl WorkerProcess {
             metering,
         };
         let compiled = match module.code(metering) {
+            // A worker elsewhere whose engine cannot run the host's code compiles for itself.
+            Ok(_)
+                if self
+                    .engine
+                    .as_ref()
+                    .is_some_and(|e| !compatible(e, metering)) =>
+            {
+                false
+            }
             Ok(code) if self.sends_descriptor(&code) => {
                 wire::encode_frame(
                     &load(Code::Descriptor {
@@ -601,8 +828,11 @@ impl WorkerProcess {
                 other => SendFault::from(other),
             })?;
         }
-        self.stdin.write_all(&self.write_buf)?;
-        self.stdin.flush()?;
+        {
+            let mut stdin = self.stdin();
+            stdin.write_all(&self.write_buf)?;
+            stdin.flush()?;
+        }
         // A frame of megabytes of code is not kept for the next chunk's.
         if self.write_buf.capacity() > KEPT_BUFFER {
             self.write_buf = Vec::new();
@@ -647,7 +877,8 @@ impl WorkerProcess {
 
     /// Sends what was written to the worker.
     pub(crate) fn flush(&mut self) -> Result<(), Interrupted> {
-        self.stdin.flush().map_err(|e| Interrupted {
+        let flushed = self.stdin().flush();
+        flushed.map_err(|e| Interrupted {
             at: 0,
             why: Why::Crashed,
             lost: self.reap(format!("the host could not write to it: {e}")),
@@ -657,7 +888,7 @@ impl WorkerProcess {
     /// Sends what was written ahead of its turn; a failure is left for the read of the
     /// running chunk's outcomes to find, as the worker's death.
     pub(crate) fn flush_ahead(&mut self) {
-        let _ = self.stdin.flush();
+        let _ = self.stdin().flush();
     }
 
     /// Clears the pid slot before the child is reaped, so nobody signals a recycled pid; a
@@ -672,6 +903,17 @@ impl WorkerProcess {
     /// Kills (if needed) and reaps the worker, waits for the last of its stderr, and says how
     /// it ended; `detail` is what the host saw.
     pub(crate) fn reap(&mut self, detail: String) -> Lost {
+        // A link given up says why better than what the driver saw next (its pipe closing).
+        let mut detail = match self.link.as_ref().and_then(|link| link.lost()) {
+            Some(why) => why,
+            None => detail,
+        };
+        if let Some((pid, host)) = &self.remote {
+            detail = format!("{detail} (its worker ran on {host}, pid {pid} there)");
+        }
+        if let Some(link) = &self.link {
+            link.stop();
+        }
         self.release_slot();
         let _ = self.child.kill();
         let cause = match self.child.wait() {
@@ -715,12 +957,12 @@ impl WorkerProcess {
             metering,
             wasm: wasm.to_vec(),
         };
-        let sent = wire::write_frame(&mut self.stdin, &request);
+        let sent = wire::write_frame(&mut *self.stdin(), &request);
         if let Err(e) = sent {
             let lost = self.reap(format!("the host could not write to it: {e}"));
             return Err((Why::Crashed, lost));
         }
-        if !wait_readable(self.stdout.get_ref(), timeout) {
+        if !self.stdout.wait_readable(timeout) {
             let lost = self.reap(format!("the host killed it after {timeout:?}"));
             return Err((Why::Overran, lost));
         }
@@ -742,7 +984,7 @@ impl WorkerProcess {
 
     /// Asks the worker to exit, and reaps it (killing it if it does not exit promptly).
     pub(crate) fn shutdown(mut self) {
-        let _ = wire::write_frame(&mut self.stdin, &HostMsg::Shutdown);
+        let _ = wire::write_frame(&mut *self.stdin(), &HostMsg::Shutdown);
         // A worker exits within a millisecond or so: poll finely at first, up to a second.
         let deadline = Instant::now() + Duration::from_secs(1);
         let mut pause = Duration::from_micros(100);
@@ -759,6 +1001,12 @@ impl WorkerProcess {
 
 impl Drop for WorkerProcess {
     fn drop(&mut self) {
+        if let Some((chunks, n)) = self.covers.take() {
+            chunks.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+        }
+        if let Some(link) = &self.link {
+            link.stop();
+        }
         self.release_slot();
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -770,6 +1018,8 @@ impl Drop for WorkerProcess {
 fn describe(msg: &WorkerMsg) -> String {
     match msg {
         WorkerMsg::Ready { .. } => "a second Ready".into(),
+        WorkerMsg::Heartbeat => "a heartbeat".into(),
+        WorkerMsg::Pong(_) => "a Pong".into(),
         WorkerMsg::Refused { reason } => format!("a refusal ({reason})"),
         WorkerMsg::Loaded { .. } => "a Loaded".into(),
         WorkerMsg::Compiled(_) => "a Compiled".into(),
@@ -790,6 +1040,14 @@ fn describe(msg: &WorkerMsg) -> String {
             results.len()
         ),
     }
+}
+
+/// Whether code the host compiled for `metering` runs on the engine a remote worker reported.
+fn compatible(engine: &EngineInfo, metering: Metering) -> bool {
+    static HOST: OnceLock<Vec<[u8; 32]>> = OnceLock::new();
+    let host = HOST.get_or_init(|| crate::engine::compat_digests(true).unwrap_or_default());
+    host.get(metering.index())
+        .is_some_and(|ours| engine.compat.get(metering.index()) == Some(ours))
 }
 
 /// The arguments of a job's items, serialized as the [`crate::wire::Chunk`]'s `items`.
@@ -831,5 +1089,35 @@ pub(crate) fn wait_readable(fd: &impl AsRawFd, timeout: Duration) -> bool {
         if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
             return false;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compiled code goes to a remote worker only for the variants its engine can run.
+    #[test]
+    fn code_goes_only_to_an_engine_that_can_run_it() {
+        let ours = crate::engine::compat_digests(true).unwrap();
+        let same = EngineInfo {
+            compat: ours.clone(),
+            target: "here".into(),
+        };
+        assert!(compatible(&same, Metering::Plain));
+        assert!(compatible(&same, Metering::EpochsAndFuel));
+        let mut theirs = ours;
+        theirs[Metering::Epochs.index()] = [0; 32];
+        let other = EngineInfo {
+            compat: theirs,
+            target: "another machine".into(),
+        };
+        assert!(compatible(&other, Metering::Plain));
+        assert!(!compatible(&other, Metering::Epochs));
+        let none = EngineInfo {
+            compat: Vec::new(),
+            target: String::new(),
+        };
+        assert!(!compatible(&none, Metering::Plain));
     }
 }

@@ -18,6 +18,17 @@ const MAX_AHEAD: usize = 8;
 /// About how much work a driver sends ahead beyond the first chunk: enough to cover a
 /// wake-up, little enough that the last chunks still spread over the workers.
 const AHEAD_WORK: Duration = Duration::from_micros(200);
+/// For a worker behind a launcher, chunks ahead at most, and bytes ahead at most: its link
+/// threads read both ends eagerly (see `pool/link.rs`, `worker/link.rs`), so that no write
+/// can deadlock, and what is ahead must cover the link's round trip.
+const MAX_AHEAD_REMOTE: usize = 64;
+const REMOTE_ROOM: usize = 8 << 20;
+
+/// How quick items must be for the next chunks to go ahead: for a remote worker, whose items'
+/// measured time includes its link's round trip, that much more.
+pub(super) fn limit(worker: &WorkerProcess) -> Duration {
+    AHEAD_LIMIT + worker.rtt * 2
+}
 
 /// Takes more jobs from the queue while it holds at least as many per driver as this driver
 /// holds (see [`crate::pool::queue::JobQueue::next_ahead`]), and sends them behind the running
@@ -32,8 +43,15 @@ pub(super) fn send_ahead(shared: &Shared, worker: &mut WorkerProcess, held: &mut
     let mut in_pipe: usize = held.iter().map(|h| h.ahead_bytes).sum();
     let items_ahead: usize = held.iter().skip(1).map(|h| h.job.items.len()).sum();
     let mut work_ahead = worker.typical_wait.saturating_mul(items_ahead as u32);
+    // A remote worker keeps enough ahead to cover its link's round trip (its driver's share
+    // of the queue still bounds it: local workers are not starved).
+    let (max_ahead, ahead_work, room_for) = if worker.is_launched() {
+        (MAX_AHEAD_REMOTE, AHEAD_WORK + worker.rtt * 2, REMOTE_ROOM)
+    } else {
+        (MAX_AHEAD, AHEAD_WORK, worker.pipe_capacity / 2)
+    };
     let mut wrote = false;
-    while held.len() == 1 || (held.len() <= MAX_AHEAD && work_ahead < AHEAD_WORK) {
+    while held.len() == 1 || (held.len() <= max_ahead && work_ahead < ahead_work) {
         let Some(job) = shared
             .queue
             .next_ahead(shared.workers, held.len())
@@ -42,7 +60,7 @@ pub(super) fn send_ahead(shared: &Shared, worker: &mut WorkerProcess, held: &mut
             break;
         };
         let mut ahead = Held::new(job);
-        let room = (worker.pipe_capacity / 2).saturating_sub(in_pipe);
+        let room = room_for.saturating_sub(in_pipe);
         if worker.has_loaded(&ahead.job) {
             let id = shared.next_chunk_id();
             match worker.send_chunk(&ahead.job, id, Some(room)) {
