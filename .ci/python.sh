@@ -56,6 +56,15 @@ if [ -n "$hostile" ]; then
 else
     echo "note: no hostile.wasm in $CARGO_TARGET_DIR: test_grants.py is skipped" >&2
 fi
+# The shared guest (world `shared`: locks, values, queues, pipes, dicts), likewise, for the
+# shared-state tests (test_shared.py) and the shared_counter example: always there, since the
+# workspace build makes it.
+shared=$(ls -t "$CARGO_TARGET_DIR"/release/build/wasmpool-artifacts-*/out/guest-target/wasm32-wasip2/release/shared.wasm 2>/dev/null | head -1 || true)
+if [ -z "$shared" ]; then
+    echo "error: no shared.wasm in $CARGO_TARGET_DIR (the workspace build makes it)" >&2
+    exit 1
+fi
+export WASMPOOL_TEST_SHARED="$shared"
 # From the tests' directory, so that `import wasmpool` is the installed package.
 (cd python/tests && "$venv/bin/python" -m pytest -p no:cacheprovider -q -o addopts="" .)
 
@@ -64,6 +73,7 @@ tasks="$CARGO_TARGET_DIR/python-ci/tasks"
 mkdir -p "$tasks"
 "$venv/bin/python" -c "import wasmpool; print(wasmpool.worker_binary())"
 python/wasmpool/bin/wasmpool tasks --export "$tasks" > /dev/null
+cp "$shared" "$tasks/shared.wasm"   # for shared_counter.py, beside the built-in tasks
 for example in python/examples/[a-z]*.py; do
     echo "--- example $(basename "$example")"
     (cd python/examples && "$venv/bin/python" "$(basename "$example")" "$tasks" > /dev/null)

@@ -153,6 +153,7 @@ pub(crate) fn load_error(e: wasmpool::Error) -> PyErr {
             wasmpool::Error::Grant(_) => ("Error", "grant"),
             wasmpool::Error::Closed => ("Error", "closed"),
             wasmpool::Error::AlreadyStarted => ("Error", "already-started"),
+            wasmpool::Error::Shared(_) => ("Error", "shared"),
             _ => ("Error", "other"),
         };
         let _ = attrs.set_item("kind", kind);
@@ -167,4 +168,30 @@ pub(crate) fn timeout_error(py: Python<'_>) -> PyErr {
         Ok(PyErr::from_value(cls.call0()?))
     })();
     built.unwrap_or_else(|e| e)
+}
+
+/// An operation on a shared object that failed: `Closed` (a queue or pipe closed and
+/// drained), `queue.Full`, `IndexError`, `ValueError` (an item too large, say),
+/// `multiprocessing.TimeoutError`, or `wasmpool.Error` of kind `closed` (the pool is gone).
+pub(crate) fn shared_error(py: Python<'_>, e: wasmpool::SharedError) -> PyErr {
+    use wasmpool::SharedError;
+    let message = e.to_string();
+    let attrs = PyDict::new(py);
+    match e {
+        SharedError::Closed => make(py, "Closed", message, &attrs),
+        SharedError::PoolClosed => {
+            let _ = attrs.set_item("kind", "closed");
+            make(py, "Error", message, &attrs)
+        }
+        SharedError::Timeout => timeout_error(py),
+        SharedError::Full => {
+            let built = (|| -> PyResult<PyErr> {
+                let cls = py.import("queue")?.getattr("Full")?;
+                Ok(PyErr::from_value(cls.call0()?))
+            })();
+            built.unwrap_or_else(|e| e)
+        }
+        SharedError::OutOfRange { .. } => pyo3::exceptions::PyIndexError::new_err(message),
+        _ => pyo3::exceptions::PyValueError::new_err(message),
+    }
 }

@@ -11,6 +11,7 @@
 //! and cases).
 
 mod errors;
+mod shared;
 mod values;
 
 use std::collections::HashMap;
@@ -29,7 +30,7 @@ use errors::{load_error, task_error};
 use values::{Owned, PyArg, to_python};
 
 /// How long one slice of a wait lasts with the GIL released, between two checks for signals.
-const SLICE: Duration = Duration::from_millis(50);
+pub(crate) const SLICE: Duration = Duration::from_millis(50);
 
 /// Waits with the GIL released, in slices, until `ready` says so or `timeout` (seconds)
 /// passes; checks for signals between slices, so that Ctrl-C raises `KeyboardInterrupt`.
@@ -341,16 +342,23 @@ impl Task {
         Task::new(self.inner.clone().with_limits(limits.limits()))
     }
 
-    /// This task with these grants instead of the pool's.
+    /// This task with these grants instead of the pool's: directories, environment pairs,
+    /// and shared objects as `(name the task opens it by, native object)`.
+    #[pyo3(signature = (dirs, env, shared=Vec::new()))]
     fn with_grants(
         &self,
         dirs: Vec<(String, String, bool)>,
         env: Vec<(String, String)>,
+        shared: Vec<(String, Bound<'_, PyAny>)>,
     ) -> PyResult<Task> {
+        let mut granted = grants(dirs, env);
+        for (name, object) in &shared {
+            granted = shared::grant(granted, name, object)?;
+        }
         let task = self
             .inner
             .clone()
-            .with_grants(grants(dirs, env))
+            .with_grants(granted)
             .map_err(load_error)?;
         Ok(Task::new(task))
     }
@@ -569,6 +577,83 @@ impl Pool {
             )
         })?;
         Ok(())
+    }
+
+    /// A shared integer (an `int` initial value) or float (a `float`) named `name`.
+    fn value(&self, name: &str, initial: &Bound<'_, PyAny>) -> PyResult<shared::NativeValue> {
+        if initial.is_instance_of::<pyo3::types::PyFloat>() {
+            let v = self
+                .inner
+                .float_value(name, initial.extract()?)
+                .map_err(load_error)?;
+            return Ok(shared::NativeValue::float(v));
+        }
+        let Ok(initial) = initial.extract::<i64>() else {
+            return Err(PyTypeError::new_err(format!(
+                "`{name}`: a shared value is an int (64 bits) or a float, not {}",
+                initial.get_type().name()?
+            )));
+        };
+        let v = self.inner.value(name, initial).map_err(load_error)?;
+        Ok(shared::NativeValue::int(v))
+    }
+
+    /// A shared array of integers (`values`, or `len` zeros) or of floats (`float_values`,
+    /// or `len` zeros with `float`).
+    #[pyo3(signature = (name, len=None, values=None, float_values=None, float=false))]
+    fn array(
+        &self,
+        name: &str,
+        len: Option<u32>,
+        values: Option<Vec<i64>>,
+        float_values: Option<Vec<f64>>,
+        float: bool,
+    ) -> PyResult<shared::NativeArray> {
+        let pool = &self.inner;
+        Ok(match (len, values, float_values) {
+            (_, Some(v), _) => {
+                shared::NativeArray::int(pool.array_from(name, &v).map_err(load_error)?)
+            }
+            (_, _, Some(v)) => {
+                shared::NativeArray::float(pool.float_array_from(name, &v).map_err(load_error)?)
+            }
+            (Some(n), _, _) if float => {
+                shared::NativeArray::float(pool.float_array(name, n).map_err(load_error)?)
+            }
+            (n, _, _) => {
+                shared::NativeArray::int(pool.array(name, n.unwrap_or(0)).map_err(load_error)?)
+            }
+        })
+    }
+
+    /// A lock shared by every worker of the pool.
+    fn lock(&self, name: &str) -> PyResult<shared::NativeLock> {
+        let l = self.inner.lock(name).map_err(load_error)?;
+        Ok(shared::NativeLock::lock(l))
+    }
+
+    /// A queue, unbounded (`maxsize` 0) or holding `maxsize` items at most.
+    #[pyo3(signature = (name, maxsize=0))]
+    fn queue(&self, name: &str, maxsize: usize) -> PyResult<shared::NativeQueue> {
+        let q = if maxsize == 0 {
+            self.inner.queue(name)
+        } else {
+            self.inner.queue_bounded(name, maxsize)
+        }
+        .map_err(load_error)?;
+        Ok(shared::NativeQueue::new(q, maxsize))
+    }
+
+    /// A pipe: its two ends, `NAME.a` and `NAME.b`.
+    fn pipe(&self, name: &str) -> PyResult<(shared::NativePipeEnd, shared::NativePipeEnd)> {
+        let (a, b) = self.inner.pipe(name).map_err(load_error)?;
+        Ok((shared::NativePipeEnd::new(a), shared::NativePipeEnd::new(b)))
+    }
+
+    /// A dictionary (the `wasi:keyvalue` bucket `name`).
+    fn dict(&self, name: &str) -> PyResult<shared::NativeDict> {
+        let d = self.inner.dict(name).map_err(load_error)?;
+        Ok(shared::NativeDict::new(d))
     }
 
     /// Kills the workers; pending tasks are cancelled.
@@ -1180,6 +1265,7 @@ fn _wasmpool(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ImapIter>()?;
     m.add_class::<Completer>()?;
     m.add_class::<Process>()?;
+    shared::register(m)?;
     m.add_function(wrap_pyfunction!(load, m)?)?;
     m.add_function(wrap_pyfunction!(set_worker, m)?)?;
     m.add_function(wrap_pyfunction!(check_args, m)?)?;

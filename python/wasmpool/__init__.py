@@ -25,8 +25,11 @@ repository is the guide: the values mapping, limits and grants, how the worker b
 from __future__ import annotations
 
 import concurrent.futures as _cf
+import json as _json
 import multiprocessing as _mp
+import operator as _operator
 import os as _os
+import queue as _queue
 import re as _re
 import shutil as _shutil
 import threading as _threading
@@ -40,6 +43,7 @@ from ._errors import (
     BadInput,
     BatchLength,
     Cancelled,
+    Closed,
     Error,
     GuestError,
     InternalError,
@@ -68,6 +72,11 @@ __version__ = "0.1.0"
 #: timeout passes first: multiprocessing's own class, so that existing ``except`` clauses work.
 TimeoutError = _mp.TimeoutError  # noqa: A001
 
+#: What a shared queue's ``get`` raises when no item came in time, and ``put`` when no room
+#: came: the standard library's ``queue.Empty`` and ``queue.Full``, as multiprocessing's.
+Empty = _queue.Empty
+Full = _queue.Full
+
 cpu_count = _os.cpu_count
 
 __all__ = [
@@ -80,8 +89,17 @@ __all__ = [
     "IMapIterator",
     "Executor",
     "Process",
+    "SharedValue",
+    "SharedArray",
+    "SharedLock",
+    "SharedQueue",
+    "PipeEnd",
+    "SharedDict",
     "worker_binary",
     "TimeoutError",
+    "Empty",
+    "Full",
+    "Closed",
     "cpu_count",
     "WasmpoolError",
     "Error",
@@ -238,10 +256,11 @@ class Task:
     :class:`Process`. ``with_limits`` / ``with_grants`` give a copy with its own limits (over
     the pool's) or grants (instead of the pool's)."""
 
-    __slots__ = ("_native",)
+    __slots__ = ("_native", "_own_grants")
 
-    def __init__(self, native: Any) -> None:
+    def __init__(self, native: Any, own_grants: bool = False) -> None:
         self._native = native
+        self._own_grants = own_grants
 
     @property
     def name(self) -> str:
@@ -282,25 +301,29 @@ class Task:
         spec = _limits(dict(timeout=timeout, fuel=fuel, max_memory=max_memory,
                             max_table_elements=max_table_elements, max_output=max_output,
                             max_result=max_result))
-        return self if spec is None else Task(self._native.with_limits(spec))
+        if spec is None:
+            return self
+        return Task(self._native.with_limits(spec), self._own_grants)
 
     def with_grants(self, *, dirs: Any = None, ro_dirs: Any = None,
-                    env: Optional[Mapping[str, str]] = None) -> "Task":
+                    env: Optional[Mapping[str, str]] = None, shared: Any = None) -> "Task":
         """A copy of this task with these grants instead of the pool's: ``dirs`` and
         ``ro_dirs`` map host directories to guest paths (read-write, read-only), ``env`` sets
-        environment variables."""
+        environment variables, ``shared`` names the pool's shared objects the task may open:
+        a list of them (each under its own name, a pipe's pair as both ends) or a mapping
+        ``{name: object}`` (the task opens the object by that name)."""
         d, e = _grants(dict(dirs=dirs, ro_dirs=ro_dirs, env=env))
-        return Task(self._native.with_grants(d, e))
+        return Task(self._native.with_grants(d, e, _shared_list(shared)), True)
 
     def with_instance_reuse(self) -> "Task":
         """A copy that calls the items of a chunk in one instance (much faster for tiny
         items; only for tasks that keep no state between calls)."""
-        return Task(self._native.with_instance_reuse())
+        return Task(self._native.with_instance_reuse(), self._own_grants)
 
     def batched(self) -> "Task":
         """For an export ``func(xs: list<T>) -> list<R>``: a task of its elements, each chunk
         of a map one call with the chunk's items as the list."""
-        return Task(self._native.batched())
+        return Task(self._native.batched(), self._own_grants)
 
     def __repr__(self) -> str:
         return f"<wasmpool.Task {self.signature}>"
@@ -324,10 +347,10 @@ class Module:
     def task(self, name: str, **limits_and_grants: Any) -> Task:
         """The task of the export ``name`` (``iface#func`` for a function of an exported
         interface). Keyword arguments are limits (``timeout``, ``fuel``, ``max_memory``...)
-        and grants (``dirs``, ``ro_dirs``, ``env``) of this task."""
+        and grants (``dirs``, ``ro_dirs``, ``env``, ``shared``) of this task."""
         task = Task(self._native.task(name))
         if limits_and_grants:
-            grants = {k: limits_and_grants.pop(k) for k in ("dirs", "ro_dirs", "env")
+            grants = {k: limits_and_grants.pop(k) for k in ("dirs", "ro_dirs", "env", "shared")
                       if k in limits_and_grants}
             if limits_and_grants:
                 task = task.with_limits(**limits_and_grants)
@@ -417,6 +440,452 @@ def _call_args(task: Task, args: Any, kwds: Optional[Mapping[str, Any]]) -> Any:
             raise TypeError(f"{task.name}() got multiple values for argument {k!r}")
         named[k] = v
     return named
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared state
+
+
+def _encode(obj: Any, what: str) -> bytes:
+    """An item, message or entry as the JSON text (UTF-8) that crosses to tasks."""
+    try:
+        return _json.dumps(obj, separators=(",", ":"), allow_nan=True).encode()
+    except TypeError as e:
+        raise TypeError(f"{what}: {e} (items are JSON; use the *_bytes methods for bytes)") from None
+
+
+def _decode(data: bytes) -> Any:
+    """An item as Python: its JSON if it is JSON text, else the text if it is UTF-8, else the
+    bytes (what a task put may be any of them)."""
+    try:
+        return _json.loads(data)
+    except ValueError:
+        pass
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return data
+
+
+class SharedLock:
+    """A lock shared by the host and every worker of a pool (``pool.Lock(name)``), or a
+    value's or array's own (``get_lock()``): ``multiprocessing.Lock``'s ``acquire(block=True,
+    timeout=None)``, ``release()`` and context manager. Held by this process between
+    ``acquire`` and ``release`` (any thread may release it).
+
+    ``abandoned`` is true after an ``acquire`` that found the lock left by a holder that
+    failed (a trap, a timeout) or died holding it: what it protected may be half updated."""
+
+    __slots__ = ("_native",)
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+
+    @property
+    def name(self) -> str:
+        """The name the lock (or its object) was made with."""
+        return self._native.name
+
+    def acquire(self, block: bool = True, timeout: Optional[float] = None) -> bool:
+        """Waits for the lock (at most ``timeout`` seconds; not at all with
+        ``block=False``); whether it was acquired. The GIL is released while waiting."""
+        return self._native.acquire(timeout if block else 0.0)
+
+    def release(self) -> None:
+        """Releases the lock; ``ValueError`` if it is not held by this process."""
+        self._native.release()
+
+    @property
+    def abandoned(self) -> bool:
+        """Whether the last ``acquire`` found the lock abandoned by a failed or dead holder."""
+        return self._native.abandoned
+
+    def locked(self) -> bool:
+        """Whether anyone holds the lock now (for an object's own lock: this process)."""
+        return self._native.locked()
+
+    def __enter__(self) -> "SharedLock":
+        self._native.acquire(None)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._native.release()
+
+    def __repr__(self) -> str:
+        return f"<wasmpool.SharedLock {self.name!r}>"
+
+
+class SharedValue:
+    """A shared 64-bit integer or float (``pool.Value(name, initial)``): ``value`` reads and
+    writes it (each atomically), ``add(delta)`` adds atomically and returns the new value,
+    ``get_lock()`` is its own lock, for updates of several steps (``with v.get_lock():
+    v.value += 1``), which tasks take with the value's ``lock`` in ``wasmpool:shared``."""
+
+    __slots__ = ("_native", "_lock")
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+        self._lock = SharedLock(native.lock())
+
+    @property
+    def name(self) -> str:
+        """The value's own name (what a grant calls it by default)."""
+        return self._native.name
+
+    @property
+    def typecode(self) -> str:
+        """``"q"`` (a 64-bit integer) or ``"d"`` (a 64-bit float), as ``array``'s codes."""
+        return "d" if self._native.is_float else "q"
+
+    @property
+    def value(self) -> Any:
+        """The value now."""
+        return self._native.get()
+
+    @value.setter
+    def value(self, v: Any) -> None:
+        self._native.set(v)
+
+    def add(self, delta: Any) -> Any:
+        """Adds ``delta`` atomically; returns the new value."""
+        return self._native.add(delta)
+
+    def compare_and_swap(self, expected: int, new: int) -> int:
+        """Stores ``new`` if the value is ``expected`` (integers); returns the value found."""
+        return self._native.compare_and_swap(expected, new)
+
+    def get_lock(self) -> SharedLock:
+        """The value's own lock."""
+        return self._lock
+
+    def __repr__(self) -> str:
+        return f"<wasmpool.SharedValue {self.name!r} value={self.value!r}>"
+
+
+class SharedArray:
+    """A shared array of 64-bit integers or floats (``pool.Array(name, size_or_sequence)``):
+    indexing (negative indices and slices too), ``len``, iteration, ``tolist()``,
+    ``add(index, delta)`` (atomic), ``get_lock()``. Each element is read and written
+    atomically; hold ``get_lock()`` for a consistent whole."""
+
+    __slots__ = ("_native", "_lock")
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+        self._lock = SharedLock(native.lock())
+
+    @property
+    def name(self) -> str:
+        """The array's own name."""
+        return self._native.name
+
+    @property
+    def typecode(self) -> str:
+        """``"q"`` (64-bit integers) or ``"d"`` (64-bit floats)."""
+        return "d" if self._native.is_float else "q"
+
+    def __len__(self) -> int:
+        return len(self._native)
+
+    def _index(self, i: int) -> int:
+        n = len(self._native)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("array index out of range")
+        return i
+
+    def __getitem__(self, i: Union[int, slice]) -> Any:
+        if isinstance(i, slice):
+            values = self._native.tolist()
+            return values[i]
+        return self._native.get(self._index(_operator.index(i)))
+
+    def __setitem__(self, i: Union[int, slice], v: Any) -> None:
+        if isinstance(i, slice):
+            start, stop, step = i.indices(len(self._native))
+            values = list(v)
+            positions = range(start, stop, step)
+            if len(values) != len(positions):
+                raise ValueError("can only assign a sequence of the same length to a slice "
+                                 "of a shared array")
+            if step == 1:
+                self._native.write(start, values)
+            else:
+                for p, x in zip(positions, values):
+                    self._native.set(p, x)
+            return
+        self._native.set(self._index(_operator.index(i)), v)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._native.tolist())
+
+    def tolist(self) -> List[Any]:
+        """Every element (each read atomically; hold ``get_lock()`` for a snapshot)."""
+        return self._native.tolist()
+
+    def add(self, index: int, delta: Any) -> Any:
+        """Adds ``delta`` at ``index`` atomically; returns the new element."""
+        return self._native.add(self._index(_operator.index(index)), delta)
+
+    def get_lock(self) -> SharedLock:
+        """The array's own lock."""
+        return self._lock
+
+    def __repr__(self) -> str:
+        return f"<wasmpool.SharedArray {self.name!r} {self.tolist()!r}>"
+
+
+class SharedQueue:
+    """A first-in first-out queue between the host and the tasks of a pool
+    (``pool.Queue(name, maxsize=0)``), with ``multiprocessing.Queue``'s methods: ``put(obj,
+    block=True, timeout=None)`` (``queue.Full`` when no room came), ``get(block=True,
+    timeout=None)`` (``queue.Empty`` when no item came), ``put_nowait``, ``get_nowait``,
+    ``qsize()``, ``empty()``, ``full()``, ``close()``.
+
+    Items are JSON text (UTF-8) on the queue: ``put`` encodes, ``get`` decodes (an item a task
+    put that is not JSON comes back as its text, or its bytes if it is not UTF-8);
+    ``put_bytes`` and ``get_bytes`` carry bytes as they are. After ``close()``, gets take what
+    is left, then raise :class:`Closed`; a put raises it at once."""
+
+    __slots__ = ("_native",)
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+
+    @property
+    def name(self) -> str:
+        """The queue's own name."""
+        return self._native.name
+
+    @property
+    def maxsize(self) -> int:
+        """The most items it holds (0: as many as fit in its 4 MiB)."""
+        return self._native.maxsize
+
+    def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None) -> None:
+        """Appends ``obj`` as JSON, waiting at most ``timeout`` seconds for room."""
+        self._native.put(_encode(obj, "Queue.put"), timeout if block else 0.0)
+
+    def put_bytes(self, data: bytes, block: bool = True, timeout: Optional[float] = None) -> None:
+        """Appends ``data`` as it is."""
+        self._native.put(bytes(data), timeout if block else 0.0)
+
+    def put_nowait(self, obj: Any) -> None:
+        """``put(obj, block=False)``."""
+        self.put(obj, False)
+
+    def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
+        """Takes the first item, decoded, waiting at most ``timeout`` seconds."""
+        return _decode(self._native.get(timeout if block else 0.0))
+
+    def get_bytes(self, block: bool = True, timeout: Optional[float] = None) -> bytes:
+        """Takes the first item as bytes."""
+        return self._native.get(timeout if block else 0.0)
+
+    def get_nowait(self) -> Any:
+        """``get(block=False)``."""
+        return self.get(False)
+
+    def qsize(self) -> int:
+        """How many items wait now."""
+        return self._native.qsize()
+
+    def empty(self) -> bool:
+        """Whether no item waits now."""
+        return self._native.qsize() == 0
+
+    def full(self) -> bool:
+        """Whether a bounded queue holds ``maxsize`` items now."""
+        return self.maxsize > 0 and self._native.qsize() >= self.maxsize
+
+    def close(self) -> None:
+        """No more puts: gets take what is left, then raise :class:`Closed`."""
+        self._native.close()
+
+    def items(self) -> List[Any]:
+        """A copy of the items waiting now, decoded, in order (none is taken)."""
+        return [_decode(b) for b in self._native.items()]
+
+    def __repr__(self) -> str:
+        return f"<wasmpool.SharedQueue {self.name!r} qsize={self.qsize()}>"
+
+
+class PipeEnd:
+    """One end of a pipe (``pool.Pipe(name)`` returns both, named ``NAME.a`` and
+    ``NAME.b``): ``multiprocessing.Connection``'s ``send(obj)``, ``recv()``,
+    ``send_bytes``, ``recv_bytes`` and ``close()``. Messages are JSON, as a queue's items
+    are; ``recv(timeout)`` raises :data:`TimeoutError` when none came, and :class:`Closed`
+    (an ``EOFError``) once the other end closed and every message it sent was received."""
+
+    __slots__ = ("_native",)
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+
+    @property
+    def name(self) -> str:
+        """This end's name (``NAME.a`` or ``NAME.b``)."""
+        return self._native.name
+
+    def send(self, obj: Any) -> None:
+        """Sends ``obj`` as JSON to the other end."""
+        self._native.send(_encode(obj, "send"))
+
+    def send_bytes(self, data: bytes) -> None:
+        """Sends ``data`` as it is."""
+        self._native.send(bytes(data))
+
+    def recv(self, timeout: Optional[float] = None) -> Any:
+        """The next message, decoded, waiting at most ``timeout`` seconds."""
+        return _decode(self._native.recv(timeout))
+
+    def recv_bytes(self, timeout: Optional[float] = None) -> bytes:
+        """The next message as bytes."""
+        return self._native.recv(timeout)
+
+    def close(self) -> None:
+        """This end sends no more."""
+        self._native.close()
+
+    def __repr__(self) -> str:
+        return f"<wasmpool.PipeEnd {self.name!r}>"
+
+
+_MISSING = object()
+
+
+class SharedDict:
+    """A dictionary shared by the host and the tasks of a pool (``pool.dict(name)``), which
+    tasks reach as the ``wasi:keyvalue`` bucket of its name: ``d[key]``, ``d[key] = v``,
+    ``del d[key]``, ``get``, ``keys``, ``values``, ``items``, ``len``, ``in``, ``update``,
+    ``pop``, ``setdefault``. Keys are strings; values are stored as JSON text (UTF-8), and
+    read back decoded (a value a task stored that is not JSON comes back as its text, or its
+    bytes); ``get_bytes`` / ``set_bytes`` carry bytes as they are. ``wasi:keyvalue``'s
+    ``increment`` keeps a count as decimal text, which reads back as an int."""
+
+    __slots__ = ("_native",)
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+
+    @property
+    def name(self) -> str:
+        """The dict's own name (its bucket's)."""
+        return self._native.name
+
+    def __getitem__(self, key: str) -> Any:
+        data = self._native.get(key)
+        if data is None:
+            raise KeyError(key)
+        return _decode(data)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._native.set(key, _encode(value, "dict value"))
+
+    def __delitem__(self, key: str) -> None:
+        if not self._native.delete(key):
+            raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self._native.get(key) is not None
+
+    def __len__(self) -> int:
+        return len(self._native)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``, or ``default``."""
+        data = self._native.get(key)
+        return default if data is None else _decode(data)
+
+    def get_bytes(self, key: str, default: Optional[bytes] = None) -> Optional[bytes]:
+        """The value of ``key`` as bytes, or ``default``."""
+        data = self._native.get(key)
+        return default if data is None else data
+
+    def set_bytes(self, key: str, value: bytes) -> None:
+        """Stores ``value`` as it is under ``key``."""
+        self._native.set(key, bytes(value))
+
+    def keys(self) -> List[str]:
+        """The keys, sorted."""
+        return [k for k, _ in self._native.entries()]
+
+    def values(self) -> List[Any]:
+        """The values, decoded, in the keys' order."""
+        return [_decode(v) for _, v in self._native.entries()]
+
+    def items(self) -> List[tuple]:
+        """``(key, value)`` pairs, decoded, sorted by key."""
+        return [(k, _decode(v)) for k, v in self._native.entries()]
+
+    def update(self, other: Any = (), **kw: Any) -> None:
+        """Stores every entry of ``other`` (a mapping or pairs) and ``kw``."""
+        items = other.items() if isinstance(other, Mapping) else other
+        for k, v in items:
+            self[k] = v
+        for k, v in kw.items():
+            self[k] = v
+
+    def pop(self, key: str, default: Any = _MISSING) -> Any:
+        """Removes ``key`` and returns its value (or ``default``; ``KeyError`` without)."""
+        data = self._native.get(key)
+        if data is None:
+            if default is _MISSING:
+                raise KeyError(key)
+            return default
+        self._native.delete(key)
+        return _decode(data)
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``, storing ``default`` first if it is absent."""
+        data = self._native.get(key)
+        if data is None:
+            self[key] = default
+            return default
+        return _decode(data)
+
+    def copy(self) -> dict:
+        """A plain ``dict`` of the entries now."""
+        return dict(self.items())
+
+    def __repr__(self) -> str:
+        return f"<wasmpool.SharedDict {self.name!r} {self.copy()!r}>"
+
+
+_Shared = (SharedValue, SharedArray, SharedLock, SharedQueue, PipeEnd, SharedDict)
+
+
+def _shared_list(spec: Any) -> List[tuple]:
+    """Shared-object grants as ``(name, native)``: from one object, a list or tuple of objects
+    (each under its own name; a pipe's pair of ends is two), a mapping ``{name: object}``
+    (aliases), or ``(name, object)`` pairs."""
+    if spec is None:
+        return []
+    if isinstance(spec, _Shared):
+        spec = [spec]
+    out: List[tuple] = []
+    if isinstance(spec, Mapping):
+        for name, obj in spec.items():
+            if not isinstance(obj, _Shared):
+                raise TypeError(f"shared={{{name!r}: ...}}: not a shared object of a pool: {obj!r}")
+            out.append((str(name), obj._native))
+        return out
+    for item in spec:
+        if isinstance(item, _Shared):
+            out.append((item.name, item._native))
+        elif (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
+              and isinstance(item[1], _Shared)):
+            out.append((item[0], item[1]._native))
+        elif isinstance(item, (tuple, list)) and all(isinstance(x, _Shared) for x in item):
+            out.extend((x.name, x._native) for x in item)  # both ends of a pipe
+        else:
+            raise TypeError(f"shared: not a shared object of a pool: {item!r} (pool.Value, "
+                            "pool.Array, pool.Lock, pool.Queue, pool.Pipe, pool.dict)")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -621,6 +1090,11 @@ class Pool:
                                         max_table_elements=max_table_elements,
                                         max_output=max_output, max_result=max_result))
         d, e = _grants(dict(dirs=dirs, ro_dirs=ro_dirs, env=env))
+        self._dirs, self._env = d, e
+        # Shared objects granted to every task without grants of its own (`share`), and the
+        # tasks re-granted with them, by the id of their native task.
+        self._shared: List[tuple] = []
+        self._granted: dict = {}
         self._native = _wasmpool.Pool(
             processes=processes,
             limits=self._limit_spec,
@@ -648,6 +1122,18 @@ class Pool:
     def _check_running(self) -> None:
         if self._state != _RUN:
             raise ValueError("Pool not running")
+
+    def _task(self, func: Any) -> Any:
+        """The native task to run for ``func``: with the pool's shared grants (``share``) if
+        it has no grants of its own."""
+        native = _native_task(func)
+        if not self._shared or func._own_grants:
+            return native
+        hit = self._granted.get(id(native))
+        if hit is None or hit[0] is not native:
+            hit = (native, native.with_grants(self._dirs, self._env, self._shared))
+            self._granted[id(native)] = hit
+        return hit[1]
 
     def _interruptible(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Runs a blocking wait; Ctrl-C terminates the pool and raises KeyboardInterrupt."""
@@ -694,7 +1180,7 @@ class Pool:
         """Starts one call; the :class:`AsyncResult` gives its value. ``callback`` (value) or
         ``error_callback`` (exception) is called from a wasmpool thread when it ends."""
         self._check_running()
-        native = self._native.submit(_native_task(func), _call_args(func, args, kwds))
+        native = self._native.submit(self._task(func), _call_args(func, args, kwds))
         return AsyncResult(self, native, callback, error_callback)
 
     def map(self, func: Task, iterable: Iterable[Any], chunksize: Optional[int] = None) -> List[Any]:
@@ -726,7 +1212,7 @@ class Pool:
         self._check_running()
         if chunksize is not None and chunksize < 1:
             raise ValueError("Chunksize must be 1+, not {0:n}".format(chunksize))
-        task = _native_task(func)
+        task = self._task(func)
         if not isinstance(iterable, (list, tuple, range)):
             iterable = list(iterable)
         native = self._native.map_async(task, iterable, chunksize, star)
@@ -736,12 +1222,78 @@ class Pool:
         """A lazy iterator of the values, in input order. Chunks are sized by how long items
         take (``chunksize`` is accepted for compatibility: the adaptive size does better)."""
         self._check_running()
-        return IMapIterator(self, self._native.imap(_native_task(func), iterable, True, False))
+        return IMapIterator(self, self._native.imap(self._task(func), iterable, True, False))
 
     def imap_unordered(self, func: Task, iterable: Iterable[Any], chunksize: int = 1) -> IMapIterator:
         """Like :meth:`imap`, but the values come as the calls end."""
         self._check_running()
-        return IMapIterator(self, self._native.imap(_native_task(func), iterable, False, False))
+        return IMapIterator(self, self._native.imap(self._task(func), iterable, False, False))
+
+    # -- shared state -----------------------------------------------------------------------
+
+    def Value(self, name: str, initial: Union[int, float] = 0) -> SharedValue:  # noqa: N802
+        """A shared value named ``name`` (``multiprocessing.Value``): a 64-bit integer for an
+        ``int`` ``initial``, a 64-bit float for a ``float``. Tasks granted it open it by
+        name (``wasmpool:shared/value``)."""
+        self._check_running()
+        return SharedValue(self._native.value(name, initial))
+
+    def Array(self, name: str, size_or_sequence: Union[int, Iterable[Any]],  # noqa: N802
+              typecode: Optional[str] = None) -> SharedArray:
+        """A shared array (``multiprocessing.Array``): ``size`` zeros, or the numbers of a
+        sequence; 64-bit floats if ``typecode`` is ``"d"`` (or ``"f"``) or any number is a
+        float, else 64-bit integers."""
+        self._check_running()
+        floats = typecode in ("d", "f")
+        if typecode is not None and typecode not in ("d", "f", "q", "l", "i"):
+            raise ValueError(f"typecode {typecode!r}: a shared array holds 'q' (64-bit "
+                             "integers) or 'd' (64-bit floats)")
+        if isinstance(size_or_sequence, int) and not isinstance(size_or_sequence, bool):
+            if size_or_sequence < 0:
+                raise ValueError("an array's size must not be negative")
+            return SharedArray(self._native.array(name, len=size_or_sequence, float=floats))
+        values = list(size_or_sequence)
+        if floats or any(isinstance(v, float) for v in values):
+            return SharedArray(self._native.array(name, float_values=[float(v) for v in values]))
+        return SharedArray(self._native.array(name, values=values))
+
+    def Lock(self, name: str) -> SharedLock:  # noqa: N802
+        """A lock shared by this process and every worker (``multiprocessing.Lock``)."""
+        self._check_running()
+        return SharedLock(self._native.lock(name))
+
+    def Queue(self, name: str, maxsize: int = 0) -> SharedQueue:  # noqa: N802
+        """A first-in first-out queue (``multiprocessing.Queue``), unbounded (``maxsize``
+        0: as many items as fit in 4 MiB) or holding ``maxsize`` items at most."""
+        self._check_running()
+        if maxsize < 0:
+            maxsize = 0
+        return SharedQueue(self._native.queue(name, maxsize))
+
+    def Pipe(self, name: str) -> "tuple[PipeEnd, PipeEnd]":  # noqa: N802
+        """A two-ended channel (``multiprocessing.Pipe``): its ends, named ``NAME.a`` and
+        ``NAME.b`` (what a task opens each by)."""
+        self._check_running()
+        a, b = self._native.pipe(name)
+        return PipeEnd(a), PipeEnd(b)
+
+    def dict(self, name: str) -> SharedDict:
+        """A shared dictionary (``Manager().dict()``), which tasks reach as the
+        ``wasi:keyvalue`` bucket ``name``."""
+        self._check_running()
+        return SharedDict(self._native.dict(name))
+
+    def share(self, *objects: Any) -> None:
+        """Grants shared objects to every task this pool runs that has no grants of its own
+        (a task's ``with_grants`` replaces the pool's grants, these too). Each argument is
+        what ``with_grants(shared=...)`` takes: an object, a list of them, or a mapping
+        ``{name: object}``. Names granted again are granted to the newest object."""
+        by_name = dict(self._shared)
+        for spec in objects:
+            for name, native in _shared_list(spec):
+                by_name[name] = native
+        self._shared = list(by_name.items())
+        self._granted = {}
 
     def close(self) -> None:
         """Stops new submissions; queued and running tasks finish."""
@@ -901,7 +1453,8 @@ class Executor(_cf.Executor):
         if kwargs:
             args = _call_args(fn, args, kwargs)
         try:
-            native = self._submit(fn._native, args)
+            native = self._submit(self._pool._task(fn) if self._pool._shared else fn._native,
+                                  args)
         except AttributeError:
             native = self._submit(_native_task(fn), args)
         future = _Future(native, self)
@@ -914,7 +1467,7 @@ class Executor(_cf.Executor):
         several iterables are zipped and spread over the parameters."""
         if self._shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")
-        task = _native_task(fn)
+        task = self._pool._task(fn)
         if len(iterables) == 1:
             native = self._pool._native.imap(task, iterables[0], True, False)
         else:
@@ -934,6 +1487,35 @@ class Executor(_cf.Executor):
                 yield value
 
         return results()
+
+    def Value(self, name: str, initial: Union[int, float] = 0) -> SharedValue:  # noqa: N802
+        """:meth:`Pool.Value` of the pool underneath."""
+        return self._pool.Value(name, initial)
+
+    def Array(self, name: str, size_or_sequence: Union[int, Iterable[Any]],  # noqa: N802
+              typecode: Optional[str] = None) -> SharedArray:
+        """:meth:`Pool.Array` of the pool underneath."""
+        return self._pool.Array(name, size_or_sequence, typecode)
+
+    def Lock(self, name: str) -> SharedLock:  # noqa: N802
+        """:meth:`Pool.Lock` of the pool underneath."""
+        return self._pool.Lock(name)
+
+    def Queue(self, name: str, maxsize: int = 0) -> SharedQueue:  # noqa: N802
+        """:meth:`Pool.Queue` of the pool underneath."""
+        return self._pool.Queue(name, maxsize)
+
+    def Pipe(self, name: str) -> "tuple[PipeEnd, PipeEnd]":  # noqa: N802
+        """:meth:`Pool.Pipe` of the pool underneath."""
+        return self._pool.Pipe(name)
+
+    def dict(self, name: str) -> SharedDict:
+        """:meth:`Pool.dict` of the pool underneath."""
+        return self._pool.dict(name)
+
+    def share(self, *objects: Any) -> None:
+        """:meth:`Pool.share` of the pool underneath."""
+        self._pool.share(*objects)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stops taking work; with ``cancel_futures``, cancels what has not started; with

@@ -46,6 +46,16 @@ class NoSuchExport(Error, LookupError):
     kind = "no-such-export"
 
 
+class Closed(WasmpoolError, EOFError, ValueError):
+    """A shared queue or pipe is closed: a ``get`` / ``recv`` after the queue was closed and
+    drained (or the pipe's other end closed, and every message it sent was received), or a
+    ``put`` on a closed queue. Also an ``EOFError`` (what multiprocessing's
+    ``Connection.recv`` raises at the end) and a ``ValueError`` (what its closed ``Queue``
+    raises)."""
+
+    kind = "closed"
+
+
 class TaskError(WasmpoolError):
     """One task did not produce a value. The base of every per-task failure."""
 
@@ -198,6 +208,7 @@ __all__ = [
     "Error",
     "InvalidModule",
     "NoSuchExport",
+    "Closed",
     "TaskError",
     "Trap",
     "GuestError",
