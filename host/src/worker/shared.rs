@@ -259,6 +259,19 @@ fn not_granted(name: &str) -> SharedErr {
 }
 
 impl ComponentState {
+    /// Opens the object granted to the call as `name`, if `kind` makes a resource of it;
+    /// `not-granted` otherwise, whatever the pool holds.
+    fn open_granted<T: Send + 'static>(
+        &mut self,
+        name: &str,
+        kind: impl Fn(Object) -> Option<T>,
+    ) -> wasmtime::Result<Result<Resource<T>, SharedErr>> {
+        match self.shared.find(name, kind) {
+            Some(resource) => Ok(Ok(self.table.push(resource)?)),
+            None => Ok(Err(not_granted(name))),
+        }
+    }
+
     fn acquire(
         &mut self,
         at: u64,
@@ -313,13 +326,10 @@ impl self::wasmpool::shared::lock::HostGuard for ComponentState {
 
 impl self::wasmpool::shared::lock::HostLock for ComponentState {
     fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<LockRes>, SharedErr>> {
-        match self.shared.find(&name, |o| match o {
-            Object::Lock { at } => Some(at),
+        self.open_granted(&name, |o| match o {
+            Object::Lock { at } => Some(LockRes { at }),
             _ => None,
-        }) {
-            Some(at) => Ok(Ok(self.table.push(LockRes { at })?)),
-            None => Ok(Err(not_granted(&name))),
-        }
+        })
     }
 
     fn acquire(
@@ -341,13 +351,10 @@ impl self::wasmpool::shared::value::Host for ComponentState {}
 
 impl self::wasmpool::shared::value::HostValue for ComponentState {
     fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<ValueRes>, SharedErr>> {
-        match self.shared.find(&name, |o| match o {
-            Object::Value { at } => Some(at),
+        self.open_granted(&name, |o| match o {
+            Object::Value { at } => Some(ValueRes { at }),
             _ => None,
-        }) {
-            Some(at) => Ok(Ok(self.table.push(ValueRes { at })?)),
-            None => Ok(Err(not_granted(&name))),
-        }
+        })
     }
 
     fn get(&mut self, v: Resource<ValueRes>) -> wasmtime::Result<i64> {
@@ -405,13 +412,10 @@ impl self::wasmpool::shared::value::HostValue for ComponentState {
 
 impl self::wasmpool::shared::value::HostFloatValue for ComponentState {
     fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<ValueRes>, SharedErr>> {
-        match self.shared.find(&name, |o| match o {
-            Object::FloatValue { at } => Some(at),
+        self.open_granted(&name, |o| match o {
+            Object::FloatValue { at } => Some(ValueRes { at }),
             _ => None,
-        }) {
-            Some(at) => Ok(Ok(self.table.push(ValueRes { at })?)),
-            None => Ok(Err(not_granted(&name))),
-        }
+        })
     }
 
     fn get(&mut self, v: Resource<ValueRes>) -> wasmtime::Result<f64> {
@@ -457,13 +461,10 @@ macro_rules! array_host {
                 &mut self,
                 name: String,
             ) -> wasmtime::Result<Result<Resource<ArrayRes>, SharedErr>> {
-                match self.shared.find(&name, |o| match o {
-                    Object::$kind { at, len } => Some((at, len)),
+                self.open_granted(&name, |o| match o {
+                    Object::$kind { at, len } => Some(ArrayRes { at, len }),
                     _ => None,
-                }) {
-                    Some((at, len)) => Ok(Ok(self.table.push(ArrayRes { at, len })?)),
-                    None => Ok(Err(not_granted(&name))),
-                }
+                })
             }
 
             fn len(&mut self, a: Resource<ArrayRes>) -> wasmtime::Result<u32> {
@@ -649,7 +650,7 @@ impl self::wasmpool::shared::queue::Host for ComponentState {}
 
 impl self::wasmpool::shared::queue::HostQueue for ComponentState {
     fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<RingRes>, SharedErr>> {
-        match self.shared.find(&name, |o| match o {
+        self.open_granted(&name, |o| match o {
             Object::Queue {
                 at,
                 capacity,
@@ -660,10 +661,7 @@ impl self::wasmpool::shared::queue::HostQueue for ComponentState {
                 max_items,
             }),
             _ => None,
-        }) {
-            Some(queue) => Ok(Ok(self.table.push(queue)?)),
-            None => Ok(Err(not_granted(&name))),
-        }
+        })
     }
 
     fn put(
@@ -706,7 +704,7 @@ impl self::wasmpool::shared::pipe::Host for ComponentState {}
 
 impl self::wasmpool::shared::pipe::HostConnection for ComponentState {
     fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<PipeRes>, SharedErr>> {
-        match self.shared.find(&name, |o| match o {
+        self.open_granted(&name, |o| match o {
             Object::PipeEnd {
                 inbox,
                 outbox,
@@ -717,10 +715,7 @@ impl self::wasmpool::shared::pipe::HostConnection for ComponentState {
                 capacity,
             }),
             _ => None,
-        }) {
-            Some(end) => Ok(Ok(self.table.push(end)?)),
-            None => Ok(Err(not_granted(&name))),
-        }
+        })
     }
 
     fn send(
