@@ -11,13 +11,13 @@
 //! dict), whether or not the pool has an object of that name.
 //!
 //! Where each kind lives, and what an operation costs:
-//! - Locks, values and arrays are in the pool's shared-memory region ([`region`]), mapped by
+//! - Locks, values and arrays are in the pool's shared-memory region (`shared/region.rs`), mapped by
 //!   the host and every local worker: an operation is an atomic instruction (a lock, a
 //!   compare-and-swap; a contended lock sleeps on a futex), with no message.
-//! - Queues and pipes are rings in the same region ([`ring`]): a put or a get copies the item
+//! - Queues and pipes are rings in the same region (`shared/ring.rs`): a put or a get copies the item
 //!   in or out under the ring's lock, and a waiter spins on the ring's change counter, then
 //!   sleeps on it as a futex.
-//! - Dicts are the host's ([`served`]): an operation is one request over the worker's
+//! - Dicts are the host's (`shared/served.rs`): an operation is one request over the worker's
 //!   shared-state socket, answered by the host's thread for that worker.
 //!
 //! Failures: a lock held by a task that fails (a trap, a timeout, fuel) is released by its
