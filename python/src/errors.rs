@@ -192,6 +192,14 @@ pub(crate) fn shared_error(py: Python<'_>, e: wasmpool::SharedError) -> PyErr {
             built.unwrap_or_else(|e| e)
         }
         SharedError::OutOfRange { .. } => pyo3::exceptions::PyIndexError::new_err(message),
+        // The library's detail (an item larger than its queue, say) without the prefix of
+        // its JSON case, which the Python half does not use.
+        SharedError::Json(detail) => pyo3::exceptions::PyValueError::new_err(detail),
         _ => pyo3::exceptions::PyValueError::new_err(message),
     }
+}
+
+/// `wasmpool.Closed` with `message`.
+pub(crate) fn closed_error(py: Python<'_>, message: &str) -> PyErr {
+    make(py, "Closed", message.to_string(), &PyDict::new(py))
 }

@@ -448,11 +448,16 @@ impl NativeQueue {
     fn put(&self, py: Python<'_>, item: &[u8], timeout: Option<f64>) -> PyResult<()> {
         let item = item.to_vec();
         let q = &self.inner;
-        match sliced(py, timeout, is_full, |slice| {
+        let put = sliced(py, timeout, is_full, |slice| {
             q.put_bytes_timeout(&item, slice)
-        })? {
-            Some(()) => Ok(()),
-            None => Err(queue_exception(py, "Full")),
+        });
+        match put {
+            Ok(Some(())) => Ok(()),
+            Ok(None) => Err(queue_exception(py, "Full")),
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyEOFError>(py) => Err(
+                crate::errors::closed_error(py, "the queue is closed: no more puts"),
+            ),
+            Err(e) => Err(e),
         }
     }
 

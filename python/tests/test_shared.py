@@ -134,6 +134,8 @@ def test_queue_producers_and_consumers_in_different_workers_take_every_item_once
         for i in range(3):
             jobs.put(i)
         jobs.close()
+        with pytest.raises(wasmpool.Closed, match="no more puts"):
+            jobs.put(3)
         assert pool.apply(shared.task("consume-all", shared=[jobs]), ("jobs",)) == [0, 1, 2]
         with pytest.raises(wasmpool.Closed):
             jobs.get(timeout=1)
@@ -159,6 +161,8 @@ def test_queue_from_the_host(shared):
             q.get(block=False)
         with pytest.raises(TypeError):
             q.put(b"bytes are not JSON")
+        with pytest.raises(ValueError, match="larger than"):
+            q.put_bytes(b"x" * (5 << 20), timeout=0.2)
         # A task puts decimal text, read back as its JSON number.
         pool.apply(shared.task("produce", shared=[q]), ("q", 41, 2))
         assert [q.get(timeout=5), q.get(timeout=5)] == [41, 42]
