@@ -10,6 +10,21 @@ use wasmpool::Pool;
 
 use crate::terminal;
 
+/// The signal caught by [`catch_early`] before [`with_interrupts`] took over, if one came.
+static EARLY: std::sync::OnceLock<Arc<std::sync::atomic::AtomicUsize>> = std::sync::OnceLock::new();
+
+/// Catches Ctrl-C, SIGTERM and SIGHUP from now on, for a command that is about to build its
+/// pool and then run [`with_interrupts`]: a signal in between (the first worker starting, a
+/// module compiling in a process of its own) is held for it, instead of killing the command
+/// before it can say what happened.
+pub(crate) fn catch_early() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let flag = EARLY.get_or_init(Default::default);
+    for signal in [SIGINT, SIGTERM, SIGHUP] {
+        let _ = signal_hook::flag::register_usize(signal, Arc::clone(flag), signal as usize);
+    }
+}
+
 /// Runs `f` with Ctrl-C (SIGINT), SIGTERM and SIGHUP (a closed terminal) caught: on any, the
 /// pool is terminated (queued tasks cancelled, workers killed and reaped) and `f` is told
 /// through the flag (the signal's number, 0 until one comes), so it can print what finished.
@@ -27,6 +42,14 @@ pub(crate) fn with_interrupts<T>(
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let handle = signals.handle();
     let caught = Arc::new(AtomicI32::new(0));
+    // A signal that came while the pool was being built (see `catch_early`) is this one's.
+    if let Some(early) = EARLY.get() {
+        let signal = early.load(Ordering::SeqCst) as i32;
+        if signal != 0 {
+            caught.store(signal, Ordering::SeqCst);
+            pool.terminate();
+        }
+    }
     let done = AtomicBool::new(false);
     let result = std::thread::scope(|scope| {
         scope.spawn(|| {

@@ -63,6 +63,8 @@ enum LineIs {
 
 impl ExecCommand {
     pub(crate) fn execute(self) -> anyhow::Result<i32> {
+        // From here on a Ctrl-C is the run's, even before its pool is up.
+        crate::interrupt::catch_early();
         let module = load_module(&self.program, &self.load, self.pool.limits())?;
         let program = module.program()?;
         let pool = self.pool.builder(0).build()?;

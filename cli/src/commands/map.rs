@@ -70,6 +70,8 @@ pub(crate) struct MapCommand {
 
 impl MapCommand {
     pub(crate) fn execute(self) -> anyhow::Result<i32> {
+        // From here on a Ctrl-C is the run's, even before its pool is up.
+        crate::interrupt::catch_early();
         let module = load_module(&self.module, &self.load, self.pool.limits())?;
         let mut task = module.task(&self.func)?;
         if self.reuse_instance {
