@@ -29,6 +29,7 @@
 //! wasmtime could reach every object of its pool (its worker maps the whole region). Tenants
 //! that must not touch each other's state need separate pools.
 
+pub(crate) mod numbers;
 pub(crate) mod region;
 pub(crate) mod ring;
 pub(crate) mod served;
@@ -44,7 +45,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::wire::SharedFailure;
-use region::{DATA_OFFSET, LOCK_BYTES, REGION_BYTES, Region};
+use numbers::Number;
+use region::{LOCK_BYTES, REGION_BYTES, Region};
 use ring::{RING_HEADER, Ring};
 use served::Dict;
 
@@ -509,9 +511,7 @@ impl Handle {
     /// The 64-bit word of element `index` (0 for a value).
     fn word(&self, index: u32) -> &std::sync::atomic::AtomicU64 {
         let at = self.object.lock_at().expect("a region object");
-        self.region()
-            .word64(at + DATA_OFFSET + 8 * u64::from(index))
-            .expect("inside the region: the host placed it")
+        numbers::element(self.region(), at, index).expect("inside the region: the host placed it")
     }
 
     fn lock_guard(&self, timeout: Option<Duration>) -> Result<LockGuard, SharedError> {
@@ -604,29 +604,22 @@ impl SharedValue {
 
     /// The value now.
     pub fn get(&self) -> i64 {
-        self.0.word(0).load(Ordering::SeqCst) as i64
+        i64::load(self.0.word(0))
     }
 
     /// Stores `v`.
     pub fn set(&self, v: i64) {
-        self.0.word(0).store(v as u64, Ordering::SeqCst);
+        v.store(self.0.word(0));
     }
 
     /// Adds `delta` atomically; returns the new value.
     pub fn add(&self, delta: i64) -> i64 {
-        (self.0.word(0).fetch_add(delta as u64, Ordering::SeqCst) as i64).wrapping_add(delta)
+        i64::add(self.0.word(0), delta)
     }
 
     /// Stores `new` if the value is `expected`; returns the value found.
     pub fn compare_and_swap(&self, expected: i64, new: i64) -> i64 {
-        match self.0.word(0).compare_exchange(
-            expected as u64,
-            new as u64,
-            Ordering::SeqCst,
-            Ordering::SeqCst,
-        ) {
-            Ok(found) | Err(found) => found as i64,
-        }
+        numbers::compare_and_swap(self.0.word(0), expected, new)
     }
 
     /// This value's own lock (Python's `get_lock()`), for updates of several steps.
@@ -646,17 +639,17 @@ impl SharedFloatValue {
 
     /// The value now.
     pub fn get(&self) -> f64 {
-        f64::from_bits(self.0.word(0).load(Ordering::SeqCst))
+        f64::load(self.0.word(0))
     }
 
     /// Stores `v`.
     pub fn set(&self, v: f64) {
-        self.0.word(0).store(v.to_bits(), Ordering::SeqCst);
+        v.store(self.0.word(0));
     }
 
     /// Adds `delta` atomically (a compare-and-swap loop); returns the new value.
     pub fn add(&self, delta: f64) -> f64 {
-        float_add(self.0.word(0), delta)
+        f64::add(self.0.word(0), delta)
     }
 
     /// This value's own lock.
@@ -665,25 +658,8 @@ impl SharedFloatValue {
     }
 }
 
-/// Adds `delta` to the float in `word` by a compare-and-swap loop; returns the new value.
-pub(crate) fn float_add(word: &std::sync::atomic::AtomicU64, delta: f64) -> f64 {
-    let mut current = word.load(Ordering::Relaxed);
-    loop {
-        let new = f64::from_bits(current) + delta;
-        match word.compare_exchange_weak(
-            current,
-            new.to_bits(),
-            Ordering::SeqCst,
-            Ordering::Relaxed,
-        ) {
-            Ok(_) => return new,
-            Err(found) => current = found,
-        }
-    }
-}
-
 macro_rules! array_methods {
-    ($ty:ident, $num:ty, $to:expr, $from:expr, $add:expr) => {
+    ($ty:ident, $num:ty) => {
         impl $ty {
             fn handle(&self) -> &Handle {
                 &self.0
@@ -702,57 +678,48 @@ macro_rules! array_methods {
                 self.len() == 0
             }
 
-            fn check(&self, index: u32) -> Result<(), SharedError> {
-                if index < self.len() {
-                    Ok(())
-                } else {
-                    Err(SharedError::OutOfRange {
+            fn check(&self, start: u32, count: usize) -> Result<(), SharedError> {
+                match numbers::out_of_range(start, count as u64, self.len()) {
+                    None => Ok(()),
+                    Some(index) => Err(SharedError::OutOfRange {
                         index,
                         len: self.len(),
-                    })
+                    }),
                 }
             }
 
             /// The number at `index`.
             pub fn get(&self, index: u32) -> Result<$num, SharedError> {
-                self.check(index)?;
-                Ok($from(self.0.word(index).load(Ordering::SeqCst)))
+                self.check(index, 1)?;
+                Ok(<$num>::load(self.0.word(index)))
             }
 
             /// Stores `v` at `index`.
             pub fn set(&self, index: u32, v: $num) -> Result<(), SharedError> {
-                self.check(index)?;
-                self.0.word(index).store($to(v), Ordering::SeqCst);
+                self.check(index, 1)?;
+                v.store(self.0.word(index));
                 Ok(())
             }
 
             /// Adds `delta` at `index` atomically; returns the new number.
             pub fn add(&self, index: u32, delta: $num) -> Result<$num, SharedError> {
-                self.check(index)?;
-                Ok($add(self.0.word(index), delta))
+                self.check(index, 1)?;
+                Ok(<$num>::add(self.0.word(index), delta))
             }
 
             /// All its numbers, each read atomically (the whole is not a snapshot unless the
             /// array's lock is held).
             pub fn to_vec(&self) -> Vec<$num> {
                 (0..self.len())
-                    .map(|i| $from(self.0.word(i).load(Ordering::SeqCst)))
+                    .map(|i| <$num>::load(self.0.word(i)))
                     .collect()
             }
 
             /// Stores `values` from `start` on.
             pub fn write(&self, start: u32, values: &[$num]) -> Result<(), SharedError> {
-                let end = u64::from(start) + values.len() as u64;
-                if end > u64::from(self.len()) {
-                    return Err(SharedError::OutOfRange {
-                        index: u32::try_from(end - 1).unwrap_or(u32::MAX),
-                        len: self.len(),
-                    });
-                }
+                self.check(start, values.len())?;
                 for (i, &v) in values.iter().enumerate() {
-                    self.0
-                        .word(start + i as u32)
-                        .store($to(v), Ordering::SeqCst);
+                    v.store(self.0.word(start + i as u32));
                 }
                 Ok(())
             }
@@ -769,27 +736,13 @@ macro_rules! array_methods {
 #[derive(Debug, Clone)]
 pub struct SharedArray(Handle);
 
-array_methods!(
-    SharedArray,
-    i64,
-    |v: i64| v as u64,
-    |w: u64| w as i64,
-    |word: &std::sync::atomic::AtomicU64, delta: i64| {
-        (word.fetch_add(delta as u64, Ordering::SeqCst) as i64).wrapping_add(delta)
-    }
-);
+array_methods!(SharedArray, i64);
 
 /// A shared array of 64-bit floats: see [`crate::Pool::float_array`].
 #[derive(Debug, Clone)]
 pub struct SharedFloatArray(Handle);
 
-array_methods!(
-    SharedFloatArray,
-    f64,
-    f64::to_bits,
-    f64::from_bits,
-    float_add
-);
+array_methods!(SharedFloatArray, f64);
 
 /// A first-in first-out queue between tasks and the host: see [`crate::Pool::queue`]. Items
 /// are byte strings; the typed methods carry serde values as JSON.

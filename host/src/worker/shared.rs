@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasSelf, Linker, Resource};
 
-use crate::shared::region::{DATA_OFFSET, Region};
+use crate::shared::numbers::{self, Number};
+use crate::shared::region::Region;
 use crate::shared::ring::Ring;
-use crate::shared::{Object, SharedGrant, float_add};
+use crate::shared::{Object, SharedGrant};
 use crate::wire::{self, DictReply, DictRequest, SharedFailure};
 
 use super::store::ComponentState;
@@ -297,11 +298,23 @@ impl ComponentState {
         at: u64,
         index: u32,
     ) -> wasmtime::Result<&'static std::sync::atomic::AtomicU64> {
-        let shared = shared()?;
-        shared
-            .region
-            .word64(at + DATA_OFFSET + 8 * u64::from(index))
+        numbers::element(&shared()?.region, at, index)
             .ok_or_else(|| wasmtime::Error::msg("a shared object outside the region"))
+    }
+
+    /// Where an array is, if `count` numbers from `start` fit in it; else the contract's
+    /// `out-of-range` error, naming the first index past its end.
+    fn array_at(
+        &self,
+        a: &Resource<ArrayRes>,
+        start: u32,
+        count: u64,
+    ) -> wasmtime::Result<Result<u64, SharedErr>> {
+        let &ArrayRes { at, len } = self.table.get(a)?;
+        Ok(match numbers::out_of_range(start, count, len) {
+            Some(index) => Err(SharedErr::OutOfRange(index)),
+            None => Ok(at),
+        })
     }
 }
 
@@ -359,24 +372,18 @@ impl self::wasmpool::shared::value::HostValue for ComponentState {
 
     fn get(&mut self, v: Resource<ValueRes>) -> wasmtime::Result<i64> {
         let at = self.table.get(&v)?.at;
-        Ok(self
-            .value_word(at, 0)?
-            .load(std::sync::atomic::Ordering::SeqCst) as i64)
+        Ok(i64::load(self.value_word(at, 0)?))
     }
 
     fn set(&mut self, v: Resource<ValueRes>, new: i64) -> wasmtime::Result<()> {
         let at = self.table.get(&v)?.at;
-        self.value_word(at, 0)?
-            .store(new as u64, std::sync::atomic::Ordering::SeqCst);
+        new.store(self.value_word(at, 0)?);
         Ok(())
     }
 
     fn add(&mut self, v: Resource<ValueRes>, delta: i64) -> wasmtime::Result<i64> {
         let at = self.table.get(&v)?.at;
-        let before = self
-            .value_word(at, 0)?
-            .fetch_add(delta as u64, std::sync::atomic::Ordering::SeqCst);
-        Ok((before as i64).wrapping_add(delta))
+        Ok(i64::add(self.value_word(at, 0)?, delta))
     }
 
     fn compare_and_swap(
@@ -385,14 +392,12 @@ impl self::wasmpool::shared::value::HostValue for ComponentState {
         expected: i64,
         new: i64,
     ) -> wasmtime::Result<i64> {
-        use std::sync::atomic::Ordering::SeqCst;
         let at = self.table.get(&v)?.at;
-        let word = self.value_word(at, 0)?;
-        Ok(
-            match word.compare_exchange(expected as u64, new as u64, SeqCst, SeqCst) {
-                Ok(found) | Err(found) => found as i64,
-            },
-        )
+        Ok(numbers::compare_and_swap(
+            self.value_word(at, 0)?,
+            expected,
+            new,
+        ))
     }
 
     fn lock(
@@ -420,22 +425,18 @@ impl self::wasmpool::shared::value::HostFloatValue for ComponentState {
 
     fn get(&mut self, v: Resource<ValueRes>) -> wasmtime::Result<f64> {
         let at = self.table.get(&v)?.at;
-        Ok(f64::from_bits(
-            self.value_word(at, 0)?
-                .load(std::sync::atomic::Ordering::SeqCst),
-        ))
+        Ok(f64::load(self.value_word(at, 0)?))
     }
 
     fn set(&mut self, v: Resource<ValueRes>, new: f64) -> wasmtime::Result<()> {
         let at = self.table.get(&v)?.at;
-        self.value_word(at, 0)?
-            .store(new.to_bits(), std::sync::atomic::Ordering::SeqCst);
+        new.store(self.value_word(at, 0)?);
         Ok(())
     }
 
     fn add(&mut self, v: Resource<ValueRes>, delta: f64) -> wasmtime::Result<f64> {
         let at = self.table.get(&v)?.at;
-        Ok(float_add(self.value_word(at, 0)?, delta))
+        Ok(f64::add(self.value_word(at, 0)?, delta))
     }
 
     fn lock(
@@ -455,7 +456,7 @@ impl self::wasmpool::shared::value::HostFloatValue for ComponentState {
 
 /// The integer and float arrays' methods, which differ only in how a number is a word.
 macro_rules! array_host {
-    ($trait:ident, $kind:ident, $num:ty, $to:expr, $from:expr, $add:expr) => {
+    ($trait:ident, $kind:ident, $num:ty) => {
         impl self::wasmpool::shared::value::$trait for ComponentState {
             fn open(
                 &mut self,
@@ -476,12 +477,12 @@ macro_rules! array_host {
                 a: Resource<ArrayRes>,
                 index: u32,
             ) -> wasmtime::Result<Result<$num, SharedErr>> {
-                let &ArrayRes { at, len } = self.table.get(&a)?;
-                if index >= len {
-                    return Ok(Err(SharedErr::OutOfRange(index)));
-                }
+                let at = match self.array_at(&a, index, 1)? {
+                    Ok(at) => at,
+                    Err(e) => return Ok(Err(e)),
+                };
                 let word = self.value_word(at, index)?;
-                Ok(Ok($from(word.load(std::sync::atomic::Ordering::SeqCst))))
+                Ok(Ok(<$num>::load(word)))
             }
 
             fn set(
@@ -490,12 +491,12 @@ macro_rules! array_host {
                 index: u32,
                 v: $num,
             ) -> wasmtime::Result<Result<(), SharedErr>> {
-                let &ArrayRes { at, len } = self.table.get(&a)?;
-                if index >= len {
-                    return Ok(Err(SharedErr::OutOfRange(index)));
-                }
+                let at = match self.array_at(&a, index, 1)? {
+                    Ok(at) => at,
+                    Err(e) => return Ok(Err(e)),
+                };
                 let word = self.value_word(at, index)?;
-                word.store($to(v), std::sync::atomic::Ordering::SeqCst);
+                v.store(word);
                 Ok(Ok(()))
             }
 
@@ -505,12 +506,12 @@ macro_rules! array_host {
                 index: u32,
                 delta: $num,
             ) -> wasmtime::Result<Result<$num, SharedErr>> {
-                let &ArrayRes { at, len } = self.table.get(&a)?;
-                if index >= len {
-                    return Ok(Err(SharedErr::OutOfRange(index)));
-                }
+                let at = match self.array_at(&a, index, 1)? {
+                    Ok(at) => at,
+                    Err(e) => return Ok(Err(e)),
+                };
                 let word = self.value_word(at, index)?;
-                Ok(Ok($add(word, delta)))
+                Ok(Ok(<$num>::add(word, delta)))
             }
 
             fn read(
@@ -519,17 +520,13 @@ macro_rules! array_host {
                 start: u32,
                 count: u32,
             ) -> wasmtime::Result<Result<Vec<$num>, SharedErr>> {
-                let &ArrayRes { at, len } = self.table.get(&a)?;
-                let end = u64::from(start) + u64::from(count);
-                if end > u64::from(len) {
-                    return Ok(Err(SharedErr::OutOfRange(
-                        u32::try_from(end - 1).unwrap_or(u32::MAX),
-                    )));
-                }
+                let at = match self.array_at(&a, start, count.into())? {
+                    Ok(at) => at,
+                    Err(e) => return Ok(Err(e)),
+                };
                 let mut out = Vec::with_capacity(count as usize);
                 for i in start..start + count {
-                    let word = self.value_word(at, i)?;
-                    out.push($from(word.load(std::sync::atomic::Ordering::SeqCst)));
+                    out.push(<$num>::load(self.value_word(at, i)?));
                 }
                 Ok(Ok(out))
             }
@@ -540,16 +537,12 @@ macro_rules! array_host {
                 start: u32,
                 values: Vec<$num>,
             ) -> wasmtime::Result<Result<(), SharedErr>> {
-                let &ArrayRes { at, len } = self.table.get(&a)?;
-                let end = u64::from(start) + values.len() as u64;
-                if end > u64::from(len) {
-                    return Ok(Err(SharedErr::OutOfRange(
-                        u32::try_from(end - 1).unwrap_or(u32::MAX),
-                    )));
-                }
+                let at = match self.array_at(&a, start, values.len() as u64)? {
+                    Ok(at) => at,
+                    Err(e) => return Ok(Err(e)),
+                };
                 for (i, v) in values.into_iter().enumerate() {
-                    let word = self.value_word(at, start + i as u32)?;
-                    word.store($to(v), std::sync::atomic::Ordering::SeqCst);
+                    v.store(self.value_word(at, start + i as u32)?);
                 }
                 Ok(Ok(()))
             }
@@ -571,25 +564,8 @@ macro_rules! array_host {
     };
 }
 
-array_host!(
-    HostArray,
-    Array,
-    i64,
-    |v: i64| v as u64,
-    |w: u64| w as i64,
-    |word: &std::sync::atomic::AtomicU64, delta: i64| {
-        (word.fetch_add(delta as u64, std::sync::atomic::Ordering::SeqCst) as i64)
-            .wrapping_add(delta)
-    }
-);
-array_host!(
-    HostFloatArray,
-    FloatArray,
-    f64,
-    f64::to_bits,
-    f64::from_bits,
-    float_add
-);
+array_host!(HostArray, Array, i64);
+array_host!(HostFloatArray, FloatArray, f64);
 
 impl ComponentState {
     /// The ring at `at`, which a grant placed inside the region.
