@@ -569,6 +569,82 @@ pub(crate) enum SharedFailure {
     Other(String),
 }
 
+/// Frames another thread read whole off a stream, read again as the stream would be: what a
+/// link thread hands on, heartbeats taken out (the host's, `pool/link.rs`; the worker's,
+/// `worker/link.rs`). The end of the channel is the end of the stream.
+#[derive(Debug)]
+pub(crate) struct FrameQueue {
+    frames: crossbeam_channel::Receiver<Vec<u8>>,
+    current: Vec<u8>,
+    at: usize,
+}
+
+impl FrameQueue {
+    pub(crate) fn new(frames: crossbeam_channel::Receiver<Vec<u8>>) -> FrameQueue {
+        FrameQueue {
+            frames,
+            current: Vec::new(),
+            at: 0,
+        }
+    }
+
+    /// Whether bytes are waiting, here or in the channel.
+    pub(crate) fn has_pending(&self) -> bool {
+        self.at < self.current.len() || !self.frames.is_empty()
+    }
+
+    /// Whether the stream has ended (the link thread saw the launcher's stdout close, or gave
+    /// the link up) with nothing left to read.
+    pub(crate) fn ended(&mut self) -> bool {
+        if self.at < self.current.len() {
+            return false;
+        }
+        match self.frames.try_recv() {
+            Ok(frame) => {
+                self.current = frame;
+                self.at = 0;
+                false
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) => false,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => true,
+        }
+    }
+
+    /// Waits up to `timeout` for bytes (or the end of the stream).
+    pub(crate) fn wait_readable(&mut self, timeout: std::time::Duration) -> bool {
+        if self.at < self.current.len() {
+            return true;
+        }
+        match self.frames.recv_timeout(timeout) {
+            Ok(frame) => {
+                self.current = frame;
+                self.at = 0;
+                true
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => false,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => true,
+        }
+    }
+}
+
+impl Read for FrameQueue {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.current.len() {
+            match self.frames.recv() {
+                Ok(frame) => {
+                    self.current = frame;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.at);
+        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 /// Encodes `msg` as one frame into `buf` (cleared first), ready to be written in one call.
 pub(crate) fn encode_frame<T: Serialize>(msg: &T, buf: &mut Vec<u8>) -> Result<(), WireError> {
     buf.clear();

@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::Sender;
 
-use crate::wire::{self, HostMsg, MAX_FRAME_BYTES};
+use crate::wire::{self, FrameQueue, HostMsg, MAX_FRAME_BYTES};
 
 use super::worker_process::PidSlot;
 
@@ -67,70 +67,7 @@ impl LinkState {
 }
 
 /// The frames of the worker, as the link thread hands them over: read as a pipe.
-#[derive(Debug)]
-pub(crate) struct LinkReader {
-    frames: Receiver<Vec<u8>>,
-    current: Vec<u8>,
-    at: usize,
-}
-
-impl LinkReader {
-    /// Whether bytes are waiting, here or in the channel.
-    pub(crate) fn has_pending(&self) -> bool {
-        self.at < self.current.len() || !self.frames.is_empty()
-    }
-
-    /// Whether the stream has ended (the link thread saw the launcher's stdout close, or gave
-    /// the link up) with nothing left to read.
-    pub(crate) fn ended(&mut self) -> bool {
-        if self.at < self.current.len() {
-            return false;
-        }
-        match self.frames.try_recv() {
-            Ok(frame) => {
-                self.current = frame;
-                self.at = 0;
-                false
-            }
-            Err(crossbeam_channel::TryRecvError::Empty) => false,
-            Err(crossbeam_channel::TryRecvError::Disconnected) => true,
-        }
-    }
-
-    /// Waits up to `timeout` for bytes (or the end of the stream).
-    pub(crate) fn wait_readable(&mut self, timeout: Duration) -> bool {
-        if self.at < self.current.len() {
-            return true;
-        }
-        match self.frames.recv_timeout(timeout) {
-            Ok(frame) => {
-                self.current = frame;
-                self.at = 0;
-                true
-            }
-            Err(RecvTimeoutError::Timeout) => false,
-            Err(RecvTimeoutError::Disconnected) => true,
-        }
-    }
-}
-
-impl Read for LinkReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.at == self.current.len() {
-            match self.frames.recv() {
-                Ok(frame) => {
-                    self.current = frame;
-                    self.at = 0;
-                }
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len() - self.at);
-        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
-    }
-}
+pub(crate) type LinkReader = FrameQueue;
 
 /// Starts the link thread of worker `pid` (the launcher's pid, in `slot`).
 pub(crate) fn start(
@@ -146,14 +83,7 @@ pub(crate) fn start(
     std::thread::Builder::new()
         .name(format!("wasmpool-link-{pid}"))
         .spawn(move || run(stdout, stdin, pid, slot, config, shared, tx))?;
-    Ok((
-        LinkReader {
-            frames,
-            current: Vec::new(),
-            at: 0,
-        },
-        state,
-    ))
+    Ok((FrameQueue::new(frames), state))
 }
 
 fn run(

@@ -20,43 +20,18 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::time::Duration;
 
-use crossbeam_channel::Receiver;
-
 use crate::spin::SpinRead;
-use crate::wire::{self, LinkSettings, MAX_FRAME_BYTES, WorkerMsg};
+use crate::wire::{self, FrameQueue, LinkSettings, MAX_FRAME_BYTES, WorkerMsg};
 
 use super::{Input, Output};
 
 /// What the session reads when a link thread reads stdin: the host's frames, heartbeats
 /// taken out, in order.
-pub(crate) struct RelayInput {
-    frames: Receiver<Vec<u8>>,
-    current: Vec<u8>,
-    at: usize,
-}
-
-impl Read for RelayInput {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.at == self.current.len() {
-            match self.frames.recv() {
-                Ok(frame) => {
-                    self.current = frame;
-                    self.at = 0;
-                }
-                // The relay ended: the end of the stream.
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len() - self.at);
-        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
-    }
-}
+pub(crate) type RelayInput = FrameQueue;
 
 impl Input for RelayInput {
     fn has_pending(&self) -> bool {
-        self.at < self.current.len() || !self.frames.is_empty()
+        FrameQueue::has_pending(self)
     }
 }
 
@@ -79,11 +54,7 @@ pub(crate) fn start(
     std::thread::Builder::new()
         .name("wasmpool-beat".into())
         .spawn(move || beat(interval, output))?;
-    Ok(RelayInput {
-        frames,
-        current: Vec::new(),
-        at: 0,
-    })
+    Ok(FrameQueue::new(frames))
 }
 
 /// Reads the host's frames until stdin ends or falls silent, then ends the process.
@@ -184,11 +155,7 @@ mod tests {
             frames.push(msg);
         }
         drop(tx);
-        let mut input = RelayInput {
-            frames: rx,
-            current: Vec::new(),
-            at: 0,
-        };
+        let mut input = FrameQueue::new(rx);
         let mut buf = Vec::new();
         for msg in frames {
             assert_eq!(
