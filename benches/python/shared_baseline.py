@@ -38,6 +38,9 @@ import statistics
 import sys
 import time
 
+# The check that nothing else is burning a core, shared with the bench's other Python peer.
+from py_baseline import foreign_cpu_load
+
 RUNS = 5            # each figure = median of RUNS runs
 PING = b"ping1234"  # the 8-byte message of the pipe round trip
 KEYS = 100          # distinct keys of dict_set
@@ -206,42 +209,6 @@ WORKLOADS = [
 ]
 
 # ---------------------------------------------------------------- driver and rendering
-
-
-def foreign_cpu_load(seconds=1.0):
-    """CPU used by processes other than this one and its children, sampled over `seconds`:
-    figures taken on 2 cores are meaningless if something else is already burning one."""
-    me = os.getpid()
-
-    def snap():
-        d = {}
-        for e in os.listdir("/proc"):
-            if not e.isdigit() or int(e) == me:
-                continue
-            try:
-                with open(f"/proc/{e}/stat") as f:
-                    st = f.read()
-            except OSError:
-                continue
-            r = st.rindex(")")
-            fl = st[r + 2:].split()
-            if int(fl[1]) == me:          # ppid == me: our own process
-                continue
-            d[int(e)] = (st[st.index("(") + 1:r], int(fl[11]) + int(fl[12]))
-        return d
-    tck = os.sysconf("SC_CLK_TCK")
-    a = snap()
-    time.sleep(seconds)
-    b = snap()
-    busy = []
-    for pid, (comm, t) in b.items():
-        if pid in a:
-            pct = (t - a[pid][1]) / tck / seconds * 100
-            if pct >= 5:
-                busy.append({"pid": pid, "comm": comm, "cpu_pct": round(pct)})
-    return {"busy_cores": round(sum(x["cpu_pct"] for x in busy) / 100, 2),
-            "processes_over_5pct": busy, "loadavg": os.getloadavg()}
-
 
 
 def meta(start_method, scale):
