@@ -602,6 +602,34 @@ fn ssh_rows(square: &wasmpool::Task) -> Vec<Row> {
     };
     let local_rt = round_trip(&local1);
     let ssh_rt = round_trip(&ssh1);
+    // Shared state from a task: mapped memory in a local worker, one request over the link
+    // per operation in a remote one (a locked increment is four: acquire, get, set, release).
+    let shared_op = |pool: &Pool, func: &str, per_call: u32| {
+        let counter = pool.value(&format!("{func} counter"), 0).unwrap();
+        let lock = pool.lock(&format!("{func} lock")).unwrap();
+        let grants = wasmpool::Grants::new()
+            .shared_as("counter", &counter)
+            .shared_as("lock", &lock);
+        let task = Module::from_bytes(wasmpool_artifacts::SHARED.wasm)
+            .unwrap()
+            .task(func)
+            .unwrap()
+            .with_grants(grants)
+            .unwrap();
+        let call = || {
+            let _: i64 = if func == "locked-increment" {
+                pool.apply(&task, ("lock", "counter", per_call)).unwrap()
+            } else {
+                pool.apply(&task, ("counter", per_call)).unwrap()
+            };
+        };
+        call();
+        median(RUNS, call).as_secs_f64() * 1e6 / f64::from(per_call)
+    };
+    let local_locked = shared_op(&local1, "locked-increment", 200_000);
+    let ssh_locked = shared_op(&ssh1, "locked-increment", 2_000);
+    let local_add = shared_op(&local1, "atomic-add", 200_000);
+    let ssh_add = shared_op(&ssh1, "atomic-add", 5_000);
     drop((local1, ssh1));
     let local2 = quiet(Pool::builder().local(WORKERS));
     let ssh2 = quiet(Pool::builder().remote(launcher.clone(), "127.0.0.1", WORKERS));
@@ -637,6 +665,20 @@ fn ssh_rows(square: &wasmpool::Task) -> Vec<Row> {
             ssh_rt.as_secs_f64() * 1e6,
             "us",
             local_rt.as_secs_f64() * 1e6,
+            false,
+        ),
+        row(
+            "locked increment from a task, 1 ssh worker",
+            ssh_locked,
+            "us",
+            local_locked,
+            false,
+        ),
+        row(
+            "atomic add from a task, 1 ssh worker",
+            ssh_add,
+            "us",
+            local_add,
             false,
         ),
         row(

@@ -198,3 +198,48 @@ fn remote_options_that_cannot_work_are_usage_errors() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
 }
+
+/// `--value`, `--lock`, `--dict` reach the items that run behind ssh as the local ones: one
+/// count, exact, in `--state`.
+#[test]
+fn shared_objects_reach_items_on_ssh_workers() {
+    let Some(sshd) = Sshd::start("cli remote::shared_objects_reach_items_on_ssh_workers") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared.wasm");
+    std::fs::write(&shared, wasmpool_artifacts::SHARED.wasm).unwrap();
+    let template = format!(
+        "ssh -F {} -T {{host}} {{bin}} worker",
+        sshd.config().display()
+    );
+    let out = wasmpool(
+        &[
+            "map",
+            shared.to_str().unwrap(),
+            "locked-increment",
+            "--hosts",
+            "127.0.0.1:2",
+            "--worker-cmd",
+            &template,
+            "--remote-bin",
+            WASMPOOL,
+            "--local",
+            "1",
+            "--chunksize",
+            "1",
+            "--lock",
+            "lock",
+            "--value",
+            "counter=0",
+            "--state",
+            "-",
+        ],
+        &"[\"lock\", \"counter\", 300]\n".repeat(9),
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 9);
+    assert!(stderr.contains("\"counter\":2700"), "{stderr}");
+}

@@ -19,6 +19,10 @@
 //!   sleeps on it as a futex.
 //! - Dicts are the host's (`shared/served.rs`): an operation is one request over the worker's
 //!   shared-state socket, answered by the host's thread for that worker.
+//! - A worker behind a launcher (ssh, srun, kubectl) maps nothing: each of its operations, on
+//!   any kind, is one request over its link, run on the region by the host
+//!   (`shared/remote.rs`): a round trip of the link each, slower than shared memory by as
+//!   much.
 //!
 //! Failures: a lock held by a task that fails (a trap, a timeout, fuel) is released by its
 //! worker when the call ends; one held by a worker that dies is released by the host when it
@@ -31,6 +35,7 @@
 
 pub(crate) mod numbers;
 pub(crate) mod region;
+pub(crate) mod remote;
 pub(crate) mod ring;
 pub(crate) mod served;
 
@@ -267,6 +272,27 @@ impl SharedObjects {
         }
         directory.names.insert(name.to_string(), object);
         Ok(object)
+    }
+
+    /// Whether `object` is one of this pool's, exactly as made (a pipe's second end is its
+    /// first turned round): what a remote worker's request must name (see [`remote`]).
+    pub(crate) fn holds(&self, object: &Object) -> bool {
+        let other_end = match *object {
+            Object::PipeEnd {
+                inbox,
+                outbox,
+                capacity,
+            } => Some(Object::PipeEnd {
+                inbox: outbox,
+                outbox: inbox,
+                capacity,
+            }),
+            _ => None,
+        };
+        self.directory()
+            .names
+            .values()
+            .any(|o| o == object || Some(*o) == other_end)
     }
 
     pub(crate) fn dict(&self, id: u64) -> Result<Arc<Dict>, SharedFailure> {

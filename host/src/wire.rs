@@ -29,7 +29,7 @@ use crate::values::wire::Packed;
 use crate::values::{Value, Values};
 
 /// The protocol version both sides must agree on. Bump it on any change to the messages.
-pub(crate) const PROTOCOL_VERSION: u32 = 9;
+pub(crate) const PROTOCOL_VERSION: u32 = 10;
 
 /// This build's wasmpool version, exchanged at the handshake (reported, not required to match).
 pub(crate) const WASMPOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -94,13 +94,16 @@ pub(crate) enum HostMsg {
         #[serde(with = "byte_string")]
         wasm: Vec<u8>,
     },
-    /// The pool's shared state: the descriptors of its shared-memory region and of this
-    /// worker's end of its shared-state socket came just before this frame, over the worker's
-    /// stderr (see [`crate::shared`]). Sent once, right after the handshake, to a worker that
-    /// can receive descriptors.
+    /// The pool's shared state (see [`crate::shared`]), sent once, right after the handshake.
+    /// To a worker that can receive descriptors, the descriptors of the pool's shared-memory
+    /// region and of its end of a shared-state socket came just before this frame, over its
+    /// stderr; a worker behind a launcher gets none, and reaches every object with a
+    /// [`WorkerMsg::Shared`] request over its link instead.
     Shared {
         /// The pool's id, which every shared grant carries.
         pool: u64,
+        /// Set when no descriptors came: every use of an object goes over the link.
+        over_link: bool,
     },
     /// Finish: the worker exits with status 0.
     Shutdown,
@@ -110,7 +113,20 @@ pub(crate) enum HostMsg {
     /// Answered at once with [`WorkerMsg::Pong`] carrying the same number: the host measures
     /// the round trip of a link with it.
     Ping(u64),
+    /// The answer to a [`WorkerMsg::Shared`] request: never reaches the session, the worker's
+    /// link thread hands it to the task's call that waits for it.
+    SharedReply(SharedReply),
 }
+
+/// The first payload byte of a [`HostMsg::SharedReply`] frame (postcard writes an enum's
+/// variant index as a varint, one byte below 128): how the worker's link thread picks the
+/// answers to its task's requests out of the host's frames without decoding every frame.
+pub(crate) const HOST_SHARED_REPLY_TAG: u8 = 8;
+
+/// As [`HOST_SHARED_REPLY_TAG`], for a [`WorkerMsg::Shared`] request, which the host's link
+/// thread hands to the worker's shared-state server instead of the driver (busy waiting for
+/// the very task that asks).
+pub(crate) const WORKER_SHARED_TAG: u8 = 8;
 
 /// How a worker behind a launcher keeps its link: the host sends a [`HostMsg::Heartbeat`]
 /// every `heartbeat_ms` and expects one back as often; either side that hears nothing from
@@ -392,6 +408,9 @@ pub(crate) enum WorkerMsg {
     Heartbeat,
     /// The answer to [`HostMsg::Ping`].
     Pong(u64),
+    /// A task's use of a shared object, from a worker behind a launcher (which cannot map the
+    /// pool's region): answered by one [`HostMsg::SharedReply`] before the task goes on.
+    Shared(SharedRequest),
 }
 
 /// The payload of a [`HostMsg::Heartbeat`] frame (without its length): how a link thread
@@ -539,6 +558,23 @@ pub(crate) enum DictRequest {
     },
 }
 
+impl DictRequest {
+    /// The dict it asks.
+    pub(crate) fn dict(&self) -> u64 {
+        match *self {
+            DictRequest::Get { dict, .. }
+            | DictRequest::Set { dict, .. }
+            | DictRequest::Delete { dict, .. }
+            | DictRequest::Exists { dict, .. }
+            | DictRequest::Keys { dict, .. }
+            | DictRequest::Increment { dict, .. }
+            | DictRequest::GetMany { dict, .. }
+            | DictRequest::SetMany { dict, .. }
+            | DictRequest::DeleteMany { dict, .. } => dict,
+        }
+    }
+}
+
 /// The host's answer to a [`DictRequest`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum DictReply {
@@ -551,6 +587,68 @@ pub(crate) enum DictReply {
         cursor: Option<u64>,
     },
     Many(Vec<Option<(String, Vec<u8>)>>),
+    Failed(SharedFailure),
+}
+
+/// A task's use of a shared object, from a worker that reaches the pool's objects over its
+/// link (see [`HostMsg::Shared`]): the object as its grant carried it, which the host checks
+/// is one of the pool's, and what to do with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct SharedRequest {
+    pub(crate) object: crate::shared::Object,
+    pub(crate) op: SharedOp,
+}
+
+/// What a [`SharedRequest`] does. Waits are bounded by `wait_ms` (the shorter of the task's
+/// own timeout and its call's deadline; `None`: until the pool ends); numbers travel as their
+/// 64-bit words, the object saying whether a word is an integer or a float's bits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum SharedOp {
+    /// Take the object's lock; answered [`SharedReply::Acquired`].
+    Acquire { wait_ms: Option<u32> },
+    /// Give the object's lock back (`abandoned` when the call holding it failed).
+    Release { abandoned: bool },
+    /// `count` numbers from `start`; answered [`SharedReply::Words`].
+    Read { start: u32, count: u32 },
+    /// Numbers from `start` on.
+    Write { start: u32, words: Vec<u64> },
+    /// Adds `delta` to number `index`; answered with the new number's [`SharedReply::Word`].
+    Add { index: u32, delta: u64 },
+    /// An integer value's compare-and-swap; answered with the word found.
+    CompareAndSwap { expected: i64, new: i64 },
+    /// Into a queue, or out of a pipe end.
+    Put {
+        #[serde(with = "byte_string")]
+        item: Vec<u8>,
+        wait_ms: Option<u32>,
+    },
+    /// Out of a queue, or into a pipe end; answered [`SharedReply::Item`].
+    Get { wait_ms: Option<u32> },
+    /// Whether a pipe end has a message waiting; answered [`SharedReply::Flag`].
+    Poll { wait_ms: Option<u32> },
+    /// How many items a queue holds; answered [`SharedReply::Count`].
+    Len,
+    /// Closes a queue, or the direction a pipe end sends in.
+    Close,
+    /// A dict's request, answered as on the shared-state socket.
+    Dict(DictRequest),
+}
+
+/// The host's answer to a [`SharedRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum SharedReply {
+    Done,
+    Acquired {
+        abandoned: bool,
+    },
+    Word(u64),
+    Words(Vec<u64>),
+    Item(#[serde(with = "byte_string")] Vec<u8>),
+    Flag(bool),
+    Count(u64),
+    Dict(DictReply),
+    /// A wait that ended (`Timeout`, `Closed`, `Full`), or a request the host refuses
+    /// (`Other`: an object that is not the pool's, an index past an array's end).
     Failed(SharedFailure),
 }
 
@@ -795,6 +893,40 @@ mod tests {
             postcard::to_stdvec(&HostMsg::Ping(0)).unwrap(),
             host_heartbeat_payload()
         );
+    }
+
+    /// The link threads route shared-state frames by their first byte: it must be the
+    /// variant's, whatever the request or reply.
+    #[test]
+    fn shared_state_frames_are_told_by_their_first_byte() {
+        let request = WorkerMsg::Shared(SharedRequest {
+            object: crate::shared::Object::Value { at: 64 },
+            op: SharedOp::Put {
+                item: vec![1; 300],
+                wait_ms: Some(5),
+            },
+        });
+        let bytes = postcard::to_stdvec(&request).unwrap();
+        assert_eq!(bytes[0], WORKER_SHARED_TAG);
+        assert_eq!(decode::<WorkerMsg>(&bytes).unwrap(), request);
+        let reply = HostMsg::SharedReply(SharedReply::Failed(SharedFailure::Closed));
+        assert_eq!(
+            postcard::to_stdvec(&reply).unwrap()[0],
+            HOST_SHARED_REPLY_TAG
+        );
+        for other in [
+            postcard::to_stdvec(&WorkerMsg::Pong(3)).unwrap(),
+            worker_heartbeat_payload(),
+        ] {
+            assert_ne!(other[0], WORKER_SHARED_TAG);
+        }
+        for other in [
+            postcard::to_stdvec(&HostMsg::Ping(3)).unwrap(),
+            postcard::to_stdvec(&HostMsg::Shutdown).unwrap(),
+            host_heartbeat_payload(),
+        ] {
+            assert_ne!(other[0], HOST_SHARED_REPLY_TAG);
+        }
     }
 
     #[test]

@@ -350,12 +350,24 @@ fn session<W: Write + Send + 'static>(
                 send(output, &WorkerMsg::Loaded { id }, true)?;
             }
             Some(HostMsg::Run(chunk)) => run_chunk(&cache, &chunk, output, &mut ahead)?,
-            Some(HostMsg::Shared { pool }) => {
-                // The descriptors came first, on stderr. Without them the worker goes on:
-                // its tasks' shared objects are then out of reach, which they are told.
-                if let Err(e) = shared::install(pool) {
+            Some(HostMsg::Shared { pool, over_link }) => {
+                // A local worker's descriptors came first, on stderr. Without them the worker
+                // goes on: its tasks' shared objects are then out of reach, which they are
+                // told.
+                let installed = if over_link {
+                    shared::install_over_link(pool)
+                } else {
+                    shared::install(pool)
+                };
+                if let Err(e) = installed {
                     eprintln!("wasmpool worker: no shared state: {e}");
                 }
+            }
+            // Taken by the link thread, which hands it to the call waiting for it.
+            Some(HostMsg::SharedReply(_)) => {
+                return Err(WorkerFault::Protocol(
+                    "an answer to a shared-state request nobody made".into(),
+                ));
             }
             // Taken by the link thread when there is one; nothing to do otherwise.
             Some(HostMsg::Heartbeat) => {}
@@ -472,6 +484,7 @@ fn msg_name(msg: &HostMsg) -> &'static str {
         HostMsg::Shutdown => "Shutdown",
         HostMsg::Heartbeat => "Heartbeat",
         HostMsg::Ping(_) => "Ping",
+        HostMsg::SharedReply(_) => "SharedReply",
     }
 }
 

@@ -13,6 +13,7 @@ mod map;
 mod process;
 mod programs;
 mod remote;
+mod remote_shared;
 mod shared;
 mod shared_code;
 mod support;

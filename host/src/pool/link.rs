@@ -9,17 +9,26 @@
 //! or stopped ssh client, a crashed node, a partition that sends no FIN), says why in the
 //! [`LinkState`] and kills the launcher, which ends every wait on it: the driver finds the
 //! worker lost within a few seconds, not at a TCP or Slurm timeout.
+//!
+//! The worker's shared-state requests ([`WorkerMsg::Shared`](crate::wire::WorkerMsg)) come
+//! on the same stream, while the driver waits for the very task that makes them: the thread
+//! hands them to a server thread of the worker's own (`crate::shared::remote`), which writes
+//! each answer to the worker's stdin.
 
-use std::io::{self, BufWriter, Read};
+use std::io::{self, BufWriter, Read, Write};
 use std::os::fd::AsRawFd;
 use std::process::{ChildStdin, ChildStdout};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use crate::wire::{self, FrameQueue, HostMsg, MAX_FRAME_BYTES};
+use crate::shared::SharedObjects;
+use crate::wire::{
+    self, FrameQueue, HostMsg, MAX_FRAME_BYTES, SharedFailure, SharedReply, SharedRequest,
+    WORKER_SHARED_TAG, WorkerMsg,
+};
 
 use super::worker_process::PidSlot;
 
@@ -52,6 +61,11 @@ pub(crate) struct LinkState {
     started: AtomicBool,
     /// Set by the driver when it is done with the worker.
     stop: AtomicBool,
+    /// Set when the link thread ends, for whatever reason: a shared-state wait for the worker
+    /// ends too.
+    ended: AtomicBool,
+    /// The pool's shared objects, once the worker was told of them: what its requests reach.
+    objects: OnceLock<Arc<SharedObjects>>,
 }
 
 impl LinkState {
@@ -63,6 +77,25 @@ impl LinkState {
     /// The driver is done with the link.
     pub(crate) fn stop(&self) {
         self.stop.store(true, Ordering::Release);
+    }
+
+    /// The worker's tasks may use the pool's shared objects, through requests on the link.
+    pub(crate) fn serve_shared(&self, objects: &Arc<SharedObjects>) {
+        let _ = self.objects.set(Arc::clone(objects));
+    }
+
+    /// Whether the worker is still there to answer.
+    fn live(&self) -> bool {
+        !self.ended.load(Ordering::Acquire) && !self.stop.load(Ordering::Acquire)
+    }
+}
+
+/// Marks the link ended when the link thread returns, however it does.
+struct Ended(Arc<LinkState>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.0.ended.store(true, Ordering::Release);
     }
 }
 
@@ -95,6 +128,9 @@ fn run(
     state: Arc<LinkState>,
     frames: Sender<Vec<u8>>,
 ) {
+    let _ended = Ended(Arc::clone(&state));
+    // The worker's shared-state server, started at its first request.
+    let mut server: Option<Sender<SharedRequest>> = None;
     let heartbeat = wire::worker_heartbeat_payload();
     let mut beat = Vec::new();
     let _ = wire::encode_frame(&HostMsg::Heartbeat, &mut beat);
@@ -168,7 +204,9 @@ fn run(
                 break;
             }
             let payload = &bytes[start + 4..start + 4 + len];
-            if payload != heartbeat.as_slice()
+            if started && payload.first() == Some(&WORKER_SHARED_TAG) {
+                shared_request(payload, &mut server, &stdin, pid, &state);
+            } else if payload != heartbeat.as_slice()
                 && frames.send(bytes[start..start + 4 + len].to_vec()).is_err()
             {
                 return;
@@ -181,6 +219,85 @@ fn run(
         }
         bytes.drain(..start);
     }
+}
+
+/// Hands a shared-state request to the worker's server, starting it at the first; a request
+/// the host cannot take is answered at once, so that the task waiting for it goes on.
+fn shared_request(
+    payload: &[u8],
+    server: &mut Option<Sender<SharedRequest>>,
+    stdin: &Arc<Mutex<BufWriter<ChildStdin>>>,
+    pid: u32,
+    state: &Arc<LinkState>,
+) {
+    let request = match wire::decode::<WorkerMsg>(payload) {
+        Ok(WorkerMsg::Shared(request)) => request,
+        Ok(_) | Err(_) => {
+            reply(
+                stdin,
+                SharedReply::Failed(SharedFailure::Other(
+                    "the host could not read this shared-state request".into(),
+                )),
+            );
+            return;
+        }
+    };
+    if server.is_none() {
+        let Some(objects) = state.objects.get().cloned() else {
+            reply(
+                stdin,
+                SharedReply::Failed(SharedFailure::Other(
+                    "this worker was given no shared state".into(),
+                )),
+            );
+            return;
+        };
+        let (tx, requests) = crossbeam_channel::unbounded();
+        let writer = Arc::clone(stdin);
+        let state = Arc::clone(state);
+        let started = std::thread::Builder::new()
+            .name(format!("wasmpool-shared-{pid}"))
+            .spawn(move || {
+                crate::shared::remote::serve(&objects, pid, requests, &|| state.live(), |answer| {
+                    reply(&writer, answer)
+                });
+            });
+        if started.is_err() {
+            reply(
+                stdin,
+                SharedReply::Failed(SharedFailure::Other(
+                    "the host cannot start a thread to serve this worker's shared state".into(),
+                )),
+            );
+            return;
+        }
+        *server = Some(tx);
+    }
+    if let Some(server) = server {
+        let _ = server.send(request);
+    }
+}
+
+/// Writes the answer to a shared-state request; false if the worker's stdin is gone.
+fn reply(stdin: &Mutex<BufWriter<ChildStdin>>, answer: SharedReply) -> bool {
+    let mut frame = Vec::new();
+    let answer = match wire::encode_frame(&HostMsg::SharedReply(answer), &mut frame) {
+        Ok(()) => frame,
+        Err(e) => {
+            let failed = SharedReply::Failed(SharedFailure::Other(format!(
+                "the host's answer cannot be sent: {e}"
+            )));
+            if wire::encode_frame(&HostMsg::SharedReply(failed), &mut frame).is_err() {
+                return false;
+            }
+            frame
+        }
+    };
+    let mut writer = stdin.lock().unwrap_or_else(|e| e.into_inner());
+    writer
+        .write_all(&answer)
+        .and_then(|()| writer.flush())
+        .is_ok()
 }
 
 /// Writes one heartbeat frame, unless the driver is writing or has bytes buffered (its own

@@ -385,30 +385,47 @@ impl WorkerProcess {
         Ok(worker)
     }
 
-    /// Gives the worker the pool's shared state: the region's descriptor and its end of a new
-    /// shared-state socket, on its stderr, then the `Shared` frame that announces them; and
-    /// starts the thread that serves its requests (see [`crate::shared`]). A worker that
-    /// cannot receive descriptors (one behind a launcher) gets none: its tasks' shared
-    /// objects are not reachable from it.
+    /// Gives the worker the pool's shared state (see [`crate::shared`]). A local worker gets
+    /// the region's descriptor and its end of a new shared-state socket, on its stderr, then
+    /// the `Shared` frame that announces them, and a thread that serves its dict requests. A
+    /// worker behind a launcher, which cannot receive descriptors, gets the frame alone: its
+    /// tasks' every use of an object is then a request over its link, which the link thread
+    /// serves (see [`crate::shared::remote`]).
     fn share_objects(&mut self, objects: &Arc<SharedObjects>) -> Result<(), String> {
-        let Some(code_socket) = &self.code_socket else {
-            return Ok(());
-        };
-        let (host_end, worker_end) =
-            UnixStream::pair().map_err(|e| format!("no shared-state socket: {e}"))?;
-        crate::shared_code::send_descriptors(
-            code_socket,
-            &[objects.region_file().as_raw_fd(), worker_end.as_raw_fd()],
-        )
-        .map_err(|e| format!("cannot send it the shared state: {e}"))?;
-        drop(worker_end);
-        wire::write_frame(&mut *self.stdin(), &HostMsg::Shared { pool: objects.id() })
-            .map_err(|e| e.to_string())?;
-        let served = Arc::clone(objects);
-        thread::Builder::new()
-            .name(format!("wasmpool-shared-{}", self.pid))
-            .spawn(move || crate::shared::served::serve(served, host_end))
-            .map_err(|e| format!("cannot start its shared-state thread: {e}"))?;
+        let pool = objects.id();
+        match (&self.code_socket, &self.link) {
+            (Some(code_socket), _) => {
+                let (host_end, worker_end) =
+                    UnixStream::pair().map_err(|e| format!("no shared-state socket: {e}"))?;
+                crate::shared_code::send_descriptors(
+                    code_socket,
+                    &[objects.region_file().as_raw_fd(), worker_end.as_raw_fd()],
+                )
+                .map_err(|e| format!("cannot send it the shared state: {e}"))?;
+                drop(worker_end);
+                let shared = HostMsg::Shared {
+                    pool,
+                    over_link: false,
+                };
+                wire::write_frame(&mut *self.stdin(), &shared).map_err(|e| e.to_string())?;
+                let served = Arc::clone(objects);
+                thread::Builder::new()
+                    .name(format!("wasmpool-shared-{}", self.pid))
+                    .spawn(move || crate::shared::served::serve(served, host_end))
+                    .map_err(|e| format!("cannot start its shared-state thread: {e}"))?;
+            }
+            (None, Some(link)) => {
+                link.serve_shared(objects);
+                let shared = HostMsg::Shared {
+                    pool,
+                    over_link: true,
+                };
+                wire::write_frame(&mut *self.stdin(), &shared).map_err(|e| e.to_string())?;
+            }
+            // A local worker that cannot take descriptors (a custom worker command whose
+            // stderr is not ours): its tasks' shared objects are out of its reach.
+            (None, None) => return Ok(()),
+        }
         self.objects = Some(Arc::clone(objects));
         Ok(())
     }
@@ -1020,6 +1037,8 @@ fn describe(msg: &WorkerMsg) -> String {
         WorkerMsg::Ready { .. } => "a second Ready".into(),
         WorkerMsg::Heartbeat => "a heartbeat".into(),
         WorkerMsg::Pong(_) => "a Pong".into(),
+        // A local worker's requests go on its socket; a launched one's, to its link thread.
+        WorkerMsg::Shared(_) => "a shared-state request outside its link".into(),
         WorkerMsg::Refused { reason } => format!("a refusal ({reason})"),
         WorkerMsg::Loaded { .. } => "a Loaded".into(),
         WorkerMsg::Compiled(_) => "a Compiled".into(),

@@ -18,6 +18,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::Object;
 use super::region::Region;
 use crate::wire::SharedFailure;
 
@@ -66,6 +67,24 @@ impl<'a> Ring<'a> {
                 max_items,
             },
         )
+    }
+
+    /// The ring of `object` an item goes into (`sending`) or comes out of: a queue's own, or
+    /// a pipe end's outbox or inbox; `None` for any other object, or one outside the region.
+    pub(crate) fn of(region: &'a Region, object: Object, sending: bool) -> Option<Ring<'a>> {
+        match object {
+            Object::Queue {
+                at,
+                capacity,
+                max_items,
+            } => Ring::new(region, at, capacity, max_items),
+            Object::PipeEnd {
+                inbox,
+                outbox,
+                capacity,
+            } => Ring::new(region, if sending { outbox } else { inbox }, capacity, 0),
+            _ => None,
+        }
     }
 
     fn word(&self, offset: u64) -> &AtomicU64 {

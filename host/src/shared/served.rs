@@ -76,7 +76,8 @@ pub(crate) fn serve(objects: Arc<SharedObjects>, socket: UnixStream) {
     }
 }
 
-fn answer(objects: &SharedObjects, request: &DictRequest) -> DictReply {
+/// Runs one dict request (from a worker's socket, or over a remote worker's link).
+pub(crate) fn answer(objects: &SharedObjects, request: &DictRequest) -> DictReply {
     let result = match request {
         DictRequest::Get { dict, key } => objects
             .dict(*dict)

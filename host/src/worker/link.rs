@@ -12,6 +12,10 @@
 //! - the **beat** writes a heartbeat frame every interval under the same lock as the
 //!   session's frames, so that the host hears from a worker whose task runs long.
 //!
+//! The relay also takes the host's answers to the shared-state requests of the task that runs
+//! ([`HostMsg::SharedReply`](crate::wire::HostMsg)) and hands them to the call that waits for
+//! them (`worker/shared/reach.rs`): the session is busy in that very call.
+//!
 //! Both need only calls the worker's seccomp filter allows once it is locked down: `read`,
 //! `write`, `ppoll`/`poll`, `futex`, `clock_gettime`, `clock_nanosleep`, `exit_group` (see
 //! `crate::walls`); the threads are started before the lock-down.
@@ -21,7 +25,10 @@ use std::io::{self, BufReader, Read, Write};
 use std::time::Duration;
 
 use crate::spin::SpinRead;
-use crate::wire::{self, FrameQueue, LinkSettings, MAX_FRAME_BYTES, WorkerMsg};
+use crate::wire::{
+    self, FrameQueue, HOST_SHARED_REPLY_TAG, HostMsg, LinkSettings, MAX_FRAME_BYTES, SharedReply,
+    WorkerMsg,
+};
 
 use super::{Input, Output};
 
@@ -47,9 +54,14 @@ pub(crate) fn start(
     let pending = input.buffer().to_vec();
     let stdin = input.into_inner().0;
     let (frames_tx, frames) = crossbeam_channel::unbounded();
+    let (replies_tx, replies) = crossbeam_channel::unbounded();
+    super::shared::link_ready(super::shared::OverLink::new(
+        std::sync::Arc::clone(output),
+        replies,
+    ));
     std::thread::Builder::new()
         .name("wasmpool-link".into())
-        .spawn(move || relay(stdin, pending, silence, frames_tx))?;
+        .spawn(move || relay(stdin, pending, silence, frames_tx, replies_tx))?;
     let output = std::sync::Arc::clone(output);
     std::thread::Builder::new()
         .name("wasmpool-beat".into())
@@ -63,6 +75,7 @@ fn relay(
     mut bytes: Vec<u8>,
     silence: Duration,
     frames: crossbeam_channel::Sender<Vec<u8>>,
+    replies: crossbeam_channel::Sender<SharedReply>,
 ) {
     let heartbeat = wire::host_heartbeat_payload();
     let mut chunk = vec![0u8; 1 << 16];
@@ -83,7 +96,14 @@ fn relay(
                 break;
             }
             let payload = &bytes[start + 4..start + 4 + len];
-            if payload != heartbeat.as_slice()
+            if payload.first() == Some(&HOST_SHARED_REPLY_TAG) {
+                match wire::decode::<HostMsg>(payload) {
+                    Ok(HostMsg::SharedReply(reply)) => {
+                        let _ = replies.send(reply);
+                    }
+                    _ => end("the host sent an unreadable answer to a shared-state request"),
+                }
+            } else if payload != heartbeat.as_slice()
                 && frames.send(bytes[start..start + 4 + len].to_vec()).is_err()
             {
                 // The session ended; it takes no more.

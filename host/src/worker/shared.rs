@@ -1,29 +1,32 @@
 //! The worker's side of shared state: the `wasmpool:shared` and `wasi:keyvalue` imports a
 //! task calls (see [`crate::shared`] for what each object is and where it lives).
 //!
-//! The pool's region and this worker's shared-state socket arrive once, right after the
-//! handshake ([`install`]). Each call's store holds what its grants allow ([`CallShared`]):
-//! `open(name)` finds the name among them or answers `not-granted`, whatever the pool holds.
-//! Locks, values and arrays are operated on in the mapped region; queues, pipes and dicts go to
-//! the host as one request each on the socket, answered before the call goes on.
+//! The shared state arrives once, right after the handshake: a local worker's region and
+//! shared-state socket ([`install`]), or for a worker behind a launcher the word that its link
+//! reaches the host's objects ([`install_over_link`]); `shared/reach.rs` runs each operation
+//! either way. Each call's store holds what its grants allow ([`CallShared`]): `open(name)`
+//! finds the name among them or answers `not-granted`, whatever the pool holds.
 //!
 //! Every wait is bounded by the call's deadline, as epochs do not interrupt a host call: a
 //! wait that reaches it ends the call as an epoch interruption would, a `Timeout`. When the
 //! call ends, the locks it still holds are released ([`CallShared::end`]), marked abandoned if
 //! the call failed.
 
+mod reach;
+
 use std::fs::File;
-use std::io::{BufReader, Write};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasSelf, Linker, Resource};
 
-use crate::shared::numbers::{self, Number};
+use crate::shared::numbers;
 use crate::shared::region::Region;
-use crate::shared::ring::Ring;
 use crate::shared::{Object, SharedGrant};
-use crate::wire::{self, DictReply, DictRequest, SharedFailure};
+use crate::wire::{DictReply, DictRequest, SharedFailure};
+
+pub(crate) use reach::OverLink;
+use reach::WorkerShared;
 
 use super::store::ComponentState;
 
@@ -47,18 +50,18 @@ wasmtime::component::bindgen!({
 use self::wasmpool::shared::types::Error as SharedErr;
 use wasi::keyvalue::store::{Error as KvError, KeyResponse};
 
-/// A lock a task opened: where its words are.
+/// A lock a task opened.
 #[derive(Debug)]
 #[allow(unreachable_pub)] // bindgen's modules re-export it with `pub use`.
 pub struct LockRes {
-    at: u64,
+    object: Object,
 }
 
-/// A held lock.
+/// A held lock: the object whose lock it is.
 #[derive(Debug)]
 #[allow(unreachable_pub)] // bindgen's modules re-export it with `pub use`.
 pub struct GuardRes {
-    at: u64,
+    object: Object,
     abandoned: bool,
 }
 
@@ -66,61 +69,44 @@ pub struct GuardRes {
 #[derive(Debug)]
 #[allow(unreachable_pub)] // bindgen's modules re-export it with `pub use`.
 pub struct ValueRes {
-    at: u64,
+    object: Object,
 }
 
 /// An array a task opened.
 #[derive(Debug)]
 #[allow(unreachable_pub)] // bindgen's modules re-export it with `pub use`.
 pub struct ArrayRes {
-    at: u64,
+    object: Object,
     len: u32,
 }
 
-/// A queue a task opened: its ring.
+/// A queue a task opened.
 #[derive(Debug)]
 #[allow(unreachable_pub)] // bindgen's modules re-export it with `pub use`.
 pub struct RingRes {
-    at: u64,
-    capacity: u64,
-    max_items: u64,
+    object: Object,
 }
 
-/// A pipe end a task opened: the rings it receives from and sends into.
+/// A pipe end a task opened.
 #[derive(Debug)]
 #[allow(unreachable_pub)] // bindgen's modules re-export it with `pub use`.
 pub struct PipeRes {
-    inbox: u64,
-    outbox: u64,
-    capacity: u64,
+    object: Object,
 }
 
 /// A dict a task opened: its index among the host's.
 #[derive(Debug)]
 #[allow(unreachable_pub)] // bindgen's modules re-export it with `pub use`.
 pub struct BucketRes {
+    object: Object,
     id: u64,
 }
 
-/// This worker's shared state, from the host's `Shared` frame.
-struct WorkerShared {
-    pool: u64,
-    region: Region,
-    link: Mutex<Link>,
-    pid: u32,
-}
-
-/// The shared-state socket: one request, one reply, in turn.
-/// Both halves are plain files over the socket: `read` and `write`, which the worker's seccomp
-/// filter allows, where a socket's own `recvfrom` and `sendto` are refused.
-struct Link {
-    input: BufReader<crate::spin::SpinRead<File>>,
-    output: File,
-    buf: Vec<u8>,
-    frame: Vec<u8>,
-}
-
 static WORKER_SHARED: OnceLock<WorkerShared> = OnceLock::new();
+
+/// The link to the host of a worker behind a launcher, made ready by its link thread for the
+/// `Shared` frame that may follow.
+static LINK: Mutex<Option<OverLink>> = Mutex::new(None);
 
 /// Takes the region's descriptor and the shared-state socket the host sent just before its
 /// `Shared` frame, and maps the region.
@@ -130,20 +116,28 @@ pub(crate) fn install(pool: u64) -> Result<(), String> {
     let region_file = File::from(fds.pop().expect("two"));
     let region = Region::map(&region_file).map_err(|e| e.to_string())?;
     drop(region_file);
-    let output = socket.try_clone().map_err(|e| e.to_string())?;
-    let shared = WorkerShared {
-        pool,
-        region,
-        link: Mutex::new(Link {
-            input: BufReader::new(crate::spin::SpinRead(socket)),
-            output,
-            buf: Vec::new(),
-            frame: Vec::new(),
-        }),
-        pid: std::process::id(),
-    };
+    let shared = WorkerShared::mapped(pool, region, socket).map_err(|e| e.to_string())?;
     WORKER_SHARED
         .set(shared)
+        .map_err(|_| "the shared state came twice".to_string())
+}
+
+/// A worker behind a launcher: its link thread hands over the link its tasks' requests go
+/// out on and their answers come back from.
+pub(crate) fn link_ready(link: OverLink) {
+    *LINK.lock().unwrap_or_else(|e| e.into_inner()) = Some(link);
+}
+
+/// The host's `Shared` frame to a worker behind a launcher: every use of an object goes over
+/// the link.
+pub(crate) fn install_over_link(pool: u64) -> Result<(), String> {
+    let link = LINK
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .ok_or("the host would serve shared state over a link this worker does not have")?;
+    WORKER_SHARED
+        .set(WorkerShared::over_link(pool, link))
         .map_err(|_| "the shared state came twice".to_string())
 }
 
@@ -157,7 +151,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ComponentState>) -> wasmtime::Re
 pub(crate) struct CallShared {
     grants: Vec<SharedGrant>,
     deadline: Option<Instant>,
-    held: Vec<u64>,
+    held: Vec<Object>,
 }
 
 impl CallShared {
@@ -180,8 +174,9 @@ impl CallShared {
             return;
         }
         if let Some(shared) = WORKER_SHARED.get() {
-            for at in self.held.drain(..) {
-                shared.region.release(at, shared.pid, failed);
+            for object in self.held.drain(..) {
+                // Over a link that failed, the host releases it when it reaps the worker.
+                let _ = shared.release(object, failed);
             }
         }
     }
@@ -215,26 +210,11 @@ impl CallShared {
     }
 }
 
-/// The region, which a granted object implies was installed.
+/// This worker's shared state, which a granted object implies was installed.
 fn shared() -> wasmtime::Result<&'static WorkerShared> {
-    WORKER_SHARED.get().ok_or_else(|| {
-        wasmtime::Error::msg("this worker has no shared state (it runs behind a launcher)")
-    })
-}
-
-/// Sends `request` to the host and waits for its answer.
-fn ask(request: &DictRequest) -> wasmtime::Result<DictReply> {
-    let shared = shared()?;
-    let mut link = shared.link.lock().unwrap_or_else(|e| e.into_inner());
-    let link = &mut *link;
-    wire::encode_frame(request, &mut link.frame)?;
-    link.output.write_all(&link.frame)?;
-    match wire::read_frame::<DictReply>(&mut link.input, &mut link.buf)? {
-        Some(reply) => Ok(reply),
-        None => Err(wasmtime::Error::msg(
-            "the host closed the shared-state socket",
-        )),
-    }
+    WORKER_SHARED
+        .get()
+        .ok_or_else(|| wasmtime::Error::msg("this worker was given no shared state"))
 }
 
 /// The end of a call whose wait reached its deadline: what an epoch interruption gives.
@@ -242,8 +222,7 @@ fn timed_out() -> wasmtime::Error {
     wasmtime::Trap::Interrupt.into()
 }
 
-/// A served object's failure as the contract's error; a wait that ran into the deadline ends
-/// the call.
+/// A wait's failure as the contract's error; a wait that ran into the deadline ends the call.
 fn served_error(call: &CallShared, failure: SharedFailure) -> wasmtime::Result<SharedErr> {
     match failure {
         SharedFailure::Timeout if call.past_deadline() => Err(timed_out()),
@@ -273,48 +252,59 @@ impl ComponentState {
         }
     }
 
+    /// Takes `object`'s lock for the call, waiting `timeout_ms` (and no longer than its
+    /// deadline).
     fn acquire(
         &mut self,
-        at: u64,
+        object: Object,
         timeout_ms: Option<u32>,
     ) -> wasmtime::Result<Result<Resource<GuardRes>, SharedErr>> {
-        let shared = shared()?;
-        let call = &self.shared;
-        let deadline = call
-            .wait_ms(timeout_ms)
-            .map(|ms| Instant::now() + Duration::from_millis(ms.into()));
-        match shared.region.acquire(at, shared.pid, deadline) {
+        let wait_ms = self.shared.wait_ms(timeout_ms);
+        match shared()?.acquire(object, wait_ms)? {
             Ok(abandoned) => {
-                self.shared.held.push(at);
-                Ok(Ok(self.table.push(GuardRes { at, abandoned })?))
+                self.shared.held.push(object);
+                Ok(Ok(self.table.push(GuardRes { object, abandoned })?))
             }
             Err(_) if self.shared.past_deadline() => Err(timed_out()),
             Err(_) => Ok(Err(SharedErr::Timeout)),
         }
     }
 
-    fn value_word(
-        &self,
-        at: u64,
-        index: u32,
-    ) -> wasmtime::Result<&'static std::sync::atomic::AtomicU64> {
-        numbers::element(&shared()?.region, at, index)
-            .ok_or_else(|| wasmtime::Error::msg("a shared object outside the region"))
-    }
-
-    /// Where an array is, if `count` numbers from `start` fit in it; else the contract's
+    /// The array `a`, if `count` numbers from `start` fit in it; else the contract's
     /// `out-of-range` error, naming the first index past its end.
     fn array_at(
         &self,
         a: &Resource<ArrayRes>,
         start: u32,
         count: u64,
-    ) -> wasmtime::Result<Result<u64, SharedErr>> {
-        let &ArrayRes { at, len } = self.table.get(a)?;
+    ) -> wasmtime::Result<Result<Object, SharedErr>> {
+        let &ArrayRes { object, len } = self.table.get(a)?;
         Ok(match numbers::out_of_range(start, count, len) {
             Some(index) => Err(SharedErr::OutOfRange(index)),
-            None => Ok(at),
+            None => Ok(object),
         })
+    }
+
+    /// How long a wait of `timeout_ms` may go on, cut to the call's deadline.
+    fn wait_ms(&self, timeout_ms: Option<u32>) -> Option<u32> {
+        self.shared.wait_ms(timeout_ms)
+    }
+
+    /// A wait's failure as the contract's error; a wait that ran into the deadline ends the
+    /// call.
+    fn waited<T>(
+        &self,
+        result: Result<T, SharedFailure>,
+    ) -> wasmtime::Result<Result<T, SharedErr>> {
+        match result {
+            Ok(value) => Ok(Ok(value)),
+            Err(failure) => Ok(Err(served_error(&self.shared, failure)?)),
+        }
+    }
+
+    fn bucket(&self, b: &Resource<BucketRes>) -> wasmtime::Result<(Object, u64)> {
+        let &BucketRes { object, id } = self.table.get(b)?;
+        Ok((object, id))
     }
 }
 
@@ -328,10 +318,9 @@ impl self::wasmpool::shared::lock::HostGuard for ComponentState {
 
     fn drop(&mut self, guard: Resource<GuardRes>) -> wasmtime::Result<()> {
         let guard = self.table.delete(guard)?;
-        if let Some(i) = self.shared.held.iter().position(|&at| at == guard.at) {
+        if let Some(i) = self.shared.held.iter().position(|&o| o == guard.object) {
             self.shared.held.swap_remove(i);
-            let shared = shared()?;
-            shared.region.release(guard.at, shared.pid, false);
+            shared()?.release(guard.object, false)?;
         }
         Ok(())
     }
@@ -339,8 +328,8 @@ impl self::wasmpool::shared::lock::HostGuard for ComponentState {
 
 impl self::wasmpool::shared::lock::HostLock for ComponentState {
     fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<LockRes>, SharedErr>> {
-        self.open_granted(&name, |o| match o {
-            Object::Lock { at } => Some(LockRes { at }),
+        self.open_granted(&name, |object| match object {
+            Object::Lock { .. } => Some(LockRes { object }),
             _ => None,
         })
     }
@@ -350,8 +339,8 @@ impl self::wasmpool::shared::lock::HostLock for ComponentState {
         lock: Resource<LockRes>,
         timeout_ms: Option<u32>,
     ) -> wasmtime::Result<Result<Resource<GuardRes>, SharedErr>> {
-        let at = self.table.get(&lock)?.at;
-        ComponentState::acquire(self, at, timeout_ms)
+        let object = self.table.get(&lock)?.object;
+        ComponentState::acquire(self, object, timeout_ms)
     }
 
     fn drop(&mut self, lock: Resource<LockRes>) -> wasmtime::Result<()> {
@@ -362,97 +351,68 @@ impl self::wasmpool::shared::lock::HostLock for ComponentState {
 
 impl self::wasmpool::shared::value::Host for ComponentState {}
 
-impl self::wasmpool::shared::value::HostValue for ComponentState {
-    fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<ValueRes>, SharedErr>> {
-        self.open_granted(&name, |o| match o {
-            Object::Value { at } => Some(ValueRes { at }),
-            _ => None,
-        })
-    }
+/// The integer and float values' methods, which differ only in how a number is a word (and
+/// in the integer's compare-and-swap).
+macro_rules! value_host {
+    ($trait:ident, $kind:ident, $num:ty, { $($extra:tt)* }) => {
+        impl self::wasmpool::shared::value::$trait for ComponentState {
+            fn open(
+                &mut self,
+                name: String,
+            ) -> wasmtime::Result<Result<Resource<ValueRes>, SharedErr>> {
+                self.open_granted(&name, |object| match object {
+                    Object::$kind { .. } => Some(ValueRes { object }),
+                    _ => None,
+                })
+            }
 
-    fn get(&mut self, v: Resource<ValueRes>) -> wasmtime::Result<i64> {
-        let at = self.table.get(&v)?.at;
-        Ok(i64::load(self.value_word(at, 0)?))
-    }
+            fn get(&mut self, v: Resource<ValueRes>) -> wasmtime::Result<$num> {
+                let object = self.table.get(&v)?.object;
+                let words = shared()?.read::<$num>(object, 0, 1)?;
+                Ok(words[0])
+            }
 
-    fn set(&mut self, v: Resource<ValueRes>, new: i64) -> wasmtime::Result<()> {
-        let at = self.table.get(&v)?.at;
-        new.store(self.value_word(at, 0)?);
-        Ok(())
-    }
+            fn set(&mut self, v: Resource<ValueRes>, new: $num) -> wasmtime::Result<()> {
+                let object = self.table.get(&v)?.object;
+                shared()?.write(object, 0, &[new])
+            }
 
-    fn add(&mut self, v: Resource<ValueRes>, delta: i64) -> wasmtime::Result<i64> {
-        let at = self.table.get(&v)?.at;
-        Ok(i64::add(self.value_word(at, 0)?, delta))
-    }
+            fn add(&mut self, v: Resource<ValueRes>, delta: $num) -> wasmtime::Result<$num> {
+                let object = self.table.get(&v)?.object;
+                shared()?.add(object, 0, delta)
+            }
 
+            $($extra)*
+
+            fn lock(
+                &mut self,
+                v: Resource<ValueRes>,
+                timeout_ms: Option<u32>,
+            ) -> wasmtime::Result<Result<Resource<GuardRes>, SharedErr>> {
+                let object = self.table.get(&v)?.object;
+                self.acquire(object, timeout_ms)
+            }
+
+            fn drop(&mut self, v: Resource<ValueRes>) -> wasmtime::Result<()> {
+                self.table.delete(v)?;
+                Ok(())
+            }
+        }
+    };
+}
+
+value_host!(HostValue, Value, i64, {
     fn compare_and_swap(
         &mut self,
         v: Resource<ValueRes>,
         expected: i64,
         new: i64,
     ) -> wasmtime::Result<i64> {
-        let at = self.table.get(&v)?.at;
-        Ok(numbers::compare_and_swap(
-            self.value_word(at, 0)?,
-            expected,
-            new,
-        ))
+        let object = self.table.get(&v)?.object;
+        shared()?.compare_and_swap(object, expected, new)
     }
-
-    fn lock(
-        &mut self,
-        v: Resource<ValueRes>,
-        timeout_ms: Option<u32>,
-    ) -> wasmtime::Result<Result<Resource<GuardRes>, SharedErr>> {
-        let at = self.table.get(&v)?.at;
-        self.acquire(at, timeout_ms)
-    }
-
-    fn drop(&mut self, v: Resource<ValueRes>) -> wasmtime::Result<()> {
-        self.table.delete(v)?;
-        Ok(())
-    }
-}
-
-impl self::wasmpool::shared::value::HostFloatValue for ComponentState {
-    fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<ValueRes>, SharedErr>> {
-        self.open_granted(&name, |o| match o {
-            Object::FloatValue { at } => Some(ValueRes { at }),
-            _ => None,
-        })
-    }
-
-    fn get(&mut self, v: Resource<ValueRes>) -> wasmtime::Result<f64> {
-        let at = self.table.get(&v)?.at;
-        Ok(f64::load(self.value_word(at, 0)?))
-    }
-
-    fn set(&mut self, v: Resource<ValueRes>, new: f64) -> wasmtime::Result<()> {
-        let at = self.table.get(&v)?.at;
-        new.store(self.value_word(at, 0)?);
-        Ok(())
-    }
-
-    fn add(&mut self, v: Resource<ValueRes>, delta: f64) -> wasmtime::Result<f64> {
-        let at = self.table.get(&v)?.at;
-        Ok(f64::add(self.value_word(at, 0)?, delta))
-    }
-
-    fn lock(
-        &mut self,
-        v: Resource<ValueRes>,
-        timeout_ms: Option<u32>,
-    ) -> wasmtime::Result<Result<Resource<GuardRes>, SharedErr>> {
-        let at = self.table.get(&v)?.at;
-        self.acquire(at, timeout_ms)
-    }
-
-    fn drop(&mut self, v: Resource<ValueRes>) -> wasmtime::Result<()> {
-        self.table.delete(v)?;
-        Ok(())
-    }
-}
+});
+value_host!(HostFloatValue, FloatValue, f64, {});
 
 /// The integer and float arrays' methods, which differ only in how a number is a word.
 macro_rules! array_host {
@@ -462,8 +422,8 @@ macro_rules! array_host {
                 &mut self,
                 name: String,
             ) -> wasmtime::Result<Result<Resource<ArrayRes>, SharedErr>> {
-                self.open_granted(&name, |o| match o {
-                    Object::$kind { at, len } => Some(ArrayRes { at, len }),
+                self.open_granted(&name, |object| match object {
+                    Object::$kind { len, .. } => Some(ArrayRes { object, len }),
                     _ => None,
                 })
             }
@@ -477,12 +437,11 @@ macro_rules! array_host {
                 a: Resource<ArrayRes>,
                 index: u32,
             ) -> wasmtime::Result<Result<$num, SharedErr>> {
-                let at = match self.array_at(&a, index, 1)? {
-                    Ok(at) => at,
+                let object = match self.array_at(&a, index, 1)? {
+                    Ok(object) => object,
                     Err(e) => return Ok(Err(e)),
                 };
-                let word = self.value_word(at, index)?;
-                Ok(Ok(<$num>::load(word)))
+                Ok(Ok(shared()?.read::<$num>(object, index, 1)?[0]))
             }
 
             fn set(
@@ -491,12 +450,11 @@ macro_rules! array_host {
                 index: u32,
                 v: $num,
             ) -> wasmtime::Result<Result<(), SharedErr>> {
-                let at = match self.array_at(&a, index, 1)? {
-                    Ok(at) => at,
+                let object = match self.array_at(&a, index, 1)? {
+                    Ok(object) => object,
                     Err(e) => return Ok(Err(e)),
                 };
-                let word = self.value_word(at, index)?;
-                v.store(word);
+                shared()?.write(object, index, &[v])?;
                 Ok(Ok(()))
             }
 
@@ -506,12 +464,11 @@ macro_rules! array_host {
                 index: u32,
                 delta: $num,
             ) -> wasmtime::Result<Result<$num, SharedErr>> {
-                let at = match self.array_at(&a, index, 1)? {
-                    Ok(at) => at,
+                let object = match self.array_at(&a, index, 1)? {
+                    Ok(object) => object,
                     Err(e) => return Ok(Err(e)),
                 };
-                let word = self.value_word(at, index)?;
-                Ok(Ok(<$num>::add(word, delta)))
+                Ok(Ok(shared()?.add(object, index, delta)?))
             }
 
             fn read(
@@ -520,15 +477,11 @@ macro_rules! array_host {
                 start: u32,
                 count: u32,
             ) -> wasmtime::Result<Result<Vec<$num>, SharedErr>> {
-                let at = match self.array_at(&a, start, count.into())? {
-                    Ok(at) => at,
+                let object = match self.array_at(&a, start, count.into())? {
+                    Ok(object) => object,
                     Err(e) => return Ok(Err(e)),
                 };
-                let mut out = Vec::with_capacity(count as usize);
-                for i in start..start + count {
-                    out.push(<$num>::load(self.value_word(at, i)?));
-                }
-                Ok(Ok(out))
+                Ok(Ok(shared()?.read(object, start, count)?))
             }
 
             fn write(
@@ -537,13 +490,11 @@ macro_rules! array_host {
                 start: u32,
                 values: Vec<$num>,
             ) -> wasmtime::Result<Result<(), SharedErr>> {
-                let at = match self.array_at(&a, start, values.len() as u64)? {
-                    Ok(at) => at,
+                let object = match self.array_at(&a, start, values.len() as u64)? {
+                    Ok(object) => object,
                     Err(e) => return Ok(Err(e)),
                 };
-                for (i, v) in values.into_iter().enumerate() {
-                    v.store(self.value_word(at, start + i as u32)?);
-                }
+                shared()?.write(object, start, &values)?;
                 Ok(Ok(()))
             }
 
@@ -552,8 +503,8 @@ macro_rules! array_host {
                 a: Resource<ArrayRes>,
                 timeout_ms: Option<u32>,
             ) -> wasmtime::Result<Result<Resource<GuardRes>, SharedErr>> {
-                let at = self.table.get(&a)?.at;
-                self.acquire(at, timeout_ms)
+                let object = self.table.get(&a)?.object;
+                self.acquire(object, timeout_ms)
             }
 
             fn drop(&mut self, a: Resource<ArrayRes>) -> wasmtime::Result<()> {
@@ -567,75 +518,12 @@ macro_rules! array_host {
 array_host!(HostArray, Array, i64);
 array_host!(HostFloatArray, FloatArray, f64);
 
-impl ComponentState {
-    /// The ring at `at`, which a grant placed inside the region.
-    fn ring(&self, at: u64, capacity: u64, max_items: u64) -> wasmtime::Result<Ring<'static>> {
-        Ring::new(&shared()?.region, at, capacity, max_items)
-            .ok_or_else(|| wasmtime::Error::msg("a shared queue outside the region"))
-    }
-
-    /// How long a wait of `timeout_ms` may go on, as a deadline.
-    fn deadline(&self, timeout_ms: Option<u32>) -> Option<Instant> {
-        self.shared
-            .wait_ms(timeout_ms)
-            .map(|ms| Instant::now() + Duration::from_millis(ms.into()))
-    }
-
-    /// A ring's failure as the contract's error; a wait that ran into the deadline ends the
-    /// call.
-    fn ring_result<T>(
-        &self,
-        result: Result<T, SharedFailure>,
-    ) -> wasmtime::Result<Result<T, SharedErr>> {
-        match result {
-            Ok(value) => Ok(Ok(value)),
-            Err(failure) => Ok(Err(served_error(&self.shared, failure)?)),
-        }
-    }
-
-    fn queue_ring(&self, q: &Resource<RingRes>) -> wasmtime::Result<Ring<'static>> {
-        let &RingRes {
-            at,
-            capacity,
-            max_items,
-        } = self.table.get(q)?;
-        self.ring(at, capacity, max_items)
-    }
-
-    /// A pipe end's inbox, or (`outbox`) the ring it sends into.
-    fn pipe_ring(&self, c: &Resource<PipeRes>, outbox: bool) -> wasmtime::Result<Ring<'static>> {
-        let &PipeRes {
-            inbox,
-            outbox: out,
-            capacity,
-        } = self.table.get(c)?;
-        self.ring(if outbox { out } else { inbox }, capacity, 0)
-    }
-
-    fn dict_id(&self, b: &Resource<BucketRes>) -> wasmtime::Result<u64> {
-        Ok(self.table.get(b)?.id)
-    }
-}
-
-/// A worker's waits are wanted until they end: the host kills a worker whose pool ends.
-fn always() -> bool {
-    true
-}
-
 impl self::wasmpool::shared::queue::Host for ComponentState {}
 
 impl self::wasmpool::shared::queue::HostQueue for ComponentState {
     fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<RingRes>, SharedErr>> {
-        self.open_granted(&name, |o| match o {
-            Object::Queue {
-                at,
-                capacity,
-                max_items,
-            } => Some(RingRes {
-                at,
-                capacity,
-                max_items,
-            }),
+        self.open_granted(&name, |object| match object {
+            Object::Queue { .. } => Some(RingRes { object }),
             _ => None,
         })
     }
@@ -646,9 +534,9 @@ impl self::wasmpool::shared::queue::HostQueue for ComponentState {
         item: Vec<u8>,
         timeout_ms: Option<u32>,
     ) -> wasmtime::Result<Result<(), SharedErr>> {
-        let ring = self.queue_ring(&q)?;
-        let put = ring.put(shared()?.pid, &item, self.deadline(timeout_ms), &always);
-        self.ring_result(put)
+        let object = self.table.get(&q)?.object;
+        let put = shared()?.put(object, item, self.wait_ms(timeout_ms))?;
+        self.waited(put)
     }
 
     fn get(
@@ -656,18 +544,19 @@ impl self::wasmpool::shared::queue::HostQueue for ComponentState {
         q: Resource<RingRes>,
         timeout_ms: Option<u32>,
     ) -> wasmtime::Result<Result<Vec<u8>, SharedErr>> {
-        let ring = self.queue_ring(&q)?;
-        let got = ring.get(shared()?.pid, self.deadline(timeout_ms), &always);
-        self.ring_result(got)
+        let object = self.table.get(&q)?.object;
+        let got = shared()?.get(object, self.wait_ms(timeout_ms))?;
+        self.waited(got)
     }
 
     fn len(&mut self, q: Resource<RingRes>) -> wasmtime::Result<u32> {
-        Ok(u32::try_from(self.queue_ring(&q)?.len()).unwrap_or(u32::MAX))
+        let object = self.table.get(&q)?.object;
+        Ok(u32::try_from(shared()?.len(object)?).unwrap_or(u32::MAX))
     }
 
     fn close(&mut self, q: Resource<RingRes>) -> wasmtime::Result<()> {
-        self.queue_ring(&q)?.close();
-        Ok(())
+        let object = self.table.get(&q)?.object;
+        shared()?.close(object)
     }
 
     fn drop(&mut self, q: Resource<RingRes>) -> wasmtime::Result<()> {
@@ -680,16 +569,8 @@ impl self::wasmpool::shared::pipe::Host for ComponentState {}
 
 impl self::wasmpool::shared::pipe::HostConnection for ComponentState {
     fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<PipeRes>, SharedErr>> {
-        self.open_granted(&name, |o| match o {
-            Object::PipeEnd {
-                inbox,
-                outbox,
-                capacity,
-            } => Some(PipeRes {
-                inbox,
-                outbox,
-                capacity,
-            }),
+        self.open_granted(&name, |object| match object {
+            Object::PipeEnd { .. } => Some(PipeRes { object }),
             _ => None,
         })
     }
@@ -699,9 +580,9 @@ impl self::wasmpool::shared::pipe::HostConnection for ComponentState {
         c: Resource<PipeRes>,
         message: Vec<u8>,
     ) -> wasmtime::Result<Result<(), SharedErr>> {
-        let ring = self.pipe_ring(&c, true)?;
-        let sent = ring.put(shared()?.pid, &message, self.deadline(None), &always);
-        self.ring_result(sent)
+        let object = self.table.get(&c)?.object;
+        let sent = shared()?.put(object, message, self.wait_ms(None))?;
+        self.waited(sent)
     }
 
     fn recv(
@@ -709,20 +590,19 @@ impl self::wasmpool::shared::pipe::HostConnection for ComponentState {
         c: Resource<PipeRes>,
         timeout_ms: Option<u32>,
     ) -> wasmtime::Result<Result<Vec<u8>, SharedErr>> {
-        let ring = self.pipe_ring(&c, false)?;
-        let got = ring.get(shared()?.pid, self.deadline(timeout_ms), &always);
-        self.ring_result(got)
+        let object = self.table.get(&c)?.object;
+        let got = shared()?.get(object, self.wait_ms(timeout_ms))?;
+        self.waited(got)
     }
 
     fn poll(&mut self, c: Resource<PipeRes>, timeout_ms: Option<u32>) -> wasmtime::Result<bool> {
-        let ring = self.pipe_ring(&c, false)?;
-        ring.poll(self.deadline(timeout_ms), &always)
-            .map_err(|failure| wasmtime::Error::msg(format!("{failure:?}")))
+        let object = self.table.get(&c)?.object;
+        shared()?.poll(object, self.wait_ms(timeout_ms))
     }
 
     fn close(&mut self, c: Resource<PipeRes>) -> wasmtime::Result<()> {
-        self.pipe_ring(&c, true)?.close();
-        Ok(())
+        let object = self.table.get(&c)?.object;
+        shared()?.close(object)
     }
 
     fn drop(&mut self, c: Resource<PipeRes>) -> wasmtime::Result<()> {
@@ -747,16 +627,26 @@ fn kv<T>(
     }
 }
 
+/// Asks the host for what `request` makes of bucket `b`'s dict.
+fn ask(
+    state: &ComponentState,
+    b: &Resource<BucketRes>,
+    request: impl FnOnce(u64) -> DictRequest,
+) -> wasmtime::Result<DictReply> {
+    let (object, dict) = state.bucket(b)?;
+    shared()?.dict(object, request(dict))
+}
+
 impl wasi::keyvalue::store::Host for ComponentState {
     fn open(
         &mut self,
         identifier: String,
     ) -> wasmtime::Result<Result<Resource<BucketRes>, KvError>> {
-        match self.shared.find(&identifier, |o| match o {
-            Object::Dict { id } => Some(id),
+        match self.shared.find(&identifier, |object| match object {
+            Object::Dict { id } => Some(BucketRes { object, id }),
             _ => None,
         }) {
-            Some(id) => Ok(Ok(self.table.push(BucketRes { id })?)),
+            Some(bucket) => Ok(Ok(self.table.push(bucket)?)),
             None => Ok(Err(KvError::AccessDenied)),
         }
     }
@@ -768,8 +658,8 @@ impl wasi::keyvalue::store::HostBucket for ComponentState {
         b: Resource<BucketRes>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, KvError>> {
-        let dict = self.dict_id(&b)?;
-        kv(ask(&DictRequest::Get { dict, key })?, |r| match r {
+        let reply = ask(self, &b, |dict| DictRequest::Get { dict, key })?;
+        kv(reply, |r| match r {
             DictReply::Maybe(v) => Some(v),
             _ => None,
         })
@@ -781,10 +671,8 @@ impl wasi::keyvalue::store::HostBucket for ComponentState {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), KvError>> {
-        let dict = self.dict_id(&b)?;
-        kv(ask(&DictRequest::Set { dict, key, value })?, |r| {
-            matches!(r, DictReply::Done).then_some(())
-        })
+        let reply = ask(self, &b, |dict| DictRequest::Set { dict, key, value })?;
+        kv(reply, |r| matches!(r, DictReply::Done).then_some(()))
     }
 
     fn delete(
@@ -792,10 +680,8 @@ impl wasi::keyvalue::store::HostBucket for ComponentState {
         b: Resource<BucketRes>,
         key: String,
     ) -> wasmtime::Result<Result<(), KvError>> {
-        let dict = self.dict_id(&b)?;
-        kv(ask(&DictRequest::Delete { dict, key })?, |r| {
-            matches!(r, DictReply::Done).then_some(())
-        })
+        let reply = ask(self, &b, |dict| DictRequest::Delete { dict, key })?;
+        kv(reply, |r| matches!(r, DictReply::Done).then_some(()))
     }
 
     fn exists(
@@ -803,8 +689,8 @@ impl wasi::keyvalue::store::HostBucket for ComponentState {
         b: Resource<BucketRes>,
         key: String,
     ) -> wasmtime::Result<Result<bool, KvError>> {
-        let dict = self.dict_id(&b)?;
-        kv(ask(&DictRequest::Exists { dict, key })?, |r| match r {
+        let reply = ask(self, &b, |dict| DictRequest::Exists { dict, key })?;
+        kv(reply, |r| match r {
             DictReply::Flag(f) => Some(f),
             _ => None,
         })
@@ -815,8 +701,8 @@ impl wasi::keyvalue::store::HostBucket for ComponentState {
         b: Resource<BucketRes>,
         cursor: Option<u64>,
     ) -> wasmtime::Result<Result<KeyResponse, KvError>> {
-        let dict = self.dict_id(&b)?;
-        kv(ask(&DictRequest::Keys { dict, cursor })?, |r| match r {
+        let reply = ask(self, &b, |dict| DictRequest::Keys { dict, cursor })?;
+        kv(reply, |r| match r {
             DictReply::Keys { keys, cursor } => Some(KeyResponse { keys, cursor }),
             _ => None,
         })
@@ -835,14 +721,11 @@ impl wasi::keyvalue::atomics::Host for ComponentState {
         key: String,
         delta: u64,
     ) -> wasmtime::Result<Result<u64, KvError>> {
-        let dict = self.dict_id(&b)?;
-        kv(
-            ask(&DictRequest::Increment { dict, key, delta })?,
-            |r| match r {
-                DictReply::Number(n) => Some(n),
-                _ => None,
-            },
-        )
+        let reply = ask(self, &b, |dict| DictRequest::Increment { dict, key, delta })?;
+        kv(reply, |r| match r {
+            DictReply::Number(n) => Some(n),
+            _ => None,
+        })
     }
 }
 
@@ -852,8 +735,8 @@ impl wasi::keyvalue::batch::Host for ComponentState {
         b: Resource<BucketRes>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, KvError>> {
-        let dict = self.dict_id(&b)?;
-        kv(ask(&DictRequest::GetMany { dict, keys })?, |r| match r {
+        let reply = ask(self, &b, |dict| DictRequest::GetMany { dict, keys })?;
+        kv(reply, |r| match r {
             DictReply::Many(entries) => Some(entries),
             _ => None,
         })
@@ -864,14 +747,11 @@ impl wasi::keyvalue::batch::Host for ComponentState {
         b: Resource<BucketRes>,
         key_values: Vec<(String, Vec<u8>)>,
     ) -> wasmtime::Result<Result<(), KvError>> {
-        let dict = self.dict_id(&b)?;
-        kv(
-            ask(&DictRequest::SetMany {
-                dict,
-                entries: key_values,
-            })?,
-            |r| matches!(r, DictReply::Done).then_some(()),
-        )
+        let reply = ask(self, &b, |dict| DictRequest::SetMany {
+            dict,
+            entries: key_values,
+        })?;
+        kv(reply, |r| matches!(r, DictReply::Done).then_some(()))
     }
 
     fn delete_many(
@@ -879,9 +759,7 @@ impl wasi::keyvalue::batch::Host for ComponentState {
         b: Resource<BucketRes>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<(), KvError>> {
-        let dict = self.dict_id(&b)?;
-        kv(ask(&DictRequest::DeleteMany { dict, keys })?, |r| {
-            matches!(r, DictReply::Done).then_some(())
-        })
+        let reply = ask(self, &b, |dict| DictRequest::DeleteMany { dict, keys })?;
+        kv(reply, |r| matches!(r, DictReply::Done).then_some(()))
     }
 }
