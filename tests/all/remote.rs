@@ -7,8 +7,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use wasmpool::{Error, Launcher, Pool, TaskError};
-use wasmpool_artifacts::SQUARE;
+use wasmpool::{Error, Grants, Launcher, Pool, TaskError};
+use wasmpool_artifacts::{SHARED, SQUARE};
 
 use crate::cluster::{Netns, Slurm, Sshd, children_named, wait_none_under};
 use crate::support::{process_exists, task};
@@ -364,6 +364,13 @@ fn slurm_workers_map_and_a_crashed_node_is_found_by_heartbeat() {
     let square = task(SQUARE, "square");
     let got: Vec<i64> = pool.map(&square, 0..2000_i64).unwrap();
     assert_eq!(got, squares(2000));
+    // Shared state reaches srun's workers through the host, as it reaches ssh's.
+    let counter = pool.value("counter", 0).unwrap();
+    let add = task(SHARED, "atomic-add")
+        .with_grants(Grants::new().shared(&counter))
+        .unwrap();
+    let _: Vec<i64> = pool.starmap(&add, [("counter", 1000u32); 6]).unwrap();
+    assert_eq!(counter.get(), 6000);
     let slow = task(SQUARE, "slow-square");
     let items: Vec<(i64, u32)> = (0..40).map(|x| (x, 100)).collect();
     let batch = pool.starmap_async::<_, i64>(&slow, &items);
