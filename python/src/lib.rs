@@ -167,6 +167,89 @@ fn secs(t: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(t).map_err(|e| PyValueError::new_err(format!("{t} seconds: {e}")))
 }
 
+/// Remote workers as Python gives them (see `Pool` in `wasmpool/__init__.py`): a launcher
+/// (a preset's name, a command line, or an argv template), the hosts and their slots, the
+/// local workers beside them.
+#[pyclass(module = "wasmpool._wasmpool", frozen)]
+struct RemoteSpec {
+    launcher: wasmpool::Launcher,
+    hosts: Vec<(String, usize)>,
+    local: usize,
+}
+
+#[pymethods]
+impl RemoteSpec {
+    #[new]
+    #[pyo3(signature = (*, launcher=None, argv=None, hosts=vec![], local=0, remote_bin=None, startup_timeout=None, link_timeout=None))]
+    fn new(
+        launcher: Option<String>,
+        argv: Option<Vec<String>>,
+        hosts: Vec<(String, usize)>,
+        local: usize,
+        remote_bin: Option<String>,
+        startup_timeout: Option<f64>,
+        link_timeout: Option<f64>,
+    ) -> PyResult<RemoteSpec> {
+        let mut launcher = match (argv, launcher) {
+            (Some(argv), _) if argv.is_empty() => {
+                return Err(PyValueError::new_err("a launcher needs a program"));
+            }
+            (Some(argv), _) => wasmpool::Launcher::new(argv),
+            (None, Some(text)) => match wasmpool::Launcher::preset(&text) {
+                Some(preset) => preset,
+                None => wasmpool::Launcher::parse(&text)
+                    .map_err(|e| PyValueError::new_err(e.to_string()))?,
+            },
+            (None, None) => wasmpool::Launcher::ssh(),
+        };
+        if hosts.is_empty() && launcher.names_host() {
+            return Err(PyValueError::new_err(format!(
+                "the launcher `{}` names a {{host}}: give hosts",
+                launcher.template().join(" ")
+            )));
+        }
+        if let Some((host, _)) = hosts.iter().find(|(_, slots)| *slots == 0) {
+            return Err(PyValueError::new_err(format!(
+                "host `{host}`: at least one worker"
+            )));
+        }
+        if let Some(bin) = remote_bin {
+            launcher = launcher.remote_bin(bin);
+        }
+        if let Some(t) = startup_timeout {
+            launcher = launcher.startup_timeout(secs(t)?);
+        }
+        if let Some(t) = link_timeout {
+            let silence = secs(t)?;
+            launcher = launcher.heartbeat(silence / 5, silence);
+        }
+        Ok(RemoteSpec {
+            launcher,
+            hosts,
+            local,
+        })
+    }
+}
+
+impl RemoteSpec {
+    /// `builder` with these workers: `local` local ones, and one launched per slot of each
+    /// host (or, for a launcher that names no host, `processes` of them).
+    fn apply(
+        &self,
+        builder: wasmpool::PoolBuilder,
+        processes: Option<usize>,
+    ) -> wasmpool::PoolBuilder {
+        let mut builder = builder.local(self.local);
+        if self.hosts.is_empty() {
+            builder = builder.launcher(self.launcher.clone(), processes.unwrap_or(1).max(1));
+        }
+        for (host, slots) in &self.hosts {
+            builder = builder.remote(self.launcher.clone(), host, *slots);
+        }
+        builder
+    }
+}
+
 /// Limits as Python gives them: each optional.
 #[pyclass(module = "wasmpool._wasmpool", frozen)]
 #[derive(Debug, Clone, Default)]
@@ -401,7 +484,7 @@ struct Pool {
 #[pymethods]
 impl Pool {
     #[new]
-    #[pyo3(signature = (*, processes=None, limits=None, dirs=vec![], env=vec![], retries=0, chunksize=None, imap_chunksize=None, max_tasks_per_worker=None, max_wasm_stack=None))]
+    #[pyo3(signature = (*, processes=None, limits=None, dirs=vec![], env=vec![], retries=0, chunksize=None, imap_chunksize=None, max_tasks_per_worker=None, max_wasm_stack=None, remote=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -414,11 +497,15 @@ impl Pool {
         imap_chunksize: Option<usize>,
         max_tasks_per_worker: Option<u64>,
         max_wasm_stack: Option<usize>,
+        remote: Option<&RemoteSpec>,
     ) -> PyResult<Pool> {
-        let mut builder = wasmpool::Pool::builder()
-            .workers(processes.unwrap_or(0))
+        let builder = wasmpool::Pool::builder()
             .retries(retries)
             .grants(grants(dirs, env));
+        let mut builder = match remote {
+            Some(remote) => remote.apply(builder, processes),
+            None => builder.workers(processes.unwrap_or(0)),
+        };
         if let Some(limits) = limits {
             builder = builder.limits(limits.limits());
         }
@@ -1260,6 +1347,7 @@ fn _wasmpool(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Task>()?;
     m.add_class::<LimitSpec>()?;
     m.add_class::<Pool>()?;
+    m.add_class::<RemoteSpec>()?;
     m.add_class::<TaskFuture>()?;
     m.add_class::<MapFuture>()?;
     m.add_class::<ImapIter>()?;

@@ -4,7 +4,6 @@ and `pool.Array`, `pool.Pipe`), through real workers, on the `shared` guest of g
 .ci/python.sh names the one the workspace build made in WASMPOOL_TEST_SHARED; without it (and
 without a workspace build next to this checkout) these tests are skipped, with a warning."""
 
-import glob
 import os
 import queue
 import threading
@@ -14,21 +13,10 @@ import warnings
 import pytest
 
 import wasmpool
+from _fixtures import find_shared
 
 
-def _find_shared():
-    given = os.environ.get("WASMPOOL_TEST_SHARED")
-    if given:
-        return given
-    # A checkout with a workspace build: the newest the build made.
-    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target"))
-    found = glob.glob(os.path.join(target, "release", "build", "wasmpool-artifacts-*", "out",
-                                   "guest-target", "wasm32-wasip2", "release", "shared.wasm"))
-    return max(found, key=os.path.getmtime) if found else None
-
-
-SHARED = _find_shared()
+SHARED = find_shared()
 if not SHARED or not os.path.exists(SHARED):
     warnings.warn("WASMPOOL_TEST_SHARED does not name shared.wasm (.ci/python.sh sets it): "
                   "the shared-state tests are skipped")

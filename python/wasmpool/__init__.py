@@ -1058,6 +1058,19 @@ class Pool:
     ``chunksize`` fixes the chunk size of ``map`` (default: multiprocessing's heuristic).
     ``maxtasksperchild`` (or ``max_tasks_per_worker``) replaces a worker after that many tasks.
 
+    Remote workers (``docs/cluster.md``): ``hosts`` (``{"node1": 4, "node2": 8}``, or
+    ``"node1:4,node2:8"``, or a list of ``"host:N"``) run that many workers on each host
+    through ``launcher``: ``"ssh"`` (the default), ``"slurm"`` (one ``srun`` per worker, inside
+    an allocation), ``"kubectl"`` (``hosts`` are pods), or a template of one's own (an argv
+    list, or a command line split as a shell would, never run by one) with ``{host}``,
+    ``{slot}`` and ``{bin}`` filled in; a template without ``{host}`` is started
+    ``processes`` times. ``remote_bin`` is ``{bin}``, the ``wasmpool`` program on the far
+    side (default: ``wasmpool`` on its ``PATH``); ``local`` local workers run beside them
+    (default none); ``startup_timeout`` bounds a worker's start (seconds, default 120) and
+    ``link_timeout`` how long its link may stay silent (default 5). Everything else holds
+    there as here: limits, grants (the remote machine's paths), shared objects (served
+    through the host, a round trip per operation), retries.
+
     As a context manager, leaving the block terminates the pool (as multiprocessing does).
     Ctrl-C while the pool waits raises ``KeyboardInterrupt`` and terminates it: no worker is
     left behind."""
@@ -1080,6 +1093,12 @@ class Pool:
         maxtasksperchild: Optional[int] = None,
         max_tasks_per_worker: Optional[int] = None,
         max_wasm_stack: Union[int, str, None] = None,
+        hosts: Union[Mapping[str, int], Sequence[str], str, None] = None,
+        launcher: Union[str, Sequence[str], None] = None,
+        remote_bin: Optional[str] = None,
+        local: Optional[int] = None,
+        startup_timeout: Optional[float] = None,
+        link_timeout: Optional[float] = None,
     ) -> None:
         if processes is not None and processes < 1:
             raise ValueError("Number of processes must be at least 1")
@@ -1104,6 +1123,7 @@ class Pool:
             chunksize=chunksize,
             max_tasks_per_worker=max_tasks_per_worker or maxtasksperchild,
             max_wasm_stack=_size(max_wasm_stack, "max_wasm_stack"),
+            remote=_remote(hosts, launcher, remote_bin, local, startup_timeout, link_timeout),
         )
         self._state = _RUN
         self._completer_obj: Optional[_Completer] = None
@@ -1418,6 +1438,62 @@ class _Future(_cf.Future):
                 self.set_exception(value)
         except _cf.InvalidStateError:
             pass
+
+
+def _hosts(hosts: Any) -> List[tuple]:
+    """``hosts`` as ``[(host, workers)]``: a mapping, ``"a:4,b:8"``, or a list of
+    ``"host:N"``, ``"host"`` (one worker) or ``(host, N)``."""
+    if isinstance(hosts, str):
+        hosts = [h for h in hosts.split(",") if h.strip()]
+    if isinstance(hosts, Mapping):
+        items = list(hosts.items())
+    else:
+        items = []
+        for entry in hosts:
+            if isinstance(entry, str):
+                host, sep, count = entry.strip().rpartition(":")
+                if not sep or not count.isdigit():
+                    host, count = entry.strip(), "1"
+                items.append((host, int(count)))
+            else:
+                host, count = entry
+                items.append((host, count))
+    out = []
+    for host, count in items:
+        if not isinstance(host, str) or not host:
+            raise ValueError("a host is a non-empty name, not {0!r}".format(host))
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError("host {0!r}: at least one worker, not {1!r}".format(host, count))
+        out.append((host, count))
+    return out
+
+
+def _remote(hosts: Any, launcher: Any, remote_bin: Optional[str], local: Optional[int],
+            startup_timeout: Optional[float], link_timeout: Optional[float]) -> Any:
+    """The native spec of a pool's remote workers, or ``None`` for a local pool."""
+    if hosts is None and launcher is None:
+        for name, value in (("remote_bin", remote_bin), ("local", local),
+                            ("startup_timeout", startup_timeout),
+                            ("link_timeout", link_timeout)):
+            if value is not None:
+                raise ValueError("{0} is for remote workers: give hosts or a launcher"
+                                 .format(name))
+        return None
+    if local is not None and (isinstance(local, bool) or local < 0):
+        raise ValueError("local is a number of workers, 0 or more, not {0!r}".format(local))
+    argv = None
+    if launcher is not None and not isinstance(launcher, str):
+        argv = [str(word) for word in launcher]
+        launcher = None
+    return _wasmpool.RemoteSpec(
+        launcher=launcher,
+        argv=argv,
+        hosts=_hosts(hosts) if hosts is not None else [],
+        local=local or 0,
+        remote_bin=remote_bin,
+        startup_timeout=None if startup_timeout is None else float(startup_timeout),
+        link_timeout=None if link_timeout is None else float(link_timeout),
+    )
 
 
 class Executor(_cf.Executor):

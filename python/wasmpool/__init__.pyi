@@ -168,6 +168,12 @@ class Pool:
         maxtasksperchild: Optional[int] = ...,
         max_tasks_per_worker: Optional[int] = ...,
         max_wasm_stack: _Size = ...,
+        hosts: Union[Mapping[str, int], Sequence[str], str, None] = ...,
+        launcher: Union[str, Sequence[str], None] = ...,
+        remote_bin: Optional[str] = ...,
+        local: Optional[int] = ...,
+        startup_timeout: Optional[float] = ...,
+        link_timeout: Optional[float] = ...,
     ) -> None: ...
     @property
     def processes(self) -> int: ...
