@@ -23,7 +23,7 @@ fn remote_bin() -> String {
 }
 
 /// The ssh preset, with our sshd's client configuration.
-fn ssh(sshd: &Sshd) -> Launcher {
+pub(crate) fn ssh(sshd: &Sshd) -> Launcher {
     Launcher::ssh_with(["-F".to_string(), sshd.config().display().to_string()])
         .remote_bin(remote_bin())
 }

@@ -6,27 +6,11 @@
 
 use std::time::{Duration, Instant};
 
-use wasmpool::{Grants, Launcher, Limits, Pool, Task, TaskError};
-use wasmpool_artifacts::SHARED;
+use wasmpool::{Grants, Pool, TaskError};
 
 use crate::cluster::Sshd;
-use crate::support::task;
-
-/// This test binary as the remote worker (see `remote.rs`).
-fn ssh(sshd: &Sshd) -> Launcher {
-    Launcher::ssh_with(["-F".to_string(), sshd.config().display().to_string()]).remote_bin(format!(
-        "WASMPOOL_WORKER=remote {}",
-        std::env::current_exe().unwrap().display()
-    ))
-}
-
-fn granted(func: &str, grants: Grants) -> Task {
-    task(SHARED, func).with_grants(grants).unwrap()
-}
-
-fn with_timeout(task: Task, timeout: Duration) -> Task {
-    task.with_limits(Limits::new().timeout(timeout))
-}
+use crate::remote::ssh;
+use crate::shared::{granted, with_timeout};
 
 /// One local worker and one behind ssh.
 fn mixed_pool(sshd: &Sshd) -> Pool {

@@ -10,11 +10,11 @@ use wasmpool_artifacts::SHARED;
 use crate::support::{pool, task};
 
 /// The `shared` guest's export `func`, granted `grants`, within `limits`.
-fn granted(func: &str, grants: Grants) -> Task {
+pub(crate) fn granted(func: &str, grants: Grants) -> Task {
     task(SHARED, func).with_grants(grants).unwrap()
 }
 
-fn with_timeout(task: Task, timeout: Duration) -> Task {
+pub(crate) fn with_timeout(task: Task, timeout: Duration) -> Task {
     task.with_limits(Limits::new().timeout(timeout))
 }
 
