@@ -14,6 +14,7 @@ use serde_json::Value as Json;
 use smallvec::SmallVec;
 
 use super::json::{Names, args_from_json, results_json, spread_args};
+use super::wire::{Kind, unpack};
 use super::{ArgsError, ArgsShape, Signature, Value, Values};
 use crate::error::TaskError;
 
@@ -295,6 +296,23 @@ pub(crate) fn typed<R: serde::de::DeserializeOwned>(
         func: func.to_string(),
         detail: e.to_string(),
     })
+}
+
+/// The one number `word` of `kind` (a result filed packed, see
+/// [`crate::values::wire::Packed::number_bytes`]) into the caller's type, exactly as [`typed`]
+/// converts the same result as a [`Value`].
+pub(crate) fn typed_number<R: serde::de::DeserializeOwned>(
+    func: &str,
+    kind: Kind,
+    word: u64,
+) -> Result<R, TaskError> {
+    match unpack(kind, word) {
+        Ok(value) => typed(func, &Ok(smallvec::smallvec![value])),
+        Err(detail) => Err(TaskError::Internal {
+            func: func.to_string(),
+            detail,
+        }),
+    }
 }
 
 /// A number, boolean, character or string result straight into the caller's type, exactly as
