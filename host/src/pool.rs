@@ -1014,8 +1014,7 @@ impl Pool {
                 batch.reserve_to(queued);
             }
             if let Some(args) = packer.as_ref().and_then(|p| p.pack_all(&chunk)) {
-                self.shared
-                    .enqueue_packed(task, first, args, batch.clone());
+                self.shared.enqueue_packed(task, first, args, batch.clone());
                 continue;
             }
             let prepared = chunk.iter().enumerate().map(|(i, item)| CheckedItem {

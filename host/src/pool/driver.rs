@@ -221,7 +221,9 @@ pub(crate) fn drive(
                 // An observing stream takes its items' output with their outcomes.
                 for (i, stdout, stderr) in reported.output().filter(|_| !observed) {
                     let name = job.task.name();
-                    shared.output.relay(job.task_no(first + i), name, stdout, stderr);
+                    shared
+                        .output
+                        .relay(job.task_no(first + i), name, stdout, stderr);
                 }
                 if last_held && first + reported.len() == job.len() {
                     turn = Some(shared.queue.take_spin_turn());

@@ -467,7 +467,7 @@ impl BatchState {
         self.len = len;
         self.filed.resize(len.div_ceil(64), 0);
         if let Some(last) = self.filed.last_mut()
-            && len % 64 != 0
+            && !len.is_multiple_of(64)
         {
             *last &= (1 << (len % 64)) - 1;
         }
@@ -504,7 +504,13 @@ impl BatchState {
 
     /// Files the numbers of `bytes` (8 little-endian bytes each) as the outcomes of the items
     /// from `index` on; `false` (nothing filed) if they are not of the kind filed before.
-    fn file_words(&mut self, index: usize, kind: Kind, bytes: &[u8], shelves: &BatchShelves) -> bool {
+    fn file_words(
+        &mut self,
+        index: usize,
+        kind: Kind,
+        bytes: &[u8],
+        shelves: &BatchShelves,
+    ) -> bool {
         if self.kind.is_some_and(|k| k != kind) || index + bytes.len() / 8 > self.len {
             return false;
         }
@@ -527,7 +533,11 @@ impl BatchState {
         debug_assert!(self.is_filed(index));
         match self.outcomes.get(index) {
             Some(Some(outcome)) => typed(func, outcome),
-            _ => typed_number(func, self.kind.expect("a number was filed"), self.words[index]),
+            _ => typed_number(
+                func,
+                self.kind.expect("a number was filed"),
+                self.words[index],
+            ),
         }
     }
 

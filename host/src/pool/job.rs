@@ -255,7 +255,9 @@ impl Job {
 
     /// The job's own sink, which every packed call's outcome goes to.
     fn own_sink(&self) -> &dyn Sink {
-        self.sink.as_deref().expect("packed calls have their job's sink")
+        self.sink
+            .as_deref()
+            .expect("packed calls have their job's sink")
     }
 
     /// Files the outcomes of the items from `first` on, one per item of `results`, all

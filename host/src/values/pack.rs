@@ -619,12 +619,21 @@ mod tests {
         let s64 = sig(&[WitType::S64]);
         assert!(same(&s64, 7i64));
         assert!(same(&s64, 7u8));
-        assert!(!same(&s64, u64::MAX), "out of range: the general route says so");
+        assert!(
+            !same(&s64, u64::MAX),
+            "out of range: the general route says so"
+        );
         assert!(!same(&s64, 1.0f64), "a float for an integer: refused there");
         let f64s = sig(&[WitType::F64, WitType::F32]);
         assert!(same(&f64s, (1.5f64, 2i32)));
-        assert!(!same(&f64s, (f64::NAN, 1.0f32)), "not finite: JSON's null there");
-        assert!(!same(&f64s, (1.0f64, 1e300f64)), "an f32 overflow is an error there");
+        assert!(
+            !same(&f64s, (f64::NAN, 1.0f32)),
+            "not finite: JSON's null there"
+        );
+        assert!(
+            !same(&f64s, (1.0f64, 1e300f64)),
+            "an f32 overflow is an error there"
+        );
         assert!(!same(&f64s, (1.0f64,)), "too few");
         assert!(!same(&f64s, (1.0f64, 2.0f64, 3.0f64)), "too many");
         assert!(Packer::new(&sig(&[WitType::String]), ArgsShape::Single).is_none());
@@ -633,6 +642,9 @@ mod tests {
         let packer = Packer::new(&s64, ArgsShape::Single).unwrap();
         assert!(packer.pack_all(&[1i64, 2, 3]).is_some());
         let mixed = [serde_json::json!(1), serde_json::json!("two")];
-        assert!(packer.pack_all(&mixed).is_none(), "one item refused: all go the general way");
+        assert!(
+            packer.pack_all(&mixed).is_none(),
+            "one item refused: all go the general way"
+        );
     }
 }

@@ -68,9 +68,7 @@ pub(super) fn send_ahead(shared: &Shared, worker: &mut WorkerProcess, held: &mut
                     ahead.sent = Some(id);
                     ahead.ahead_bytes = bytes;
                     in_pipe += bytes;
-                    work_ahead += worker
-                        .typical_wait
-                        .saturating_mul(ahead.job.len() as u32);
+                    work_ahead += worker.typical_wait.saturating_mul(ahead.job.len() as u32);
                     wrote = true;
                 }
                 // Not now: it waits for its turn, when a frame too large is dealt with.
