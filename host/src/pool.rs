@@ -43,7 +43,7 @@ use crate::wire::WorkerSettings;
 use handle::{Batch, BatchShelves, MapResult, Slot, TaskFuture};
 use hosts::HostHealth;
 use imap::{Chunking, Imap, ImapJson, Order, StreamOptions};
-use job::{Gather, Job, JobItem, PackedCalls, Sink, default_chunksize};
+use job::{Gather, Job, JobItem, PackedCalls, Sink, Spare, default_chunksize};
 use launcher::Launcher;
 use output::{GuestOutput, OutputSink};
 use queue::{JobQueue, Refused};
@@ -324,6 +324,7 @@ impl PoolBuilder {
             link_chunks: Arc::new(AtomicUsize::new(0)),
             output: self.output.unwrap_or_default(),
             job_items: Shelf::default(),
+            packed_args: Shelf::default(),
             outcome_slots: Arc::default(),
             objects: SharedObjects::new()?,
         });
@@ -404,9 +405,10 @@ pub(crate) struct Shared {
     /// round trips are covered (see [`worker_process::WorkerProcess::cover_link`]).
     link_chunks: Arc<AtomicUsize>,
     output: OutputSink,
-    /// Emptied item vectors of finished chunks, and outcome slots of finished maps, for the
-    /// next map (see [`shelf`]).
+    /// Emptied item vectors and packed arguments of finished chunks, and outcome slots of
+    /// finished maps, for the next map (see [`shelf`]).
     job_items: Shelf<JobItem>,
+    packed_args: Shelf<u8>,
     outcome_slots: Arc<BatchShelves>,
 }
 
@@ -415,9 +417,12 @@ impl Shared {
         self.terminating.load(Ordering::Acquire)
     }
 
-    /// Keeps a finished job's item vector for a later one.
-    pub(crate) fn recycle(&self, items: Vec<JobItem>) {
-        self.job_items.put(items);
+    /// Keeps a finished job's item vector, or its packed arguments' bytes, for a later one.
+    pub(crate) fn recycle(&self, job: Job) {
+        match job.into_spare() {
+            Spare::Items(items) => self.job_items.put(items),
+            Spare::Bytes(bytes) => self.packed_args.put(bytes),
+        }
     }
 
     /// Notes how long items have recently taken on a worker.
@@ -577,6 +582,7 @@ impl Shared {
     pub(crate) fn next_job(&self, turn: queue::SpinTurn<'_>) -> Option<Job> {
         let give_back_spares = || {
             self.job_items.clear();
+            self.packed_args.clear();
             self.outcome_slots.clear();
         };
         self.queue
@@ -1013,7 +1019,11 @@ impl Pool {
             if queued > len {
                 batch.reserve_to(queued);
             }
-            if let Some(args) = packer.as_ref().and_then(|p| p.pack_all(&chunk)) {
+            let packed = packer.as_ref().and_then(|p| {
+                let spare = self.shared.packed_args.take(p.bytes_for(chunk.len()));
+                p.pack_all(&chunk, spare)
+            });
+            if let Some(args) = packed {
                 self.shared.enqueue_packed(task, first, args, batch.clone());
                 continue;
             }

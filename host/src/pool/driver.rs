@@ -236,7 +236,7 @@ pub(crate) fn drive(
                 shared.note_item_time(worker.typical_wait);
                 let done = held.pop_front().expect("not empty");
                 ran_here += done.job.len() as u64;
-                shared.recycle(done.job.into_items());
+                shared.recycle(done.job);
                 if shared
                     .max_tasks_per_worker
                     .is_some_and(|max| ran_here >= max)

@@ -67,6 +67,13 @@ pub(crate) struct PackedCalls {
     pub(crate) args: Packed,
 }
 
+/// A finished job's vector, to keep for a later job (see [`super::shelf`]).
+pub(crate) enum Spare {
+    Items(Vec<JobItem>),
+    /// The bytes of packed arguments.
+    Bytes(Vec<u8>),
+}
+
 /// A chunk of calls to one task, sent to one worker in one frame.
 pub(crate) struct Job {
     pub(crate) task: Task,
@@ -217,11 +224,11 @@ impl Job {
         }
     }
 
-    /// The item vector, emptied of the job, to keep for a later one (none for packed calls).
-    pub(crate) fn into_items(self) -> Vec<JobItem> {
+    /// What of a finished job's memory can serve a later one.
+    pub(crate) fn into_spare(self) -> Spare {
         match self.calls {
-            Calls::Each(items) => items,
-            Calls::Packed(_) => Vec::new(),
+            Calls::Each(items) => Spare::Items(items),
+            Calls::Packed(packed) => Spare::Bytes(packed.args.into_bytes()),
         }
     }
 

@@ -44,11 +44,18 @@ impl Packer {
         fits.then_some(Packer { kinds, shape })
     }
 
-    /// All of `items`' arguments packed, if every item packs; `None` if one does not (then
-    /// the caller takes the general route for them all, which decides each as always).
-    pub(crate) fn pack_all<T: Serialize>(&self, items: &[T]) -> Option<Packed> {
+    /// How many bytes the arguments of `items` items take packed.
+    pub(crate) fn bytes_for(&self, items: usize) -> usize {
+        items * self.kinds.len() * 8
+    }
+
+    /// All of `items`' arguments packed, into `words` (emptied first: a vector to reuse),
+    /// if every item packs; `None` if one does not (then the caller takes the general route
+    /// for them all, which decides each as always).
+    pub(crate) fn pack_all<T: Serialize>(&self, items: &[T], mut words: Vec<u8>) -> Option<Packed> {
         let count = u32::try_from(items.len()).ok()?;
-        let mut words = Vec::with_capacity(items.len() * self.kinds.len() * 8);
+        words.clear();
+        words.reserve(self.bytes_for(items.len()));
         for item in items {
             if !self.push(item, &mut words) {
                 return None;
@@ -142,22 +149,23 @@ where
     u64: TryFrom<N>,
     f64: FromInteger<N>,
 {
-    let fit = |ok: Option<Value>| ok.ok_or(Refused);
-    let value = match kind {
-        Kind::S8 => fit(i8::try_from(n).ok().map(Value::S8))?,
-        Kind::U8 => fit(u8::try_from(n).ok().map(Value::U8))?,
-        Kind::S16 => fit(i16::try_from(n).ok().map(Value::S16))?,
-        Kind::U16 => fit(u16::try_from(n).ok().map(Value::U16))?,
-        Kind::S32 => fit(i32::try_from(n).ok().map(Value::S32))?,
-        Kind::U32 => fit(u32::try_from(n).ok().map(Value::U32))?,
-        Kind::S64 => fit(i64::try_from(n).ok().map(Value::S64))?,
-        Kind::U64 => fit(u64::try_from(n).ok().map(Value::U64))?,
+    // Each word as `pack` makes it of the `Value` the JSON route gives (the tests hold the
+    // two to it), without making that value: this is the per-item path.
+    let fit = |ok: Option<u64>| ok.ok_or(Refused);
+    Ok(match kind {
+        Kind::S8 => fit(i8::try_from(n).ok().map(|n| n as u64))?,
+        Kind::U8 => fit(u8::try_from(n).ok().map(u64::from))?,
+        Kind::S16 => fit(i16::try_from(n).ok().map(|n| n as u64))?,
+        Kind::U16 => fit(u16::try_from(n).ok().map(u64::from))?,
+        Kind::S32 => fit(i32::try_from(n).ok().map(|n| n as u64))?,
+        Kind::U32 => fit(u32::try_from(n).ok().map(u64::from))?,
+        Kind::S64 => fit(i64::try_from(n).ok().map(|n| n as u64))?,
+        Kind::U64 => fit(u64::try_from(n).ok())?,
         // serde_json's `Number::as_f64` of an integer, then (for f32) `as f32` of that.
-        Kind::F64 => Value::F64(f64::from_integer(n)),
-        Kind::F32 => Value::F32(f64::from_integer(n) as f32),
+        Kind::F64 => f64::from_integer(n).to_bits(),
+        Kind::F32 => u64::from((f64::from_integer(n) as f32).to_bits()),
         Kind::Bool | Kind::Char => return Err(Refused),
-    };
-    word(kind, value)
+    })
 }
 
 /// `n as f64`, for the integer types serde hands a serializer.
@@ -549,7 +557,7 @@ mod tests {
             let Some(packer) = Packer::new(sig, shape) else {
                 continue;
             };
-            let Some(packed) = packer.pack_all(std::slice::from_ref(&args)) else {
+            let Some(packed) = packer.pack_all(std::slice::from_ref(&args), Vec::new()) else {
                 continue;
             };
             took = true;
@@ -640,10 +648,10 @@ mod tests {
         assert!(Packer::new(&sig(&[]), ArgsShape::Spread).is_none());
         assert!(Packer::new(&f64s, ArgsShape::Single).is_none());
         let packer = Packer::new(&s64, ArgsShape::Single).unwrap();
-        assert!(packer.pack_all(&[1i64, 2, 3]).is_some());
+        assert!(packer.pack_all(&[1i64, 2, 3], Vec::new()).is_some());
         let mixed = [serde_json::json!(1), serde_json::json!("two")];
         assert!(
-            packer.pack_all(&mixed).is_none(),
+            packer.pack_all(&mixed, Vec::new()).is_none(),
             "one item refused: all go the general way"
         );
     }

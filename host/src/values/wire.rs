@@ -201,6 +201,11 @@ impl Packed {
         self.count as usize
     }
 
+    /// The pack's bytes, to reuse their memory.
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        self.words.0
+    }
+
     /// For items of one number each, their kind and their words as the pack keeps them (8
     /// little-endian bytes an item), in order; `None` for items of another arity, or a pack
     /// whose bytes do not match its count. Read in place: how a run of results is filed
