@@ -1073,7 +1073,7 @@ fn tiny_rows(
             higher_is_better: true,
             target,
         });
-        host_cpu_rows.push(cpu.as_secs_f64() * 1e6 / n as f64);
+        host_cpu_rows.push(cpu.as_secs_f64() * 1e9 / n as f64);
     }
 
     // 1b. a million tiny items through the batch export `square-many`: each chunk one call
@@ -1111,8 +1111,8 @@ fn tiny_rows(
     }
     rows.push(Row {
         name: "  host CPU per item, map_batched",
-        ours: batch_cpu.as_secs_f64() * 1e6 / million as f64,
-        unit: "us",
+        ours: batch_cpu.as_secs_f64() * 1e9 / million as f64,
+        unit: "ns",
         peer: None,
         peer_name: "",
         higher_is_better: false,
@@ -1132,12 +1132,12 @@ fn host_cpu_names() -> [&'static str; 4] {
     ]
 }
 
-/// A row of the host's CPU per item, in microseconds.
+/// A row of the host's CPU per item, in nanoseconds (a tiny item's is tens of them).
 fn host_cpu_row(name: &'static str, cpu: f64) -> Row {
     Row {
         name,
         ours: cpu,
-        unit: "us",
+        unit: "ns",
         peer: None,
         peer_name: "",
         higher_is_better: false,
