@@ -10,9 +10,10 @@
 //! Besides the end-to-end figures it reports where a task's time goes: the cost of a fresh
 //! instance plus the call inside a worker (measured in this process, no pipe), and the host's
 //! own CPU time per item (all host threads, workers excluded), so that a regression shows
-//! which side it is on. `-- --ssh` runs only the rows of remote workers (ssh on 127.0.0.1,
-//! an sshd of its own, next to local workers), which the full run ends with when sshd is
-//! installed.
+//! which side it is on. `-- --tiny-only` runs only the rows of tiny items (the maps of
+//! `square`, the batch map of a million) against Python's tiny maps, in about 30 s. `-- --ssh`
+//! runs only the rows of remote workers (ssh on 127.0.0.1, an sshd of its own, next to local
+//! workers), which the full run ends with when sshd is installed.
 
 use std::time::{Duration, Instant};
 
@@ -140,7 +141,8 @@ struct Row {
     target: &'static str,
 }
 
-fn python_baseline() -> Option<serde_json::Value> {
+/// Python's figures: every step of `py_baseline.py`, or only those named in `only`.
+fn python_baseline(only: &[&str]) -> Option<serde_json::Value> {
     if std::env::args().any(|a| a == "--no-python") {
         return None;
     }
@@ -148,6 +150,7 @@ fn python_baseline() -> Option<serde_json::Value> {
     eprintln!("running the Python peer ({script}, about 70 s)...");
     let out = std::process::Command::new("python3")
         .args([script, "--json"])
+        .args(only.iter().flat_map(|step| ["--only", step]))
         .output()
         .ok()?;
     serde_json::from_slice(&out.stdout).ok()
@@ -741,7 +744,8 @@ fn main() {
         .unwrap()
         .task("count-primes-range")
         .unwrap();
-    let py = python_baseline();
+    let tiny_only = std::env::args().any(|a| a == "--tiny-only");
+    let py = python_baseline(if tiny_only { &["tiny_map"] } else { &[] });
     let py_get = |path: &[&str]| -> Option<f64> {
         let mut v = py.as_ref()?;
         for key in path {
@@ -751,93 +755,18 @@ fn main() {
     };
     let mut rows = Vec::new();
 
-    // 1. tiny map, default chunks: a fresh instance per item (the default), then with instance
-    // reuse within each chunk, then fresh instances of a guest that imports nothing.
+    // 1. and 1b. tiny items.
     let p = pool();
-    let _: Vec<i64> = p.map(&square, 0..10_000i64).unwrap();
-    let n = 200_000i64;
-    let mut host_cpu_rows = Vec::new();
-    for (label, task, target) in [
-        (
-            "map(square, 200k), fresh instance per item",
-            square.clone(),
-            ">= 150k/s",
-        ),
-        (
-            "map(square, 200k), instance reused per chunk",
-            square.clone().with_instance_reuse(),
-            ">= 1.0x",
-        ),
-        (
-            "map(square, 200k), fresh, guest without WASI",
-            pure_square.clone(),
-            ">= 150k/s",
-        ),
-        (
-            "map(square, 200k), instance reused, core module",
-            core_square.clone().with_instance_reuse(),
-            ">= 1.0x",
-        ),
-    ] {
-        let _: Vec<i64> = p.map(&task, 0..10_000i64).unwrap();
-        let (t, cpu) = median_and_cpu(|| {
-            let r: Vec<i64> = p.map(&task, 0..n).unwrap();
-            assert_eq!(r[(n - 1) as usize], (n - 1) * (n - 1));
-        });
-        rows.push(Row {
-            name: label,
-            ours: n as f64 / t.as_secs_f64(),
-            unit: "items/s",
-            peer: py_get(&["tiny_map", "default", "items_per_s"]),
-            peer_name: "Python",
-            higher_is_better: true,
-            target,
-        });
-        host_cpu_rows.push(cpu.as_secs_f64() * 1e6 / n as f64);
-    }
-
-    // 1b. a million tiny items through the batch export `square-many`: each chunk one call
-    // with the chunk's items as its list, against Python's Pool.map of a million, and the map
-    // of one call per item (instance reused) of the same million.
-    let square_many = square_module.task("square-many").unwrap();
-    let million = 1_000_000i64;
-    let reused = square.clone().with_instance_reuse();
-    let _: Vec<i64> = p.map_batched(&square_many, 0..10_000i64).unwrap();
-    let mut batch_cpu = Duration::ZERO;
-    for (label, batched, target) in [
-        ("map_batched(square-many, 1M)", true, ">= 2x"),
-        ("  map(square, 1M), instance reused", false, ""),
-    ] {
-        let (t, cpu) = median_and_cpu(|| {
-            let r: Vec<i64> = if batched {
-                p.map_batched(&square_many, 0..million).unwrap()
-            } else {
-                p.map(&reused, 0..million).unwrap()
-            };
-            assert_eq!(r[(million - 1) as usize], (million - 1) * (million - 1));
-        });
-        if batched {
-            batch_cpu = cpu;
+    let (tiny, host_cpu_rows) = tiny_rows(&p, &square_module, &pure_square, &core_square, &py_get);
+    rows.extend(tiny);
+    if tiny_only {
+        // Only the tiny-item rows, against Python's tiny maps: for iterating on them.
+        for (name, cpu) in host_cpu_names().into_iter().zip(host_cpu_rows) {
+            rows.push(host_cpu_row(name, cpu));
         }
-        rows.push(Row {
-            name: label,
-            ours: million as f64 / t.as_secs_f64(),
-            unit: "items/s",
-            peer: py_get(&["tiny_map", "default_n1000000", "items_per_s"]),
-            peer_name: "Python",
-            higher_is_better: true,
-            target,
-        });
+        print_rows(rows);
+        return;
     }
-    rows.push(Row {
-        name: "  host CPU per item, map_batched",
-        ours: batch_cpu.as_secs_f64() * 1e6 / million as f64,
-        unit: "us",
-        peer: None,
-        peer_name: "",
-        higher_is_better: false,
-        target: "",
-    });
 
     // 2. map with chunksize 1.
     let n1 = 20_000i64;
@@ -1114,24 +1043,8 @@ fn main() {
             target: "",
         });
     }
-    for (name, cpu) in [
-        "host CPU per item, map (fresh instances)",
-        "host CPU per item, map (instance reuse)",
-        "host CPU per item, map (fresh, without WASI)",
-        "host CPU per item, map (reused, core module)",
-    ]
-    .into_iter()
-    .zip(host_cpu_rows)
-    {
-        rows.push(Row {
-            name,
-            ours: cpu,
-            unit: "us",
-            peer: None,
-            peer_name: "",
-            higher_is_better: false,
-            target: "",
-        });
+    for (name, cpu) in host_cpu_names().into_iter().zip(host_cpu_rows) {
+        rows.push(host_cpu_row(name, cpu));
     }
 
     // 8b. tasks written in Python and JavaScript (componentize-py, componentize-js: components
@@ -1147,6 +1060,131 @@ fn main() {
     // 11. shared state between tasks.
     rows.extend(shared_state_rows());
     print_rows(rows);
+}
+
+/// The tiny-item rows (1 and 1b of the full run), on `p`: maps of 200k `square`s four ways,
+/// and a million through the batch export `square-many` against the same million one call
+/// each; with the host's CPU per item of the four maps. `py_get` reads Python's figures.
+fn tiny_rows(
+    p: &Pool,
+    square_module: &Module,
+    pure_square: &wasmpool::Task,
+    core_square: &wasmpool::Task,
+    py_get: &dyn Fn(&[&str]) -> Option<f64>,
+) -> (Vec<Row>, Vec<f64>) {
+    let square = square_module.task("square").unwrap();
+    // 1. tiny map, default chunks: a fresh instance per item (the default), then with instance
+    // reuse within each chunk, then fresh instances of a guest that imports nothing.
+    let _: Vec<i64> = p.map(&square, 0..10_000i64).unwrap();
+    let n = 200_000i64;
+    let mut rows = Vec::new();
+    let mut host_cpu_rows = Vec::new();
+    for (label, task, target) in [
+        (
+            "map(square, 200k), fresh instance per item",
+            square.clone(),
+            ">= 150k/s",
+        ),
+        (
+            "map(square, 200k), instance reused per chunk",
+            square.clone().with_instance_reuse(),
+            ">= 1.0x",
+        ),
+        (
+            "map(square, 200k), fresh, guest without WASI",
+            pure_square.clone(),
+            ">= 150k/s",
+        ),
+        (
+            "map(square, 200k), instance reused, core module",
+            core_square.clone().with_instance_reuse(),
+            ">= 1.0x",
+        ),
+    ] {
+        let _: Vec<i64> = p.map(&task, 0..10_000i64).unwrap();
+        let (t, cpu) = median_and_cpu(|| {
+            let r: Vec<i64> = p.map(&task, 0..n).unwrap();
+            assert_eq!(r[(n - 1) as usize], (n - 1) * (n - 1));
+        });
+        rows.push(Row {
+            name: label,
+            ours: n as f64 / t.as_secs_f64(),
+            unit: "items/s",
+            peer: py_get(&["tiny_map", "default", "items_per_s"]),
+            peer_name: "Python",
+            higher_is_better: true,
+            target,
+        });
+        host_cpu_rows.push(cpu.as_secs_f64() * 1e9 / n as f64);
+    }
+
+    // 1b. a million tiny items through the batch export `square-many`: each chunk one call
+    // with the chunk's items as its list, against Python's Pool.map of a million, and the map
+    // of one call per item (instance reused) of the same million.
+    let square_many = square_module.task("square-many").unwrap();
+    let million = 1_000_000i64;
+    let reused = square.clone().with_instance_reuse();
+    let _: Vec<i64> = p.map_batched(&square_many, 0..10_000i64).unwrap();
+    let mut batch_cpu = Duration::ZERO;
+    for (label, batched, target) in [
+        ("map_batched(square-many, 1M)", true, ">= 2x"),
+        ("  map(square, 1M), instance reused", false, ""),
+    ] {
+        let (t, cpu) = median_and_cpu(|| {
+            let r: Vec<i64> = if batched {
+                p.map_batched(&square_many, 0..million).unwrap()
+            } else {
+                p.map(&reused, 0..million).unwrap()
+            };
+            assert_eq!(r[(million - 1) as usize], (million - 1) * (million - 1));
+        });
+        if batched {
+            batch_cpu = cpu;
+        }
+        rows.push(Row {
+            name: label,
+            ours: million as f64 / t.as_secs_f64(),
+            unit: "items/s",
+            peer: py_get(&["tiny_map", "default_n1000000", "items_per_s"]),
+            peer_name: "Python",
+            higher_is_better: true,
+            target,
+        });
+    }
+    rows.push(Row {
+        name: "  host CPU per item, map_batched",
+        ours: batch_cpu.as_secs_f64() * 1e9 / million as f64,
+        unit: "ns",
+        peer: None,
+        peer_name: "",
+        higher_is_better: false,
+        target: "",
+    });
+
+    (rows, host_cpu_rows)
+}
+
+/// The names of the host-CPU rows of [`tiny_rows`]'s four maps, in their order.
+fn host_cpu_names() -> [&'static str; 4] {
+    [
+        "host CPU per item, map (fresh instances)",
+        "host CPU per item, map (instance reuse)",
+        "host CPU per item, map (fresh, without WASI)",
+        "host CPU per item, map (reused, core module)",
+    ]
+}
+
+/// A row of the host's CPU per item, in nanoseconds (a tiny item's is tens of them).
+fn host_cpu_row(name: &'static str, cpu: f64) -> Row {
+    Row {
+        name,
+        ours: cpu,
+        unit: "ns",
+        peer: None,
+        peer_name: "",
+        higher_is_better: false,
+        target: "",
+    }
 }
 
 /// Shared state between tasks (`wasmpool:shared`, `wasi:keyvalue`), per operation, against

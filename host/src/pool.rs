@@ -30,20 +30,21 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, TaskError};
-use crate::limits::{DEFAULT_MAX_WASM_STACK, Grants, Limits};
+use crate::limits::{DEFAULT_MAX_WASM_STACK, Grants, Limits, Resolved};
 use crate::module::Task;
 use crate::shared::SharedObjects;
 use crate::values::json::{Names, results_json};
+use crate::values::pack::Packer;
 use crate::values::rust::args_from_serialize;
+use crate::values::wire::Packed;
 use crate::values::{Args, ArgsShape, Values};
 use crate::wire::WorkerSettings;
 
-use handle::{Batch, MapResult, Slot, TaskFuture};
+use handle::{Batch, BatchShelves, MapResult, Slot, TaskFuture};
 use hosts::HostHealth;
 use imap::{Chunking, Imap, ImapJson, Order, StreamOptions};
-use job::{Gather, Job, JobItem, Sink, default_chunksize};
+use job::{Gather, Job, JobItem, PackedCalls, Sink, Spare, default_chunksize};
 use launcher::Launcher;
-use outcome::Outcome;
 use output::{GuestOutput, OutputSink};
 use queue::{JobQueue, Refused};
 use shelf::Shelf;
@@ -323,6 +324,7 @@ impl PoolBuilder {
             link_chunks: Arc::new(AtomicUsize::new(0)),
             output: self.output.unwrap_or_default(),
             job_items: Shelf::default(),
+            packed_args: Shelf::default(),
             outcome_slots: Arc::default(),
             objects: SharedObjects::new()?,
         });
@@ -403,10 +405,11 @@ pub(crate) struct Shared {
     /// round trips are covered (see [`worker_process::WorkerProcess::cover_link`]).
     link_chunks: Arc<AtomicUsize>,
     output: OutputSink,
-    /// Emptied item vectors of finished chunks, and outcome slots of finished maps, for the
-    /// next map (see [`shelf`]).
+    /// Emptied item vectors and packed arguments of finished chunks, and outcome slots of
+    /// finished maps, for the next map (see [`shelf`]).
     job_items: Shelf<JobItem>,
-    outcome_slots: Arc<Shelf<Option<Outcome>>>,
+    packed_args: Shelf<u8>,
+    outcome_slots: Arc<BatchShelves>,
 }
 
 impl Shared {
@@ -414,9 +417,12 @@ impl Shared {
         self.terminating.load(Ordering::Acquire)
     }
 
-    /// Keeps a finished job's item vector for a later one.
-    pub(crate) fn recycle(&self, items: Vec<JobItem>) {
-        self.job_items.put(items);
+    /// Keeps a finished job's item vector, or its packed arguments' bytes, for a later one.
+    pub(crate) fn recycle(&self, job: Job) {
+        match job.into_spare() {
+            Spare::Items(items) => self.job_items.put(items),
+            Spare::Bytes(bytes) => self.packed_args.put(bytes),
+        }
     }
 
     /// Notes how long items have recently taken on a worker.
@@ -490,23 +496,63 @@ impl Shared {
         if job_items.is_empty() {
             return;
         }
+        let (limits, grants) = self.limits_and_grants(task);
+        self.push(Job::new(
+            task.clone(),
+            job_items,
+            gather,
+            limits,
+            grants,
+            job_sink,
+        ));
+    }
+
+    /// Queues a chunk of a `map` whose arguments are already checked and packed (see
+    /// [`Packer`]), the first at `index` in `sink`, as one job.
+    pub(crate) fn enqueue_packed(
+        &self,
+        task: &Task,
+        index: usize,
+        args: Packed,
+        sink: Arc<dyn Sink>,
+    ) {
+        if args.len() == 0 {
+            return;
+        }
+        let task_no = self
+            .task_numbers
+            .fetch_add(args.len() as u64, Ordering::Relaxed);
+        let (limits, grants) = self.limits_and_grants(task);
+        let calls = PackedCalls {
+            index,
+            task_no,
+            args,
+        };
+        self.push(Job::packed(task.clone(), calls, limits, grants, sink));
+    }
+
+    /// The limits (the task's over the pool's, resolved) and grants a job of `task` runs with.
+    fn limits_and_grants(&self, task: &Task) -> (Resolved, Arc<Grants>) {
         let grants = task
             .grants()
             .cloned()
             .unwrap_or_else(|| Arc::clone(&self.grants));
+        (task.limits().or(self.limits).resolve(), grants)
+    }
+
+    /// Queues `job`, or fails all its items at once if its grants cannot be honoured or the
+    /// pool takes no more work.
+    fn push(&self, job: Job) {
+        let grants = &job.grants;
         if !grants.dirs.is_empty() && !self.settings.allow_files {
             let detail =
                 "this task is granted directories, but the pool's workers were started without \
                           file access: grant a directory on the pool (PoolBuilder::grants) too"
                     .to_string();
-            for item in job_items {
-                let error = TaskError::Sandbox {
-                    func: task.name().to_string(),
-                    detail: detail.clone(),
-                };
-                sink.deliver(item.index, Err(error));
-            }
-            return;
+            return job.fail_all(|func| TaskError::Sandbox {
+                func: func.to_string(),
+                detail: detail.clone(),
+            });
         }
         if let Some(foreign) = grants.shared.iter().find(|g| g.pool != self.objects.id()) {
             let detail = format!(
@@ -514,23 +560,11 @@ impl Shared {
                  reach only that pool's objects",
                 foreign.name
             );
-            for item in job_items {
-                let error = TaskError::Sandbox {
-                    func: task.name().to_string(),
-                    detail: detail.clone(),
-                };
-                sink.deliver(item.index, Err(error));
-            }
-            return;
+            return job.fail_all(|func| TaskError::Sandbox {
+                func: func.to_string(),
+                detail: detail.clone(),
+            });
         }
-        let job = Job {
-            task: task.clone(),
-            items: job_items,
-            gather,
-            limits: task.limits().or(self.limits).resolve(),
-            grants,
-            sink: job_sink,
-        };
         match self.queue.push(job) {
             Ok(()) => {}
             Err((job, Refused::Closed)) => job.fail_all(|func| TaskError::PoolClosed {
@@ -548,6 +582,7 @@ impl Shared {
     pub(crate) fn next_job(&self, turn: queue::SpinTurn<'_>) -> Option<Job> {
         let give_back_spares = || {
             self.job_items.clear();
+            self.packed_args.clear();
             self.outcome_slots.clear();
         };
         self.queue
@@ -970,14 +1005,27 @@ impl Pool {
     ) -> MapResult<R> {
         let batch = Batch::open(task.name(), len, &self.shared.outcome_slots);
         let chunksize = chunksize.unwrap_or_else(|| default_chunksize(len, self.workers));
+        // Numbers go straight into the wire's packed form, a chunk at a time; a chunk with an
+        // item the packer leaves to the general route takes that route whole.
+        let packer = Packer::new(task.signature(), shape);
         let mut items = items.peekable();
         let mut queued = 0;
+        let mut chunk: Vec<T> = Vec::new();
         while items.peek().is_some() {
-            let chunk: Vec<T> = items.by_ref().take(chunksize).collect();
+            chunk.clear();
+            chunk.extend(items.by_ref().take(chunksize));
             let first = queued;
             queued += chunk.len();
             if queued > len {
                 batch.reserve_to(queued);
+            }
+            let packed = packer.as_ref().and_then(|p| {
+                let spare = self.shared.packed_args.take(p.bytes_for(chunk.len()));
+                p.pack_all(&chunk, spare)
+            });
+            if let Some(args) = packed {
+                self.shared.enqueue_packed(task, first, args, batch.clone());
+                continue;
             }
             let prepared = chunk.iter().enumerate().map(|(i, item)| CheckedItem {
                 index: first + i,

@@ -12,12 +12,14 @@
 //! - [`wasm`]: wasmtime's `Val`, which the worker calls the guest with.
 //! - [`wire`]: the bytes between host and worker: a `Value`'s encoding (with a depth guard),
 //!   and numbers packed eight bytes apiece.
+//! - [`pack`]: a caller's numbers straight into those packed words, for a `map` over numbers.
 //!
 //! Names are matched loosely on input: `word-count`, `word_count` and `WordCount` all name the
 //! WIT field or case `word-count`, so a Rust struct with serde's default derive fits a WIT
 //! record without attributes.
 
 pub(crate) mod json;
+pub(crate) mod pack;
 pub(crate) mod rust;
 pub(crate) mod wasm;
 pub(crate) mod wire;

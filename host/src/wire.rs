@@ -297,6 +297,14 @@ impl Items {
             None => serializer.serialize_newtype_variant("Items", 0, "Values", &SeqOf(items)),
         }
     }
+
+    /// Encodes calls already packed as [`Items::Packed`], without copying them into one.
+    pub(crate) fn serialize_packed<S: serde::Serializer>(
+        packed: &Packed,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_newtype_variant("Items", PACKED_VARIANT, "Packed", packed)
+    }
 }
 
 /// A sequence serialized from an iterator.

@@ -10,6 +10,7 @@ mod guests;
 mod hostile;
 mod lifecycle;
 mod map;
+mod packed;
 mod process;
 mod programs;
 mod remote;

@@ -220,11 +220,12 @@ pub(crate) fn drive(
             worker.collect(job, id, |first, reported, per_item| {
                 // An observing stream takes its items' output with their outcomes.
                 for (i, stdout, stderr) in reported.output().filter(|_| !observed) {
-                    let item = &job.items[first + i];
                     let name = job.task.name();
-                    shared.output.relay(item.task_no, name, stdout, stderr);
+                    shared
+                        .output
+                        .relay(job.task_no(first + i), name, stdout, stderr);
                 }
-                if last_held && first + reported.len() == job.items.len() {
+                if last_held && first + reported.len() == job.len() {
                     turn = Some(shared.queue.take_spin_turn());
                 }
                 reported.deliver(job, first, shared.settings.max_wasm_stack, per_item);
@@ -234,8 +235,8 @@ pub(crate) fn drive(
             Ok(()) => {
                 shared.note_item_time(worker.typical_wait);
                 let done = held.pop_front().expect("not empty");
-                ran_here += done.job.items.len() as u64;
-                shared.recycle(done.job.items);
+                ran_here += done.job.len() as u64;
+                shared.recycle(done.job);
                 if shared
                     .max_tasks_per_worker
                     .is_some_and(|max| ran_here >= max)
@@ -264,7 +265,7 @@ pub(crate) fn drive(
                     }
                     return;
                 }
-                if front.job.items.is_empty() {
+                if front.job.is_empty() {
                     held.pop_front();
                 }
                 ran_here = 0;
@@ -315,16 +316,17 @@ fn claim(shared: &Shared, mut job: Job) -> Option<Job> {
     }
     // Only single submissions can be cancelled (see `Gather::No`).
     if job.gather == Gather::Yes {
-        let items = std::mem::take(&mut job.items);
-        job.items = items
+        let items = std::mem::take(job.items_mut());
+        let kept: Vec<_> = items
             .into_iter()
             .filter(|item| !job.sink_of(item).is_cancelled(item.index))
             .collect();
-        for item in &job.items {
+        for item in &kept {
             job.sink_of(item).start(item.index);
         }
+        *job.items_mut() = kept;
     }
-    (!job.items.is_empty()).then_some(job)
+    (!job.is_empty()).then_some(job)
 }
 
 /// The front job's frame would be `bytes`, more than a frame may be: nothing was sent and the
@@ -333,8 +335,8 @@ fn claim(shared: &Shared, mut job: Job) -> Option<Job> {
 /// retry: the caller's arguments, not the worker, are at fault.
 fn split_or_refuse(held: &mut VecDeque<Held>, bytes: usize, module: bool) {
     let front = held.front_mut().expect("not empty");
-    if !module && front.job.items.len() > 1 {
-        let half = front.job.items.len() / 2;
+    if !module && front.job.len() > 1 {
+        let half = front.job.len() / 2;
         let back = front.job.split_off(half);
         // Only unsent jobs can be behind an unsent one (see `ahead::send_ahead`): the order
         // stays that of the input.
@@ -349,12 +351,13 @@ fn split_or_refuse(held: &mut VecDeque<Held>, bytes: usize, module: bool) {
 /// leaves the items after it in `job`, to run on the next worker. `false` when the pool is
 /// terminating: the caller cancels what it holds and stops.
 fn settle(shared: &Shared, job: &mut Job, stop: Interrupted, pid: u32) -> bool {
-    let mut rest = job.items.split_off(stop.at);
+    // Its items one by one: the one it was running may be retried on its own.
+    let mut rest = job.items_mut().split_off(stop.at);
     let mut item = rest.remove(0);
     let func = job.task.name().to_string();
     if shared.is_terminating() {
         job.deliver(&item, Err(TaskError::Cancelled { func }));
-        job.items = rest;
+        *job.items_mut() = rest;
         return false;
     }
     let lost = &stop.lost;
@@ -375,7 +378,7 @@ fn settle(shared: &Shared, job: &mut Job, stop: Interrupted, pid: u32) -> bool {
             job.deliver(&item, Err(error));
         }
     }
-    job.items = rest;
+    *job.items_mut() = rest;
     true
 }
 

@@ -18,7 +18,8 @@ use serde::de::DeserializeOwned;
 
 use crate::error::TaskError;
 
-use crate::values::rust::typed;
+use crate::values::rust::{typed, typed_number};
+use crate::values::wire::{Kind, Packed};
 
 use super::job::Sink;
 use super::outcome::Outcome;
@@ -368,25 +369,54 @@ pub(crate) struct Batch {
     state: Mutex<BatchState>,
     done: Condvar,
     /// Where the outcome slots go back when the batch is dropped, for the pool's next map.
-    shelf: Arc<Shelf<Option<Outcome>>>,
+    shelves: Arc<BatchShelves>,
 }
 
+/// A pool's spare vectors for its maps' outcomes (see [`Shelf`]).
+#[derive(Default)]
+pub(crate) struct BatchShelves {
+    outcomes: Shelf<Option<Outcome>>,
+    words: Shelf<u64>,
+}
+
+impl BatchShelves {
+    /// Drops every kept vector.
+    pub(crate) fn clear(&self) {
+        self.outcomes.clear();
+        self.words.clear();
+    }
+}
+
+/// Each item's outcome, filed once. An item that succeeded with one number (from a frame of
+/// packed results) is kept as that number's word, 8 bytes instead of the 96 of an
+/// `Option<Outcome>`: a map of tiny items of numbers allocates, writes and reads no outcome
+/// per item. Each vector is made only when its first outcome comes.
 struct BatchState {
+    /// How many items (their outcomes are `0..len`).
+    len: usize,
+    /// Which items have their outcome: the first one filed wins.
+    filed: Vec<u64>,
+    /// The outcome of each item filed as an [`Outcome`] (empty until one is).
     outcomes: Vec<Option<Outcome>>,
+    /// The word of each item filed as a number (empty until one is), all of `kind`.
+    words: Vec<u64>,
+    kind: Option<Kind>,
     remaining: usize,
 }
 
 impl Batch {
     /// A batch expecting about `len` items (the input's size hint), open for more or fewer
     /// until [`Batch::seal`]: it cannot complete before then.
-    pub(crate) fn open(func: &str, len: usize, shelf: &Arc<Shelf<Option<Outcome>>>) -> Arc<Batch> {
-        let mut outcomes = shelf.take(len);
-        outcomes.resize_with(len, || None);
+    pub(crate) fn open(func: &str, len: usize, shelves: &Arc<BatchShelves>) -> Arc<Batch> {
         Arc::new(Batch {
             func: func.to_string(),
-            shelf: Arc::clone(shelf),
+            shelves: Arc::clone(shelves),
             state: Mutex::new(BatchState {
-                outcomes,
+                len,
+                filed: vec![0; len.div_ceil(64)],
+                outcomes: Vec::new(),
+                words: Vec::new(),
+                kind: None,
                 // One more than the items: the submission itself, released by `seal`.
                 remaining: len + 1,
             }),
@@ -401,8 +431,9 @@ impl Batch {
     /// Makes room for items up to `len` (an input longer than its size hint said).
     pub(crate) fn reserve_to(&self, len: usize) {
         let mut state = self.lock();
-        let more = len.saturating_sub(state.outcomes.len());
-        state.outcomes.extend((0..more).map(|_| None));
+        let more = len.saturating_sub(state.len);
+        let len = len.max(state.len);
+        state.resize(len);
         state.remaining += more;
     }
 
@@ -410,8 +441,9 @@ impl Batch {
     /// early): from now on the batch completes when they have all been delivered.
     pub(crate) fn seal(&self, len: usize) {
         let mut state = self.lock();
-        let missing = state.outcomes.len().saturating_sub(len);
-        state.outcomes.truncate(len);
+        let missing = state.len.saturating_sub(len);
+        let len = len.min(state.len);
+        state.resize(len);
         state.remaining -= missing + 1;
         if state.remaining == 0 {
             self.done.notify_all();
@@ -422,15 +454,98 @@ impl Batch {
 impl Drop for Batch {
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        self.shelf.put(std::mem::take(&mut state.outcomes));
+        self.shelves
+            .outcomes
+            .put(std::mem::take(&mut state.outcomes));
+        self.shelves.words.put(std::mem::take(&mut state.words));
     }
 }
 
 impl BatchState {
-    fn file(&mut self, index: usize, outcome: Outcome) {
-        if self.outcomes[index].is_none() {
+    /// Makes the items `0..len` (no more, no fewer), the ones added without an outcome.
+    fn resize(&mut self, len: usize) {
+        self.len = len;
+        self.filed.resize(len.div_ceil(64), 0);
+        if let Some(last) = self.filed.last_mut()
+            && !len.is_multiple_of(64)
+        {
+            *last &= (1 << (len % 64)) - 1;
+        }
+        if !self.outcomes.is_empty() {
+            self.outcomes.resize_with(len, || None);
+        }
+        if !self.words.is_empty() {
+            self.words.resize(len, 0);
+        }
+    }
+
+    /// Marks `index` filed; `false` if it already was.
+    fn claim(&mut self, index: usize) -> bool {
+        let (word, bit) = (index / 64, 1u64 << (index % 64));
+        let fresh = self.filed[word] & bit == 0;
+        self.filed[word] |= bit;
+        fresh
+    }
+
+    fn is_filed(&self, index: usize) -> bool {
+        self.filed[index / 64] & (1 << (index % 64)) != 0
+    }
+
+    fn file(&mut self, index: usize, outcome: Outcome, shelves: &BatchShelves) {
+        if self.claim(index) {
+            if self.outcomes.is_empty() {
+                self.outcomes = shelves.outcomes.take(self.len);
+                self.outcomes.resize_with(self.len, || None);
+            }
             self.outcomes[index] = Some(outcome);
             self.remaining -= 1;
+        }
+    }
+
+    /// Files the numbers of `bytes` (8 little-endian bytes each) as the outcomes of the items
+    /// from `index` on; `false` (nothing filed) if they are not of the kind filed before.
+    fn file_words(
+        &mut self,
+        index: usize,
+        kind: Kind,
+        bytes: &[u8],
+        shelves: &BatchShelves,
+    ) -> bool {
+        if self.kind.is_some_and(|k| k != kind) || index + bytes.len() / 8 > self.len {
+            return false;
+        }
+        self.kind = Some(kind);
+        if self.words.is_empty() {
+            self.words = shelves.words.take(self.len);
+            self.words.resize(self.len, 0);
+        }
+        for (i, word) in bytes.chunks_exact(8).enumerate() {
+            if self.claim(index + i) {
+                self.words[index + i] = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+                self.remaining -= 1;
+            }
+        }
+        true
+    }
+
+    /// The outcome of item `index`, once all are filed, in the caller's type.
+    fn typed<R: DeserializeOwned>(&self, func: &str, index: usize) -> Result<R, TaskError> {
+        debug_assert!(self.is_filed(index));
+        match self.outcomes.get(index) {
+            Some(Some(outcome)) => typed(func, outcome),
+            _ => typed_number(
+                func,
+                self.kind.expect("a number was filed"),
+                self.words[index],
+            ),
+        }
+    }
+
+    /// Whether item `index`, once all are filed, succeeded.
+    fn is_ok(&self, index: usize) -> bool {
+        match self.outcomes.get(index) {
+            Some(Some(outcome)) => outcome.is_ok(),
+            _ => true,
         }
     }
 }
@@ -443,11 +558,25 @@ impl Sink for Batch {
     fn deliver_all(&self, outcomes: &mut dyn Iterator<Item = (usize, Outcome)>) {
         let mut state = self.lock();
         for (index, outcome) in outcomes {
-            state.file(index, outcome);
+            state.file(index, outcome, &self.shelves);
         }
         if state.remaining == 0 {
             self.done.notify_all();
         }
+    }
+
+    fn deliver_packed(&self, index: usize, results: &Packed) -> bool {
+        let Some((kind, bytes)) = results.number_bytes() else {
+            return false;
+        };
+        let mut state = self.lock();
+        if !state.file_words(index, kind, bytes, &self.shelves) {
+            return false;
+        }
+        if state.remaining == 0 {
+            self.done.notify_all();
+        }
+        true
     }
 }
 
@@ -506,10 +635,8 @@ impl<R: DeserializeOwned> MapResult<R> {
     }
 
     fn collect(&self, state: &BatchState) -> Result<Vec<R>, TaskError> {
-        state
-            .outcomes
-            .iter()
-            .map(|o| typed(&self.batch.func, o.as_ref().expect("all delivered")))
+        (0..state.len)
+            .map(|i| state.typed(&self.batch.func, i))
             .collect()
     }
 
@@ -534,10 +661,8 @@ impl<R: DeserializeOwned> MapResult<R> {
     /// Blocks until every item is done; each item's own outcome, in input order.
     pub fn outcomes(&self) -> Vec<Result<R, TaskError>> {
         let state = self.wait_until(None).expect("no deadline");
-        state
-            .outcomes
-            .iter()
-            .map(|o| typed(&self.batch.func, o.as_ref().expect("all delivered")))
+        (0..state.len)
+            .map(|i| state.typed(&self.batch.func, i))
             .collect()
     }
 
@@ -564,6 +689,6 @@ impl<R: DeserializeOwned> MapResult<R> {
     /// Whether every item is done and none failed; `None` while items remain.
     pub fn successful(&self) -> Option<bool> {
         let state = self.batch.lock();
-        (state.remaining == 0).then(|| state.outcomes.iter().all(|o| matches!(o, Some(Ok(_)))))
+        (state.remaining == 0).then(|| (0..state.len).all(|i| state.is_ok(i)))
     }
 }

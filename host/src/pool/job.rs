@@ -2,6 +2,12 @@
 //! sent to its worker in one frame, and each of its items delivers its outcome to a [`Sink`]
 //! (a future's slot, a `map`'s vector, an `imap`'s channel). With the chunking heuristic.
 //! Pure logic: no processes here.
+//!
+//! A `map` chunk whose arguments are all numbers is kept packed ([`PackedCalls`]): eight bytes
+//! a number, as the wire carries them, instead of a [`JobItem`] of about a hundred bytes
+//! each; its results may be filed the same way ([`Sink::deliver_packed`]). Whatever needs its
+//! items one by one (a worker that died in the middle, a frame too large to send) unpacks
+//! them first ([`Job::items_mut`]).
 
 use std::sync::Arc;
 
@@ -9,6 +15,7 @@ use crate::error::TaskError;
 use crate::limits::{Grants, Resolved};
 use crate::module::Task;
 use crate::values::Values;
+use crate::values::wire::Packed;
 
 use super::outcome::Outcome;
 
@@ -43,10 +50,34 @@ pub(crate) enum Gather {
     No,
 }
 
+/// A job's calls: an entry each, or a run of calls whose arguments are numbers, packed.
+enum Calls {
+    Each(Vec<JobItem>),
+    Packed(PackedCalls),
+}
+
+/// Consecutive items of one chunk (indices and task numbers follow on from the first's),
+/// none of them started on a worker that died, whose arguments are all numbers of the same
+/// kinds: their arguments as the wire carries them.
+#[derive(Debug)]
+pub(crate) struct PackedCalls {
+    /// The first item's place in the sink, and its task number.
+    pub(crate) index: usize,
+    pub(crate) task_no: u64,
+    pub(crate) args: Packed,
+}
+
+/// A finished job's vector, to keep for a later job (see [`super::shelf`]).
+pub(crate) enum Spare {
+    Items(Vec<JobItem>),
+    /// The bytes of packed arguments.
+    Bytes(Vec<u8>),
+}
+
 /// A chunk of calls to one task, sent to one worker in one frame.
 pub(crate) struct Job {
     pub(crate) task: Task,
-    pub(crate) items: Vec<JobItem>,
+    calls: Calls,
     pub(crate) gather: Gather,
     /// The task's limits over the pool's, decided at submission.
     pub(crate) limits: Resolved,
@@ -100,9 +131,153 @@ pub(crate) trait Sink: Send + Sync {
     fn deliver_seen(&self, outcomes: &mut dyn Iterator<Item = (usize, Outcome, Seen)>) {
         self.deliver_all(&mut outcomes.map(|(index, outcome, _)| (index, outcome)));
     }
+
+    /// Files the outcomes of the items from `index` on, one per item of `results`, each the
+    /// success whose one result is that item's number (see [`Packed::number_bytes`]), in one
+    /// go and without an [`Outcome`] each. `false` if this sink does not keep numbers as they
+    /// are (then nothing was filed, and the caller files them one by one).
+    fn deliver_packed(&self, _index: usize, _results: &Packed) -> bool {
+        false
+    }
 }
 
 impl Job {
+    /// A job of `items`, each with its own arguments.
+    pub(crate) fn new(
+        task: Task,
+        items: Vec<JobItem>,
+        gather: Gather,
+        limits: Resolved,
+        grants: Arc<Grants>,
+        sink: Option<Arc<dyn Sink>>,
+    ) -> Job {
+        Job {
+            task,
+            calls: Calls::Each(items),
+            gather,
+            limits,
+            grants,
+            sink,
+        }
+    }
+
+    /// A chunk of packed calls, all of whose outcomes go to `sink`; never gathered.
+    pub(crate) fn packed(
+        task: Task,
+        calls: PackedCalls,
+        limits: Resolved,
+        grants: Arc<Grants>,
+        sink: Arc<dyn Sink>,
+    ) -> Job {
+        Job {
+            task,
+            calls: Calls::Packed(calls),
+            gather: Gather::No,
+            limits,
+            grants,
+            sink: Some(sink),
+        }
+    }
+
+    /// How many items.
+    pub(crate) fn len(&self) -> usize {
+        match &self.calls {
+            Calls::Each(items) => items.len(),
+            Calls::Packed(packed) => packed.args.len(),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The pool-wide task number of the job's `i`-th item.
+    pub(crate) fn task_no(&self, i: usize) -> u64 {
+        match &self.calls {
+            Calls::Each(items) => items[i].task_no,
+            Calls::Packed(packed) => packed.task_no + i as u64,
+        }
+    }
+
+    /// The items, one by one, to rearrange: packed calls are unpacked first (each item with
+    /// its own arguments), and stay so.
+    pub(crate) fn items_mut(&mut self) -> &mut Vec<JobItem> {
+        if let Calls::Packed(packed) = &self.calls {
+            let items = packed
+                .args
+                .items()
+                .enumerate()
+                .map(|(i, args)| JobItem {
+                    index: packed.index + i,
+                    task_no: packed.task_no + i as u64,
+                    // The host packed them itself, from checked arguments.
+                    args: args.expect("packed arguments made by the host decode"),
+                    crashes: 0,
+                    sink: None,
+                })
+                .collect();
+            self.calls = Calls::Each(items);
+        }
+        match &mut self.calls {
+            Calls::Each(items) => items,
+            Calls::Packed(_) => unreachable!("unpacked above"),
+        }
+    }
+
+    /// What of a finished job's memory can serve a later one.
+    pub(crate) fn into_spare(self) -> Spare {
+        match self.calls {
+            Calls::Each(items) => Spare::Items(items),
+            Calls::Packed(packed) => Spare::Bytes(packed.args.into_bytes()),
+        }
+    }
+
+    /// Adds `other`'s items after this job's (gathering single submissions).
+    pub(crate) fn append(&mut self, mut other: Job) {
+        let more = std::mem::take(other.items_mut());
+        self.items_mut().extend(more);
+    }
+
+    /// The arguments of every item, as the wire's chunk carries them.
+    pub(crate) fn serialize_args<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match &self.calls {
+            Calls::Each(items) => crate::wire::Items::serialize_from(
+                items.iter().map(|item| item.args.as_slice()),
+                serializer,
+            ),
+            Calls::Packed(packed) => crate::wire::Items::serialize_packed(&packed.args, serializer),
+        }
+    }
+
+    /// Files the outcome of the job's `i`-th item.
+    pub(crate) fn deliver_at(&self, i: usize, outcome: Outcome) {
+        match &self.calls {
+            Calls::Each(items) => self.deliver(&items[i], outcome),
+            Calls::Packed(packed) => self.own_sink().deliver(packed.index + i, outcome),
+        }
+    }
+
+    /// The job's own sink, which every packed call's outcome goes to.
+    fn own_sink(&self) -> &dyn Sink {
+        self.sink
+            .as_deref()
+            .expect("packed calls have their job's sink")
+    }
+
+    /// Files the outcomes of the items from `first` on, one per item of `results`, all
+    /// successes of one number each, without an [`Outcome`] each, if the job's sink keeps
+    /// numbers; `false` (nothing filed) if not.
+    pub(crate) fn deliver_packed(&self, first: usize, results: &Packed) -> bool {
+        match &self.calls {
+            Calls::Packed(packed) if first + results.len() <= packed.args.len() => self
+                .own_sink()
+                .deliver_packed(packed.index + first, results),
+            _ => false,
+        }
+    }
     /// Where `item`'s outcome goes.
     pub(crate) fn sink_of<'a>(&'a self, item: &'a JobItem) -> &'a dyn Sink {
         match (&item.sink, &self.sink) {
@@ -123,7 +298,15 @@ impl Job {
         first: usize,
         outcomes: impl ExactSizeIterator<Item = Outcome>,
     ) {
-        let items = &self.items[first..first + outcomes.len()];
+        let items = match &self.calls {
+            Calls::Each(items) => &items[first..first + outcomes.len()],
+            Calls::Packed(packed) => {
+                let index = packed.index + first;
+                self.own_sink()
+                    .deliver_all(&mut outcomes.enumerate().map(|(i, o)| (index + i, o)));
+                return;
+            }
+        };
         match &self.sink {
             Some(sink) if items.iter().all(|item| item.sink.is_none()) => {
                 sink.deliver_all(&mut items.iter().zip(outcomes).map(|(i, o)| (i.index, o)));
@@ -149,8 +332,19 @@ impl Job {
         first: usize,
         outcomes: impl ExactSizeIterator<Item = (Outcome, Seen)>,
     ) {
-        let items = &self.items[first..first + outcomes.len()];
         let sink = self.sink.as_ref().expect("an observed job has a sink");
+        let items = match &self.calls {
+            Calls::Each(items) => &items[first..first + outcomes.len()],
+            Calls::Packed(packed) => {
+                let index = packed.index + first;
+                sink.deliver_seen(
+                    &mut outcomes
+                        .enumerate()
+                        .map(|(i, (outcome, seen))| (index + i, outcome, seen)),
+                );
+                return;
+            }
+        };
         sink.deliver_seen(
             &mut items
                 .iter()
@@ -162,8 +356,8 @@ impl Job {
     /// Fails every item of the job with the same error.
     pub(crate) fn fail_all(self, error: impl Fn(&str) -> TaskError) {
         let func = self.task.name();
-        for item in &self.items {
-            self.deliver(item, Err(error(func)));
+        for i in 0..self.len() {
+            self.deliver_at(i, Err(error(func)));
         }
     }
 
@@ -179,7 +373,7 @@ impl Job {
     pub(crate) fn split_off(&mut self, at: usize) -> Job {
         Job {
             task: self.task.clone(),
-            items: self.items.split_off(at),
+            calls: Calls::Each(self.items_mut().split_off(at)),
             gather: self.gather,
             limits: self.limits,
             grants: Arc::clone(&self.grants),
@@ -195,7 +389,7 @@ impl Job {
         if !self.task.is_batched() {
             return 1;
         }
-        let items = self.items.len().max(1);
+        let items = self.len().max(1);
         items.next_power_of_two().trailing_zeros() + 1
     }
 

@@ -102,20 +102,20 @@ impl Process {
             None => WorkerCommand::default_command()?,
         };
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
-        let job = Job {
-            task: self.task.clone(),
-            items: vec![JobItem {
+        let job = Job::new(
+            self.task.clone(),
+            vec![JobItem {
                 index: 0,
                 task_no: 0,
                 args,
                 crashes: 0,
                 sink: None,
             }],
-            gather: Gather::No,
-            limits: self.task.limits().resolve(),
-            grants: self.task.grants().cloned().unwrap_or_default(),
-            sink: Some(self.slot.clone()),
-        };
+            Gather::No,
+            self.task.limits().resolve(),
+            self.task.grants().cloned().unwrap_or_default(),
+            Some(self.slot.clone()),
+        );
         let settings = WorkerSettings {
             max_wasm_stack: DEFAULT_MAX_WASM_STACK,
             allow_files: !job.grants.dirs.is_empty(),
@@ -135,7 +135,7 @@ impl Process {
                 Err(e) => {
                     let func = job.task.name().to_string();
                     let detail = e.to_string();
-                    job.deliver(&job.items[0], Err(TaskError::Internal { func, detail }));
+                    job.deliver_at(0, Err(TaskError::Internal { func, detail }));
                     let _ = ready_tx.send(Err(e));
                     return;
                 }
@@ -144,7 +144,7 @@ impl Process {
             let name = job.task.name();
             let run = worker.run(&job, 0, |first, reported, per_item| {
                 for (i, stdout, stderr) in reported.output() {
-                    output.relay(job.items[first + i].task_no, name, stdout, stderr);
+                    output.relay(job.task_no(first + i), name, stdout, stderr);
                 }
                 reported.deliver(&job, first, stack, per_item);
             });
@@ -153,11 +153,11 @@ impl Process {
                 Err(SendError::Lost(stop)) => {
                     let func = name.to_string();
                     let error = stop.error(func, worker.pid(), &job.limits, 1);
-                    job.deliver(&job.items[0], Err(error));
+                    job.deliver_at(0, Err(error));
                 }
                 Err(SendError::TooLarge { bytes, module }) => {
                     let error = SendError::too_large(name, bytes, module);
-                    job.deliver(&job.items[0], Err(error));
+                    job.deliver_at(0, Err(error));
                 }
             }
             worker.shutdown();

@@ -98,7 +98,7 @@ impl JobQueue {
         if state.closed {
             return Err((job, Refused::Closed));
         }
-        state.items += job.items.len();
+        state.items += job.len();
         state.jobs.push_back(job);
         self.queued.fetch_add(1, Ordering::Release);
         let wake = state.sleepers > 0 && self.spinning.load(Ordering::Acquire) == 0;
@@ -230,14 +230,14 @@ impl JobQueue {
         let share = super::job::default_chunksize(state.items, drivers).min(MAX_GATHERED_ITEMS);
         let mut taken = 1;
         while let Some(next) = state.jobs.front()
-            && job.items.len() + next.items.len() <= share
+            && job.len() + next.len() <= share
             && job.same_call(next)
         {
             let next = state.jobs.pop_front().expect("just seen");
-            job.items.extend(next.items);
+            job.append(next);
             taken += 1;
         }
-        state.items -= job.items.len();
+        state.items -= job.len();
         self.queued.fetch_sub(taken, Ordering::Release);
         // Work is left and nobody may be looking: pass the wake-up on.
         if !state.jobs.is_empty() && state.sleepers > 0 {
@@ -274,9 +274,9 @@ mod tests {
     }
 
     fn job(task: &Task, items: usize, gather: Gather, grants: &Arc<Grants>) -> Job {
-        Job {
-            task: task.clone(),
-            items: (0..items)
+        Job::new(
+            task.clone(),
+            (0..items)
                 .map(|i| JobItem {
                     index: i,
                     task_no: i as u64,
@@ -286,10 +286,10 @@ mod tests {
                 })
                 .collect(),
             gather,
-            limits: Limits::new().resolve(),
-            grants: Arc::clone(grants),
-            sink: None,
-        }
+            Limits::new().resolve(),
+            Arc::clone(grants),
+            None,
+        )
     }
 
     #[test]
@@ -319,7 +319,7 @@ mod tests {
         let mut taken = Vec::new();
         while queue.queued.load(Ordering::Acquire) > 0 {
             let j = queue.next(2, queue.take_spin_turn(), NOT_IDLE).unwrap();
-            taken.push((j.task.name().to_string(), j.gather, j.items.len()));
+            taken.push((j.task.name().to_string(), j.gather, j.len()));
         }
         let sizes: Vec<usize> = taken.iter().map(|t| t.2).collect();
         assert_eq!(sizes.iter().sum::<usize>(), 21, "{taken:?}");
@@ -376,7 +376,7 @@ mod tests {
                 let patience = Duration::from_millis(20);
                 queue
                     .next(2, queue.take_spin_turn(), (patience, on_idle))
-                    .map(|job| job.items.len())
+                    .map(|job| job.len())
             })
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(10);

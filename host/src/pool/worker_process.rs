@@ -29,7 +29,7 @@ use crate::wire::{
     RunRef, WASMPOOL_VERSION, WireError, WorkerMsg, WorkerSettings,
 };
 
-use super::job::{Gather, Job, JobItem};
+use super::job::{Gather, Job};
 use super::link::{LinkReader, LinkState};
 use super::outcome::Reported;
 use super::worker_command::WorkerCommand;
@@ -653,7 +653,7 @@ impl WorkerProcess {
         let mut next = 0;
         let result = (|| {
             let mut progress = Instant::now();
-            while next < job.items.len() {
+            while next < job.len() {
                 // Spin for the answer only when answers usually come within the spin: for
                 // long items, spinning would only take a core from the workers.
                 let spin = self.typical_wait <= spin::SPIN;
@@ -680,7 +680,7 @@ impl WorkerProcess {
                         return Err((Why::Overran, detail));
                     }
                 }
-                let left = job.items.len() - next;
+                let left = job.len() - next;
                 let reported = self
                     .read_outcomes(chunk_id, next, left)
                     .map_err(|detail| (Why::Crashed, detail))?;
@@ -767,7 +767,7 @@ impl WorkerProcess {
             chunk_id,
             module: &id,
             func: job.task.name(),
-            items: ArgsOf(&job.items),
+            items: ArgsOf(job),
             limits: &job.limits,
             grants: &job.grants,
             // Only the items of one caller's chunk may share an instance; gathered single
@@ -1070,11 +1070,11 @@ fn compatible(engine: &EngineInfo, metering: Metering) -> bool {
 }
 
 /// The arguments of a job's items, serialized as the [`crate::wire::Chunk`]'s `items`.
-struct ArgsOf<'a>(&'a [JobItem]);
+struct ArgsOf<'a>(&'a Job);
 
 impl serde::Serialize for ArgsOf<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        wire::Items::serialize_from(self.0.iter().map(|item| item.args.as_slice()), serializer)
+        self.0.serialize_args(serializer)
     }
 }
 

@@ -14,6 +14,7 @@ use serde_json::Value as Json;
 use smallvec::SmallVec;
 
 use super::json::{Names, args_from_json, results_json, spread_args};
+use super::wire::{Kind, unpack};
 use super::{ArgsError, ArgsShape, Signature, Value, Values};
 use crate::error::TaskError;
 
@@ -297,6 +298,53 @@ pub(crate) fn typed<R: serde::de::DeserializeOwned>(
     })
 }
 
+/// The one number `word` of `kind` (a result filed packed, see
+/// [`crate::values::wire::Packed::number_bytes`]) into the caller's type, exactly as [`typed`]
+/// converts the same result as a [`Value`] (the deserializer [`scalar_result`] picks for it),
+/// but straight from the word: this runs once per item of a map, on the caller's thread,
+/// after the last result is in.
+pub(crate) fn typed_number<R: serde::de::DeserializeOwned>(
+    func: &str,
+    kind: Kind,
+    word: u64,
+) -> Result<R, TaskError> {
+    use serde::de::value::{BoolDeserializer, F64Deserializer, I64Deserializer, U64Deserializer};
+    type E = serde_json::Error;
+    let signed = |n: i64| R::deserialize(I64Deserializer::<E>::new(n));
+    let unsigned = |n: u64| R::deserialize(U64Deserializer::<E>::new(n));
+    let float = |x: f64| R::deserialize(F64Deserializer::<E>::new(x));
+    let converted = match kind {
+        Kind::Bool => R::deserialize(BoolDeserializer::<E>::new(word != 0)),
+        Kind::S8 => signed(i64::from(word as i8)),
+        Kind::S16 => signed(i64::from(word as i16)),
+        Kind::S32 => signed(i64::from(word as i32)),
+        Kind::S64 if (word as i64) < 0 => signed(word as i64),
+        Kind::S64 => unsigned(word),
+        Kind::U8 => unsigned(u64::from(word as u8)),
+        Kind::U16 => unsigned(u64::from(word as u16)),
+        Kind::U32 => unsigned(u64::from(word as u32)),
+        Kind::U64 => unsigned(word),
+        Kind::F32 if f32::from_bits(word as u32).is_finite() => {
+            float(f64::from(f32::from_bits(word as u32)))
+        }
+        Kind::F64 if f64::from_bits(word).is_finite() => float(f64::from_bits(word)),
+        // Characters, and floats that are no JSON numbers: through their value.
+        _ => {
+            return match unpack(kind, word) {
+                Ok(value) => typed(func, &Ok(smallvec::smallvec![value])),
+                Err(detail) => Err(TaskError::Internal {
+                    func: func.to_string(),
+                    detail,
+                }),
+            };
+        }
+    };
+    converted.map_err(|e| TaskError::ResultType {
+        func: func.to_string(),
+        detail: e.to_string(),
+    })
+}
+
 /// A number, boolean, character or string result straight into the caller's type, exactly as
 /// through its JSON form (see [`super::json::to_rust_json`]) but without building it: the common case of a
 /// `map` over numbers pays no allocation here. `None` for other values.
@@ -433,6 +481,53 @@ mod tests {
         }
         assert!(scalar_result::<f64>(&Value::F64(f64::NAN)).is_none());
         assert!(scalar_result::<i64>(&Value::List(vec![])).is_none());
+    }
+
+    #[test]
+    fn packed_numbers_convert_exactly_as_their_values() {
+        use crate::values::wire::pack;
+        fn same<R: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(v: &Value) {
+            let (kind, word) = pack(v).expect("a number");
+            let direct = typed_number::<R>("f", kind, word);
+            let through_value = typed::<R>("f", &Ok(smallvec::smallvec![v.clone()]));
+            assert_eq!(
+                direct,
+                through_value,
+                "{v:?} as {}",
+                std::any::type_name::<R>()
+            );
+        }
+        let values = [
+            Value::Bool(false),
+            Value::S8(-1),
+            Value::S8(100),
+            Value::U8(255),
+            Value::S16(-300),
+            Value::U16(60_000),
+            Value::S32(i32::MIN),
+            Value::U32(u32::MAX),
+            Value::S64(-5),
+            Value::S64(7),
+            Value::S64(i64::MAX),
+            Value::U64(u64::MAX),
+            Value::F32(-0.25),
+            Value::F32(f32::NAN),
+            Value::F64(2.5),
+            Value::F64(f64::NEG_INFINITY),
+            Value::Char('λ'),
+        ];
+        for v in &values {
+            same::<i64>(v);
+            same::<u8>(v);
+            same::<i8>(v);
+            same::<u64>(v);
+            same::<f64>(v);
+            same::<f32>(v);
+            same::<bool>(v);
+            same::<String>(v);
+            same::<char>(v);
+            same::<serde_json::Value>(v);
+        }
     }
 
     #[test]

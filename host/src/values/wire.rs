@@ -94,7 +94,9 @@ pub(crate) fn kinds_of(values: &[Value]) -> Option<SmallVec<[Kind; 4]>> {
         .collect()
 }
 
-fn pack(value: &Value) -> Option<(Kind, u64)> {
+/// A number's kind and its word (a boolean or character counts as a number); `None` for any
+/// other value.
+pub(crate) fn pack(value: &Value) -> Option<(Kind, u64)> {
     Some(match *value {
         Value::Bool(b) => (Kind::Bool, u64::from(b)),
         Value::S8(n) => (Kind::S8, n as u64),
@@ -182,9 +184,37 @@ impl Packed {
         true
     }
 
+    /// A pack of `count` items of these kinds, from their words already laid out as the pack
+    /// keeps them (`kinds.len()` little-endian words per item): what
+    /// [`crate::values::pack::Packer`] makes straight from a caller's numbers.
+    pub(crate) fn from_bytes(kinds: SmallVec<[Kind; 4]>, count: u32, words: Vec<u8>) -> Self {
+        debug_assert_eq!(words.len(), kinds.len() * 8 * count as usize);
+        Packed {
+            kinds,
+            count,
+            words: Bytes(words),
+        }
+    }
+
     /// How many items.
     pub(crate) fn len(&self) -> usize {
         self.count as usize
+    }
+
+    /// The pack's bytes, to reuse their memory.
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        self.words.0
+    }
+
+    /// For items of one number each, their kind and their words as the pack keeps them (8
+    /// little-endian bytes an item), in order; `None` for items of another arity, or a pack
+    /// whose bytes do not match its count. Read in place: how a run of results is filed
+    /// without a [`Value`] each.
+    pub(crate) fn number_bytes(&self) -> Option<(Kind, &[u8])> {
+        match self.kinds.as_slice() {
+            [kind] if self.words.0.len() == 8 * self.len() => Some((*kind, &self.words.0)),
+            _ => None,
+        }
     }
 
     /// For items of one number each, their kind and their numbers as words, in order (a

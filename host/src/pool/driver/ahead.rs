@@ -41,7 +41,7 @@ pub(super) fn send_ahead(shared: &Shared, worker: &mut WorkerProcess, held: &mut
         return;
     }
     let mut in_pipe: usize = held.iter().map(|h| h.ahead_bytes).sum();
-    let items_ahead: usize = held.iter().skip(1).map(|h| h.job.items.len()).sum();
+    let items_ahead: usize = held.iter().skip(1).map(|h| h.job.len()).sum();
     let mut work_ahead = worker.typical_wait.saturating_mul(items_ahead as u32);
     // A remote worker keeps enough ahead to cover its link's round trip (its driver's share
     // of the queue still bounds it: local workers are not starved).
@@ -68,9 +68,7 @@ pub(super) fn send_ahead(shared: &Shared, worker: &mut WorkerProcess, held: &mut
                     ahead.sent = Some(id);
                     ahead.ahead_bytes = bytes;
                     in_pipe += bytes;
-                    work_ahead += worker
-                        .typical_wait
-                        .saturating_mul(ahead.job.items.len() as u32);
+                    work_ahead += worker.typical_wait.saturating_mul(ahead.job.len() as u32);
                     wrote = true;
                 }
                 // Not now: it waits for its turn, when a frame too large is dealt with.
