@@ -553,6 +553,17 @@ fn a_closed_stdout_ends_a_slow_map_at_once() {
     assert!(workers.iter().all(|&w| !alive(w)), "workers left behind");
 }
 
+/// How many bytes written to a child's stdin it has not read yet.
+fn unread(stdin: &std::process::ChildStdin) -> i32 {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD on a pipe we own (either end counts what waits in it) into an int.
+    if unsafe { libc::ioctl(stdin.as_raw_fd(), libc::FIONREAD, &mut n) } < 0 {
+        return -1;
+    }
+    n
+}
+
 #[test]
 fn sighup_is_handled_like_sigterm() {
     let mut child = spawn(&["map", "builtin:sleep", "sleep", "-j", "1"]);
@@ -563,6 +574,13 @@ fn sighup_is_handled_like_sigterm() {
         || children(pid).len() == 1,
         std::time::Duration::from_secs(10)
     ));
+    // The line read (a signal before it is read leaves it unread, with no line out), then
+    // a moment for its task to start.
+    assert!(wait_for(
+        || unread(&stdin) == 0,
+        std::time::Duration::from_secs(10)
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(200));
     let workers = children(pid);
     // SAFETY: SIGHUP to the child we started.
     unsafe { libc::kill(pid as i32, libc::SIGHUP) };
