@@ -34,7 +34,7 @@ fi
 echo "installs: $((SECONDS - started)) s"
 
 export WASMPOOL_REQUIRE_CLUSTER=1
-cargo test --release --test all remote::
+cargo test --release --test all -- remote:: remote_shared::
 cargo test --release --test remote
 
 # Nothing of the tests' is left: no remote worker, no daemon started from a test's directory.
