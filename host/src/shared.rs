@@ -134,6 +134,22 @@ pub(crate) enum Object {
 }
 
 impl Object {
+    /// A pipe end's other end: the same two rings, turned round.
+    pub(crate) fn other_end(&self) -> Option<Object> {
+        match *self {
+            Object::PipeEnd {
+                inbox,
+                outbox,
+                capacity,
+            } => Some(Object::PipeEnd {
+                inbox: outbox,
+                outbox: inbox,
+                capacity,
+            }),
+            _ => None,
+        }
+    }
+
     /// The lock at the head of a region object.
     pub(crate) fn lock_at(&self) -> Option<u64> {
         match *self {
@@ -277,22 +293,26 @@ impl SharedObjects {
     /// Whether `object` is one of this pool's, exactly as made (a pipe's second end is its
     /// first turned round): what a remote worker's request must name (see [`remote`]).
     pub(crate) fn holds(&self, object: &Object) -> bool {
-        let other_end = match *object {
-            Object::PipeEnd {
-                inbox,
-                outbox,
-                capacity,
-            } => Some(Object::PipeEnd {
-                inbox: outbox,
-                outbox: inbox,
-                capacity,
-            }),
-            _ => None,
-        };
+        let other_end = object.other_end();
         self.directory()
             .names
             .values()
             .any(|o| o == object || Some(*o) == other_end)
+    }
+
+    /// Claims `name` for a pipe whose two directions hold `capacity` bytes each; its ends.
+    fn add_pipe(&self, name: &str, capacity: u64) -> Result<(Object, Object), Error> {
+        let ring = RING_HEADER + capacity;
+        let a = self.add(name, Some(2 * ring), |at| {
+            let at = at.expect("a region object");
+            Object::PipeEnd {
+                inbox: at,
+                outbox: at + ring,
+                capacity,
+            }
+        })?;
+        let b = a.other_end().expect("made as a pipe end");
+        Ok((a, b))
     }
 
     pub(crate) fn dict(&self, id: u64) -> Result<Arc<Dict>, SharedFailure> {
@@ -334,6 +354,11 @@ fn host_pid() -> u32 {
 /// The deadline of a wait of `timeout`.
 fn deadline(timeout: Option<Duration>) -> Option<Instant> {
     timeout.map(|t| Instant::now() + t)
+}
+
+/// The deadline of a wait of `wait_ms` milliseconds from now, as a task's request gives it.
+pub(crate) fn deadline_in_ms(wait_ms: Option<u32>) -> Option<Instant> {
+    deadline(wait_ms.map(|ms| Duration::from_millis(ms.into())))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -455,28 +480,7 @@ impl crate::Pool {
     /// `NAME.b`.
     pub fn pipe(&self, name: &str) -> Result<(PipeEnd, PipeEnd), Error> {
         let objects = self.objects();
-        let ring = RING_HEADER + PIPE_BYTES;
-        let a = objects.add(name, Some(2 * ring), |at| {
-            let at = at.expect("a region object");
-            Object::PipeEnd {
-                inbox: at,
-                outbox: at + ring,
-                capacity: PIPE_BYTES,
-            }
-        })?;
-        let Object::PipeEnd {
-            inbox,
-            outbox,
-            capacity,
-        } = a
-        else {
-            unreachable!("made as a pipe end")
-        };
-        let b = Object::PipeEnd {
-            inbox: outbox,
-            outbox: inbox,
-            capacity,
-        };
+        let (a, b) = objects.add_pipe(name, PIPE_BYTES)?;
         Ok((
             PipeEnd(Handle::new(objects, &format!("{name}.a"), a)),
             PipeEnd(Handle::new(objects, &format!("{name}.b"), b)),

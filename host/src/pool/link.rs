@@ -230,27 +230,19 @@ fn shared_request(
     pid: u32,
     state: &Arc<LinkState>,
 ) {
+    let refuse = |detail: &str| {
+        reply(
+            stdin,
+            SharedReply::Failed(SharedFailure::Other(detail.into())),
+        );
+    };
     let request = match wire::decode::<WorkerMsg>(payload) {
         Ok(WorkerMsg::Shared(request)) => request,
-        Ok(_) | Err(_) => {
-            reply(
-                stdin,
-                SharedReply::Failed(SharedFailure::Other(
-                    "the host could not read this shared-state request".into(),
-                )),
-            );
-            return;
-        }
+        Ok(_) | Err(_) => return refuse("the host could not read this shared-state request"),
     };
     if server.is_none() {
         let Some(objects) = state.objects.get().cloned() else {
-            reply(
-                stdin,
-                SharedReply::Failed(SharedFailure::Other(
-                    "this worker was given no shared state".into(),
-                )),
-            );
-            return;
+            return refuse("this worker was given no shared state");
         };
         let (tx, requests) = crossbeam_channel::unbounded();
         let writer = Arc::clone(stdin);
@@ -263,13 +255,7 @@ fn shared_request(
                 });
             });
         if started.is_err() {
-            reply(
-                stdin,
-                SharedReply::Failed(SharedFailure::Other(
-                    "the host cannot start a thread to serve this worker's shared state".into(),
-                )),
-            );
-            return;
+            return refuse("the host cannot start a thread to serve this worker's shared state");
         }
         *server = Some(tx);
     }

@@ -56,9 +56,7 @@ pub(crate) fn answer(
         ));
     }
     let region = &objects.region;
-    let deadline = |wait_ms: Option<u32>| {
-        wait_ms.map(|ms| Instant::now() + Duration::from_millis(u64::from(ms)))
-    };
+    let deadline = super::deadline_in_ms;
     match (op, object) {
         (SharedOp::Acquire { wait_ms }, object) => match lock_of(object) {
             Some(at) => acquire(objects, at, holder, deadline(wait_ms), still_wanted),
@@ -379,30 +377,7 @@ mod tests {
         assert_eq!(get(Some(10)), SharedReply::Failed(SharedFailure::Closed));
 
         // A pipe's second end is not in the directory, but is the pool's all the same.
-        let ring = RING_HEADER + 4096;
-        let a = objects
-            .add("p", Some(2 * ring), |at| {
-                let at = at.unwrap();
-                Object::PipeEnd {
-                    inbox: at,
-                    outbox: at + ring,
-                    capacity: 4096,
-                }
-            })
-            .unwrap();
-        let Object::PipeEnd {
-            inbox,
-            outbox,
-            capacity,
-        } = a
-        else {
-            unreachable!()
-        };
-        let b = Object::PipeEnd {
-            inbox: outbox,
-            outbox: inbox,
-            capacity,
-        };
+        let (a, b) = objects.add_pipe("p", 4096).unwrap();
         let item = b"hello".to_vec();
         assert_eq!(
             ask(

@@ -15,12 +15,11 @@
 use std::fs::File;
 use std::io::{BufReader, Write};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
-use crate::shared::Object;
 use crate::shared::numbers::{self, Number};
 use crate::shared::region::Region;
 use crate::shared::ring::Ring;
+use crate::shared::{Object, deadline_in_ms as deadline};
 use crate::spin::SpinRead;
 use crate::wire::{
     self, DictReply, DictRequest, SharedFailure, SharedOp, SharedReply, SharedRequest, WorkerMsg,
@@ -104,10 +103,6 @@ fn refused(failure: SharedFailure) -> wasmtime::Error {
         SharedFailure::Gone => wasmtime::Error::msg("the pool is closing"),
         other => wasmtime::Error::msg(format!("{other:?}")),
     }
-}
-
-fn deadline(wait_ms: Option<u32>) -> Option<Instant> {
-    wait_ms.map(|ms| Instant::now() + Duration::from_millis(ms.into()))
 }
 
 /// A worker's waits are wanted until they end: the host kills a worker whose pool ends.
