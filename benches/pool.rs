@@ -13,7 +13,9 @@
 //! which side it is on. `-- --tiny-only` runs only the rows of tiny items (the maps of
 //! `square`, the batch map of a million) against Python's tiny maps, in about 30 s. `-- --ssh`
 //! runs only the rows of remote workers (ssh on 127.0.0.1, an sshd of its own, next to local
-//! workers), which the full run ends with when sshd is installed.
+//! workers), which the full run ends with when sshd is installed. `-- --shared-code-only`
+//! runs only the rows of the Python and JavaScript tasks (start-up, calls, the memory of
+//! workers sharing their code) and of a small module's start-up, in about 15 s.
 
 use std::time::{Duration, Instant};
 
