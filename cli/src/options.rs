@@ -162,7 +162,7 @@ impl RemoteArgs {
             launcher = launcher.startup_timeout(timeout);
         }
         if let Some(timeout) = self.link_timeout {
-            launcher = launcher.heartbeat(timeout / 5, timeout);
+            launcher = launcher.link_timeout(timeout);
         }
         let mut builder = builder.local(self.local.unwrap_or(0));
         match &self.hosts {

@@ -26,6 +26,14 @@ fn wasmpool(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// A `--worker-cmd` through our sshd, with its client configuration.
+fn ssh_template(sshd: &Sshd) -> String {
+    format!(
+        "ssh -F {} -T {{host}} {{bin}} worker",
+        sshd.config().display()
+    )
+}
+
 fn numbers(n: u64) -> String {
     (1..=n).map(|i| format!("{i}\n")).collect()
 }
@@ -39,10 +47,7 @@ fn map_and_run_over_ssh_workers_with_a_template_of_ones_own() {
     let Some(sshd) = Sshd::start("cli remote::map_and_run_over_ssh_workers") else {
         return;
     };
-    let template = format!(
-        "ssh -F {} -T {{host}} {{bin}} worker",
-        sshd.config().display()
-    );
+    let template = ssh_template(&sshd);
     let started = Instant::now();
     let out = wasmpool(
         &[
@@ -209,10 +214,7 @@ fn shared_objects_reach_items_on_ssh_workers() {
     let dir = tempfile::tempdir().unwrap();
     let shared = dir.path().join("shared.wasm");
     std::fs::write(&shared, wasmpool_artifacts::SHARED.wasm).unwrap();
-    let template = format!(
-        "ssh -F {} -T {{host}} {{bin}} worker",
-        sshd.config().display()
-    );
+    let template = ssh_template(&sshd);
     let out = wasmpool(
         &[
             "map",

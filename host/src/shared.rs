@@ -782,20 +782,8 @@ pub struct SharedQueue(Handle);
 impl Handle {
     /// The ring of a queue, or (`outbox`) the ring a pipe end sends into, else its inbox.
     fn ring(&self, outbox: bool) -> Ring<'_> {
-        let (at, capacity, max_items) = match self.object {
-            Object::Queue {
-                at,
-                capacity,
-                max_items,
-            } => (at, capacity, max_items),
-            Object::PipeEnd {
-                inbox,
-                outbox: out,
-                capacity,
-            } => (if outbox { out } else { inbox }, capacity, 0),
-            _ => unreachable!("only queues and pipes have rings"),
-        };
-        Ring::new(&self.objects.region, at, capacity, max_items).expect("placed by the host")
+        Ring::of(&self.objects.region, self.object, outbox)
+            .expect("only queues and pipes, placed by the host, have rings")
     }
 
     fn still_open(&self) -> impl Fn() -> bool + '_ {

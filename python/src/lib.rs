@@ -220,8 +220,7 @@ impl RemoteSpec {
             launcher = launcher.startup_timeout(secs(t)?);
         }
         if let Some(t) = link_timeout {
-            let silence = secs(t)?;
-            launcher = launcher.heartbeat(silence / 5, silence);
+            launcher = launcher.link_timeout(secs(t)?);
         }
         Ok(RemoteSpec {
             launcher,

@@ -278,6 +278,7 @@ impl Job {
             _ => false,
         }
     }
+
     /// Where `item`'s outcome goes.
     pub(crate) fn sink_of<'a>(&'a self, item: &'a JobItem) -> &'a dyn Sink {
         match (&item.sink, &self.sink) {

@@ -152,6 +152,13 @@ impl Launcher {
         self
     }
 
+    /// How long its workers' links may stay silent before they are taken as lost, with a
+    /// heartbeat every fifth of it: [`Launcher::heartbeat`] as the command line's
+    /// `--link-timeout` and Python's `link_timeout=` give it.
+    pub fn link_timeout(self, timeout: Duration) -> Self {
+        self.heartbeat(timeout / 5, timeout)
+    }
+
     /// How long its workers may take to start (see [`WorkerCommand::startup_timeout`]).
     pub fn startup_timeout(mut self, timeout: Duration) -> Self {
         self.startup = Some(timeout);

@@ -201,6 +201,84 @@ fn float(kind: Kind, x: f64) -> Result<u64, Refused> {
     word(kind, value)
 }
 
+/// The methods of a serializer of numbers ([`Number`], [`Spread`]) for everything else: an
+/// option's value and a newtype's inner value are serialized as themselves (as serde_json
+/// does), all the rest is refused.
+macro_rules! refuse_all_but_numbers {
+    ($ok:ty) => {
+        fn serialize_str(self, _v: &str) -> Result<$ok, Refused> {
+            Err(Refused)
+        }
+        fn serialize_bytes(self, _v: &[u8]) -> Result<$ok, Refused> {
+            Err(Refused)
+        }
+        fn serialize_none(self) -> Result<$ok, Refused> {
+            Err(Refused)
+        }
+        fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<$ok, Refused> {
+            value.serialize(self)
+        }
+        fn serialize_unit(self) -> Result<$ok, Refused> {
+            Err(Refused)
+        }
+        fn serialize_unit_struct(self, _name: &'static str) -> Result<$ok, Refused> {
+            Err(Refused)
+        }
+        fn serialize_unit_variant(
+            self,
+            _name: &'static str,
+            _index: u32,
+            _variant: &'static str,
+        ) -> Result<$ok, Refused> {
+            Err(Refused)
+        }
+        fn serialize_newtype_struct<T: Serialize + ?Sized>(
+            self,
+            _name: &'static str,
+            value: &T,
+        ) -> Result<$ok, Refused> {
+            value.serialize(self)
+        }
+        fn serialize_newtype_variant<T: Serialize + ?Sized>(
+            self,
+            _name: &'static str,
+            _index: u32,
+            _variant: &'static str,
+            _value: &T,
+        ) -> Result<$ok, Refused> {
+            Err(Refused)
+        }
+        fn serialize_tuple_variant(
+            self,
+            _name: &'static str,
+            _index: u32,
+            _variant: &'static str,
+            _len: usize,
+        ) -> Result<Self::SerializeTupleVariant, Refused> {
+            Err(Refused)
+        }
+        fn serialize_map(self, _len: Option<usize>) -> Result<Self::SerializeMap, Refused> {
+            Err(Refused)
+        }
+        fn serialize_struct(
+            self,
+            _name: &'static str,
+            _len: usize,
+        ) -> Result<Self::SerializeStruct, Refused> {
+            Err(Refused)
+        }
+        fn serialize_struct_variant(
+            self,
+            _name: &'static str,
+            _index: u32,
+            _variant: &'static str,
+            _len: usize,
+        ) -> Result<Self::SerializeStructVariant, Refused> {
+            Err(Refused)
+        }
+    };
+}
+
 /// One number of `kind`, serialized straight into its word.
 struct Number(Kind);
 
@@ -252,48 +330,6 @@ impl ser::Serializer for Number {
     fn serialize_char(self, v: char) -> Result<u64, Refused> {
         word(self.0, Value::Char(v))
     }
-    fn serialize_str(self, _v: &str) -> Result<u64, Refused> {
-        Err(Refused)
-    }
-    fn serialize_bytes(self, _v: &[u8]) -> Result<u64, Refused> {
-        Err(Refused)
-    }
-    fn serialize_none(self) -> Result<u64, Refused> {
-        Err(Refused)
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<u64, Refused> {
-        value.serialize(self)
-    }
-    fn serialize_unit(self) -> Result<u64, Refused> {
-        Err(Refused)
-    }
-    fn serialize_unit_struct(self, _name: &'static str) -> Result<u64, Refused> {
-        Err(Refused)
-    }
-    fn serialize_unit_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-    ) -> Result<u64, Refused> {
-        Err(Refused)
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _name: &'static str,
-        value: &T,
-    ) -> Result<u64, Refused> {
-        value.serialize(self)
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _value: &T,
-    ) -> Result<u64, Refused> {
-        Err(Refused)
-    }
     fn serialize_seq(self, _len: Option<usize>) -> Result<Self::SerializeSeq, Refused> {
         Err(Refused)
     }
@@ -307,34 +343,8 @@ impl ser::Serializer for Number {
     ) -> Result<Self::SerializeTupleStruct, Refused> {
         Err(Refused)
     }
-    fn serialize_tuple_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeTupleVariant, Refused> {
-        Err(Refused)
-    }
-    fn serialize_map(self, _len: Option<usize>) -> Result<Self::SerializeMap, Refused> {
-        Err(Refused)
-    }
-    fn serialize_struct(
-        self,
-        _name: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeStruct, Refused> {
-        Err(Refused)
-    }
-    fn serialize_struct_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeStructVariant, Refused> {
-        Err(Refused)
-    }
+
+    refuse_all_but_numbers!(u64);
 }
 
 /// An argument list spread over the parameters: one number for a task of one parameter, or
@@ -447,48 +457,6 @@ impl<'a> ser::Serializer for Spread<'a> {
         serialize_char(char)
     );
 
-    fn serialize_str(self, _v: &str) -> Result<(), Refused> {
-        Err(Refused)
-    }
-    fn serialize_bytes(self, _v: &[u8]) -> Result<(), Refused> {
-        Err(Refused)
-    }
-    fn serialize_none(self) -> Result<(), Refused> {
-        Err(Refused)
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Refused> {
-        value.serialize(self)
-    }
-    fn serialize_unit(self) -> Result<(), Refused> {
-        Err(Refused)
-    }
-    fn serialize_unit_struct(self, _name: &'static str) -> Result<(), Refused> {
-        Err(Refused)
-    }
-    fn serialize_unit_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-    ) -> Result<(), Refused> {
-        Err(Refused)
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _name: &'static str,
-        value: &T,
-    ) -> Result<(), Refused> {
-        value.serialize(self)
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _value: &T,
-    ) -> Result<(), Refused> {
-        Err(Refused)
-    }
     fn serialize_seq(self, len: Option<usize>) -> Result<Elements<'a>, Refused> {
         self.elements(len)
     }
@@ -502,34 +470,8 @@ impl<'a> ser::Serializer for Spread<'a> {
     ) -> Result<Elements<'a>, Refused> {
         self.elements(Some(len))
     }
-    fn serialize_tuple_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeTupleVariant, Refused> {
-        Err(Refused)
-    }
-    fn serialize_map(self, _len: Option<usize>) -> Result<Self::SerializeMap, Refused> {
-        Err(Refused)
-    }
-    fn serialize_struct(
-        self,
-        _name: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeStruct, Refused> {
-        Err(Refused)
-    }
-    fn serialize_struct_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeStructVariant, Refused> {
-        Err(Refused)
-    }
+
+    refuse_all_but_numbers!(());
 }
 
 #[cfg(test)]

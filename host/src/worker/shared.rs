@@ -98,7 +98,6 @@ pub struct PipeRes {
 #[derive(Debug)]
 #[allow(unreachable_pub)] // bindgen's modules re-export it with `pub use`.
 pub struct BucketRes {
-    object: Object,
     id: u64,
 }
 
@@ -300,11 +299,6 @@ impl ComponentState {
             Ok(value) => Ok(Ok(value)),
             Err(failure) => Ok(Err(served_error(&self.shared, failure)?)),
         }
-    }
-
-    fn bucket(&self, b: &Resource<BucketRes>) -> wasmtime::Result<(Object, u64)> {
-        let &BucketRes { object, id } = self.table.get(b)?;
-        Ok((object, id))
     }
 }
 
@@ -633,8 +627,8 @@ fn ask(
     b: &Resource<BucketRes>,
     request: impl FnOnce(u64) -> DictRequest,
 ) -> wasmtime::Result<DictReply> {
-    let (object, dict) = state.bucket(b)?;
-    shared()?.dict(object, request(dict))
+    let dict = state.table.get(b)?.id;
+    shared()?.dict(Object::Dict { id: dict }, request(dict))
 }
 
 impl wasi::keyvalue::store::Host for ComponentState {
@@ -643,7 +637,7 @@ impl wasi::keyvalue::store::Host for ComponentState {
         identifier: String,
     ) -> wasmtime::Result<Result<Resource<BucketRes>, KvError>> {
         match self.shared.find(&identifier, |object| match object {
-            Object::Dict { id } => Some(BucketRes { object, id }),
+            Object::Dict { id } => Some(BucketRes { id }),
             _ => None,
         }) {
             Some(bucket) => Ok(Ok(self.table.push(bucket)?)),
